@@ -1,0 +1,36 @@
+# leadsms: two commands on a fresh machine.
+#   make demo   the whole system with demo data (embedded PostgreSQL/Redis when none configured)
+#   make test   creates .venv, installs, runs the suite
+PYTHON ?= python3.11
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+
+.PHONY: test demo bench faults venv clean
+
+$(VENV)/bin/python:
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "make: $(PYTHON) not found (set PYTHON=...)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+$(STAMP): $(VENV)/bin/python pyproject.toml
+	$(PIP) install --quiet -e '.[test,demo]'
+	@rm -f $(VENV)/.installed-*; touch $(STAMP)
+
+venv: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+demo: $(STAMP)
+	$(VENV)/bin/leadsms demo
+
+bench: $(STAMP)
+	$(VENV)/bin/leadsms bench all
+
+faults: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider -m faults tests/faults $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) .leadsms .pytest_cache

