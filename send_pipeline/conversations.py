@@ -38,10 +38,3 @@ async def bump_conversation(conn: asyncpg.Connection, conversation_id: int) -> N
         conversation_id,
     )
 
-
-async def relink_newest_lead(conn: asyncpg.Connection, firm_id: int, phone_e164: str) -> None:
-    """Point the phone's conversation (if any) at its newest signup; intake calls this."""
-    await conn.execute(
-        f"UPDATE conversations SET lead_id = ({NEWEST_LEAD_SQL}) WHERE firm_id = $1 AND phone_e164 = $2",
-        firm_id, phone_e164,
-    )
