@@ -91,7 +91,7 @@ async def resolve_postgres(embedded: Embedded) -> str:
 
 
 def resolve_redis(embedded: Embedded) -> str:
-    url = os.environ.get("TEST_REDIS_URL", DEFAULT_REDIS)
+    url = os.environ.get("TEST_REDIS_URL") or DEFAULT_REDIS.rsplit("/", 1)[0] + "/" + os.environ.get("TEST_REDIS_DB", "15")
     if _redis_reachable(url):
         return url
     return embedded.redis_url()
