@@ -1,7 +1,69 @@
-"""HTTP routes of this package (filled in by its issue)."""
+"""HTTP routes of the send pipeline: conversations, threads, messages, sends.
+
+Handlers parse and validate, call `service`, and answer; the service raises `HttpError`
+for every refusal (the middleware turns it into `{"error", "code"}`).
+"""
+
+from __future__ import annotations
 
 from aiohttp import web
+
+from send_pipeline import service
+from send_pipeline.messages import clean_body
+from shared.errors import HttpError
+from shared.web import DEPS, json_response, path_id, read_json, user_id
+
+
+async def open_conversation(request: web.Request) -> web.Response:
+    data = await read_json(request)
+    lead_id = data.get("lead_id")
+    if isinstance(lead_id, bool) or not isinstance(lead_id, int):
+        raise HttpError(400, "invalid_lead_id", "Send the lead's id as an integer \"lead_id\".")
+    if not 1 <= lead_id <= 2**63 - 1:
+        raise HttpError(404, "not_found", "No such lead.")
+    body, created = await service.open_conversation(request.app[DEPS], request["firm_id"], lead_id)
+    return json_response(body, status=201 if created else 200)
+
+
+def _limit(request: web.Request) -> int:
+    raw = request.query.get("limit")
+    if raw is None or raw == "":
+        return service.THREAD_DEFAULT_LIMIT
+    if not raw.isdigit() or not 1 <= int(raw) <= service.THREAD_MAX_LIMIT:
+        raise HttpError(400, "invalid_limit", f"limit must be a whole number from 1 to {service.THREAD_MAX_LIMIT}.")
+    return int(raw)
+
+
+def _after(request: web.Request) -> int | None:
+    raw = request.query.get("after")
+    if raw is None or raw == "":
+        return None
+    if not raw.isdigit() or int(raw) > 2**63 - 1:
+        raise HttpError(400, "invalid_cursor", "after must be the \"next\" cursor of a previous page.")
+    return int(raw)
+
+
+async def thread(request: web.Request) -> web.Response:
+    page = await service.thread_page(request.app[DEPS], request["firm_id"], path_id(request),
+                                     after=_after(request), limit=_limit(request))
+    return json_response(page)
+
+
+async def get_message(request: web.Request) -> web.Response:
+    return json_response(await service.get_message(request.app[DEPS], request["firm_id"], path_id(request)))
+
+
+async def send(request: web.Request) -> web.Response:
+    conversation_id = path_id(request)
+    user = user_id(request)
+    body = clean_body(await read_json(request))
+    message, created = await service.accept_send(request.app[DEPS], request["firm_id"], conversation_id, user, body)
+    return json_response(message, status=202 if created else 200)
 
 
 def add_routes(app: web.Application) -> None:
     """Mount this package's routes on the app."""
+    app.router.add_post("/v1/conversations", open_conversation)
+    app.router.add_get(r"/v1/conversations/{id:\d+}/messages", thread)
+    app.router.add_post(r"/v1/conversations/{id:\d+}/messages", send)
+    app.router.add_get(r"/v1/messages/{id:\d+}", get_message)

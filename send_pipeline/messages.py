@@ -1,0 +1,78 @@
+"""Pure helpers of the send path: what a valid body is, the message JSON, retry backoff.
+
+No I/O here, so the rules can be read (and tested) on their own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Mapping
+
+from shared.errors import HttpError
+
+MAX_BODY_CHARS = 1600
+
+# api.md's message shape, in its order.
+MESSAGE_FIELDS = (
+    "id", "conversation_id", "direction", "body", "status", "twilio_status", "blocked_reason",
+    "sent_by", "twilio_sid", "error_code", "error_message", "segments", "created_at",
+)
+
+
+def message_json(row: Mapping[str, Any], *, deduplicated: bool = False) -> dict[str, Any]:
+    """api.md's message shape for a `messages` row (any mapping with its columns).
+
+    `created_at` and `updated_at` are ISO-8601 strings; `deduplicated` says whether this
+    answer is the first request's message returned to a duplicate inside the window.
+    """
+    out: dict[str, Any] = {name: row[name] for name in MESSAGE_FIELDS}
+    out["created_at"] = _iso(row["created_at"])
+    out["updated_at"] = _iso(row["updated_at"]) if "updated_at" in row else None
+    out["deduplicated"] = deduplicated
+    return out
+
+
+def _iso(value: Any) -> Any:
+    return value.isoformat() if hasattr(value, "isoformat") else value
+
+
+def clean_body(data: Mapping[str, Any]) -> str:
+    """The message text of a send request: trimmed, 1–1600 characters, valid text.
+
+    Raises a 400 `HttpError` saying what is wrong. A NUL or a lone surrogate (which JSON's
+    `\\ud800` escapes can produce) is refused here rather than failing in the database.
+    """
+    if "body" not in data:
+        raise HttpError(400, "missing_body", "Send the message text as \"body\".")
+    body = data["body"]
+    if not isinstance(body, str):
+        raise HttpError(400, "invalid_body", "\"body\" must be a string.")
+    body = body.strip()
+    if not body:
+        raise HttpError(400, "empty_body", "The message is empty.")
+    if len(body) > MAX_BODY_CHARS:
+        raise HttpError(400, "body_too_long",
+                        f"The message is {len(body)} characters long; the limit is {MAX_BODY_CHARS}.")
+    if "\x00" in body:
+        raise HttpError(400, "invalid_body", "The message contains a NUL character.")
+    try:
+        body.encode("utf-8")
+    except UnicodeEncodeError:
+        raise HttpError(400, "invalid_body", "The message is not valid text (it contains a lone surrogate).") from None
+    return body
+
+
+def body_digest(body: str) -> str:
+    """A short fixed-size fingerprint of a body, for the duplicate-window key."""
+    return hashlib.sha256(body.encode("utf-8")).hexdigest()[:32]
+
+
+def backoff_ms(attempts: int, min_ms: int, max_ms: int) -> int:
+    """Delay before the next try after `attempts` tries Twilio never received.
+
+    Exponential from `min_ms` (1st retry), doubling per attempt, capped at `max_ms`.
+    """
+    exponent = max(0, attempts - 1)
+    if exponent >= 40:  # 2**40 ms is already past any sane cap
+        return max_ms
+    return min(max_ms, min_ms * (2 ** exponent))

@@ -1,0 +1,198 @@
+"""The send pipeline's web-side behaviour: open a conversation, read a thread, accept a send.
+
+Accepting a send is the order design.md gives, each step able to refuse before anything
+is stored: the sendable decision (409) → the duplicate window → the per-user rate limit
+(429) → one statement that inserts the message `queued` and bumps the conversation →
+the `send_message` job. A row in PostgreSQL first, then the job: if the enqueue fails,
+the sweeper re-enqueues the row. Without Redis the checks cannot run, so nothing is
+accepted (503).
+
+The worker side (claim, Twilio, outcomes) is in `sending.py`; the sweeper's in `sweeps.py`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import redis.exceptions
+import structlog
+
+from send_pipeline import queries
+from send_pipeline.conversations import upsert_conversation
+from send_pipeline.limits import gate_for
+from send_pipeline.messages import message_json
+from send_pipeline.sendable import NOTICES, decision_from_code, rate_limit_text
+from shared.broker import enqueue
+from shared.deps import Deps
+from shared.errors import HttpError, not_found
+from shared.segments import count_segments
+
+log = structlog.get_logger(__name__)
+
+# A lead with one of these has no phone to hold a conversation with.
+NO_CONVERSATION_CODES = frozenset({"no_phone", "pending", "invalid_phone"})
+
+# How long a duplicate waits for the first request's row (normally there within ms).
+DUPLICATE_ROW_WAIT_S = 1.5
+# How often a send re-runs the gate when the first request it duplicated was never stored.
+GATE_TRIES = 3
+
+THREAD_DEFAULT_LIMIT = 50
+THREAD_MAX_LIMIT = 200
+
+
+class RedisUnavailable(HttpError):
+    def __init__(self) -> None:
+        super().__init__(
+            503, "redis_unavailable",
+            "Sending is unavailable right now: the duplicate and rate-limit checks cannot run. "
+            "Nothing was sent; try again shortly.",
+            headers={"Retry-After": "2"},
+        )
+
+
+def refusal(code: str) -> HttpError:
+    """409 with the product's words for a not-sendable code."""
+    notice = NOTICES[code]
+    return HttpError(409, code, notice.text, notice=notice.as_json())
+
+
+# ---- conversations -----------------------------------------------------------------------
+
+
+def conversation_json(view: Any, last: Any | None) -> dict[str, Any]:
+    """api.md's conversation shape."""
+    decision = decision_from_code(view["code"])
+    notice = decision.notice
+    return {
+        "conversation_id": view["id"],
+        "lead_id": view["lead_id"],
+        "phone": view["phone_e164"],
+        "name": view["name"],
+        "can_send": decision.sendable,
+        "notice": notice.as_json() if notice else None,
+        "last_message_at": view["last_message_at"].isoformat() if view["last_message_at"] else None,
+        "last_message": message_json(last) if last is not None else None,
+    }
+
+
+async def open_conversation(deps: Deps, firm_id: int, lead_id: int) -> tuple[dict[str, Any], bool]:
+    """The conversation for the lead's phone, and whether it was created now.
+
+    A lead without a valid phone (no_phone, pending, invalid_phone) has none: 409. A lead
+    whose phone cannot be texted for another reason (landline, opted out...) still gets
+    its conversation, with the notice saying why it cannot send.
+    """
+    async with deps.pool.acquire() as conn:
+        lead = await queries.lead_for_conversation(conn, firm_id, lead_id)
+        if lead is None:
+            raise not_found("lead")
+        if lead["code"] in NO_CONVERSATION_CODES:
+            raise refusal(lead["code"])
+        conversation_id, created = await upsert_conversation(conn, firm_id, lead["phone_e164"])
+        view = await queries.conversation_view(conn, firm_id, conversation_id)
+        last = None if created else await queries.last_message(conn, conversation_id)
+    structlog.contextvars.bind_contextvars(conversation_id=conversation_id)
+    log.info("conversation_opened", lead_id=lead_id, created=created)
+    return conversation_json(view, last), created
+
+
+async def thread_page(deps: Deps, firm_id: int, conversation_id: int, *, after: int | None,
+                      limit: int) -> dict[str, Any]:
+    """A page of the thread, oldest first; `next` is the cursor of the following page."""
+    async with deps.pool.acquire() as conn:
+        if not await queries.conversation_exists(conn, firm_id, conversation_id):
+            raise not_found("conversation")
+        rows = await queries.thread_page(conn, conversation_id, after, limit + 1)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return {
+        "items": [message_json(r) for r in rows],
+        "next": str(rows[-1]["id"]) if more and rows else None,
+    }
+
+
+async def get_message(deps: Deps, firm_id: int, message_id: int) -> dict[str, Any]:
+    row = await queries.fetch_message(deps.pool, firm_id, message_id)
+    if row is None:
+        raise not_found("message")
+    return message_json(row)
+
+
+# ---- accepting a send ----------------------------------------------------------------------
+
+
+async def accept_send(deps: Deps, firm_id: int, conversation_id: int, user: str, body: str) -> tuple[dict[str, Any], bool]:
+    """Accept a staff member's send: (message JSON, True) for a new message, (the first
+    message's JSON, False) for a duplicate inside the window. Raises `HttpError` 404, 409,
+    429 or 503 having stored nothing."""
+    from send_pipeline.actors import send_message  # the actor module imports the worker side
+
+    settings = deps.settings
+    row = await queries.conversation_for_send(deps.pool, firm_id, conversation_id)
+    if row is None:
+        raise not_found("conversation")
+    if row["code"] is not None:
+        log.info("send_refused", reason=row["code"])
+        raise refusal(row["code"])
+    message_id: int = row["new_id"]
+    gate = gate_for(deps.redis)
+    ident = dict(firm_id=firm_id, user=user, conversation_id=conversation_id, body=body, message_id=message_id)
+
+    for _ in range(GATE_TRIES):
+        try:
+            result = await gate.check(**ident, window_ms=settings.dedupe_window_ms, limit=settings.send_rate_limit)
+        except redis.exceptions.RedisError as exc:
+            log.warning("send_gate_unavailable", error=type(exc).__name__)
+            raise RedisUnavailable() from exc
+        if result.duplicate_of is None:
+            break
+        first = await _wait_for_message(deps, firm_id, result.duplicate_of)
+        if first is not None:
+            log.info("send_deduplicated", message_id=result.duplicate_of)
+            return message_json(first, deduplicated=True), False
+        # The first request took the window and then stored nothing (refused or died): its
+        # key is gone or about to expire, so this request is the first after all.
+    else:
+        raise HttpError(409, "duplicate_in_flight",
+                        "The same message is being sent right now. Check the thread before sending again.")
+
+    if result.retry_after_s is not None:
+        log.info("send_rate_limited", retry_after_s=result.retry_after_s)
+        raise HttpError(429, "rate_limited", rate_limit_text(settings.send_rate_limit),
+                        headers={"Retry-After": str(result.retry_after_s)}, retry_after=result.retry_after_s)
+
+    try:
+        stored = await queries.insert_queued_message(
+            deps.pool, message_id, firm_id, conversation_id, body, user, count_segments(body))
+    except BaseException:
+        await _release_quietly(gate, ident)
+        raise
+    structlog.contextvars.bind_contextvars(message_id=message_id)
+    try:
+        await enqueue(send_message, message_id)
+    except Exception as exc:  # the row is stored: the sweeper re-enqueues it
+        log.warning("send_enqueue_failed", error=f"{type(exc).__name__}: {exc}")
+    log.info("send_accepted", segments=stored["segments"])
+    return message_json(stored), True
+
+
+async def _wait_for_message(deps: Deps, firm_id: int, message_id: int) -> Any | None:
+    """The duplicated request's row, waiting briefly while its insert is under way."""
+    deadline = time.monotonic() + DUPLICATE_ROW_WAIT_S
+    pause = 0.005
+    while True:
+        row = await queries.fetch_message(deps.pool, firm_id, message_id)
+        if row is not None or time.monotonic() >= deadline:
+            return row
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 0.1)
+
+
+async def _release_quietly(gate: Any, ident: dict[str, Any]) -> None:
+    try:
+        await gate.release(**ident)
+    except redis.exceptions.RedisError:
+        log.warning("send_gate_release_failed")

@@ -1,0 +1,86 @@
+"""Fixtures of the send pipeline's tests: leads and conversations set up directly (intake
+and lookup are other packages), the simulator's view, and a sweeper in this process."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from typing import Any, AsyncIterator, Awaitable, Callable
+
+import aiohttp
+import pytest_asyncio
+
+from send_pipeline.sweeps import SWEEPS
+from shared.sweeper import Sweeper
+
+_external = itertools.count(1)
+
+
+async def add_lead(pool, firm_id: int, phone: str | None, *, status: str = "valid", name: str = "Dana Lead",
+                   error: str | None = None) -> int:
+    """A signup as intake would leave it (phone already checked)."""
+    if status == "invalid" and error is None:
+        error = "invalid_number"
+    return await pool.fetchval(
+        """INSERT INTO leads (firm_id, external_id, name, email, event, phone_raw, phone_e164, phone_status, phone_error)
+           VALUES ($1, $2, $3, 'dana@example.com', 'Spring seminar', $4, $5, $6, $7) RETURNING id""",
+        firm_id, f"ext-{next(_external)}", name, phone, phone if status in ("valid", "pending") else None,
+        status, error,
+    )
+
+
+async def open_conversation(http: aiohttp.ClientSession, firm, lead_id: int) -> int:
+    async with http.post("/v1/conversations", json={"lead_id": lead_id}, headers=firm.headers) as resp:
+        assert resp.status in (200, 201), await resp.text()
+        return (await resp.json())["conversation_id"]
+
+
+@pytest_asyncio.fixture
+async def thread(pool, http, firm) -> Callable[..., Awaitable[int]]:
+    """make(phone) -> conversation id, for a valid lead of `firm` with that phone."""
+
+    async def make(phone: str, **lead: Any) -> int:
+        lead_id = await add_lead(pool, firm.id, phone, **lead)
+        return await open_conversation(http, firm, lead_id)
+
+    return make
+
+
+async def post_send(http: aiohttp.ClientSession, headers: dict, conversation_id: int, body: str) -> tuple[int, dict, Any]:
+    async with http.post(f"/v1/conversations/{conversation_id}/messages", json={"body": body}, headers=headers) as resp:
+        return resp.status, await resp.json(), resp.headers
+
+
+async def sim_view(sim: str, to: str | None = None) -> dict:
+    """{"messages": created messages, "attempts": every create attempt} at the simulator."""
+    async with aiohttp.ClientSession() as s:
+        async with s.get(f"{sim}/sim/messages", params={"to": to} if to else None) as resp:
+            return await resp.json()
+
+
+async def set_sim(sim: str, **config: Any) -> None:
+    async with aiohttp.ClientSession() as s:
+        async with s.post(f"{sim}/sim/config", json=config) as resp:
+            assert resp.status == 200, await resp.text()
+
+
+@pytest_asyncio.fixture
+async def sweeping(deps, broker) -> AsyncIterator[Sweeper]:
+    """This package's sweep tasks, run every 0.3 s in the test process while the test runs."""
+    sweeper = Sweeper(deps, {f"send_pipeline.{k}": v for k, v in SWEEPS.items()}, name="test-sweeper")
+    stop = asyncio.Event()
+    task = asyncio.create_task(sweeper.run_forever(0.3, stop))
+    try:
+        yield sweeper
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+
+
+@pytest_asyncio.fixture
+async def callbacks_off(sim: str) -> AsyncIterator[None]:
+    await set_sim(sim, callbacks_enabled=False)
+    try:
+        yield
+    finally:
+        await set_sim(sim, callbacks_enabled=True)
