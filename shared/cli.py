@@ -164,6 +164,10 @@ def _delegate(module: str, function: str) -> Callable[[argparse.Namespace], int]
     return run
 
 
+# Subcommands whose own parser reads every argument after the command word.
+PASSTHROUGH = ("twilio-sim", "queues", "demo", "bench")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="leadsms", description="SMS backend for texting event leads.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -225,7 +229,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in PASSTHROUGH:
+        # argparse's REMAINDER refuses a leading option ("twilio-sim --port 9"): hand the
+        # rest over untouched to the subcommand's own parser.
+        args = parser.parse_args([argv[0]])
+        setattr(args, {"twilio-sim": "sim_args", "queues": "queue_args", "demo": "demo_args",
+                       "bench": "bench_args"}[argv[0]], argv[1:])
+    else:
+        args = parser.parse_args(argv)
     try:
         return args.run(args) or 0
     except ConfigError as exc:

@@ -20,7 +20,8 @@ import structlog
 from aiohttp import web
 
 from shared.deps import Deps
-from shared.errors import AppError, HttpError, NotFound, PermanentError, TransientError
+from shared.errors import HttpError, NotFound, PermanentError, TransientError
+from shared.twilio import TwilioError
 
 log = structlog.get_logger(__name__)
 
@@ -76,6 +77,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except HttpError as exc:
         return error_response(exc.status, exc.code, exc.message, exc.headers or None, **exc.extra)
+    except TwilioError as exc:  # its .code is Twilio's number, not one of our words
+        log.warning("twilio_error_in_request", kind=exc.kind, twilio_code=exc.code, status=exc.status)
+        if exc.kind == "permanent":
+            return error_response(502, "twilio_error", "Twilio refused the request.", twilio_code=exc.code)
+        return error_response(503, "twilio_unavailable", "Twilio could not be reached. Try again shortly.",
+                              {"Retry-After": "1"})
     except NotFound as exc:
         return error_response(404, exc.code, exc.message or "No such resource.")
     except PermanentError as exc:
