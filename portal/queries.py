@@ -1,0 +1,181 @@
+"""SQL of the portal's read API: the lead picker and the conversation list / thread open.
+
+Every query takes the caller's firm id and filters on it: another firm's ids find nothing.
+
+The picker runs in three steps inside one statement:
+
+1. candidate signups (`hits`), each tier capped: prefix matches through the per-firm
+   btree indexes (`leads_firm_*_prefix`), substring matches through the trigram indexes
+   (or, for queries too short for a trigram, over the firm's newest `SHORT_WINDOW`
+   signups). The caps keep a common fragment ("an", "son") from dragging thousands of
+   rows through the later steps; the price is that, for such a fragment, the substring
+   tier offers *some* matches rather than the newest ones, and a phone whose only match
+   lies past the cap is not offered until the query is narrowed.
+2. one row per matching phone (best rank of its hits), joined to that phone's newest
+   signup (`leads_firm_phone_newest`), ordered best match first, newest first.
+3. the sendable filter, `send_block_code(...)`, evaluated once per phone, lazily in that
+   order until 20 rows pass (`OFFSET 0` keeps PostgreSQL from pushing the filter below
+   the sort, which would evaluate it for every candidate).
+"""
+
+from __future__ import annotations
+
+import asyncpg
+
+Conn = asyncpg.Connection | asyncpg.Pool
+
+PICKER_LIMIT = 20
+PREFIX_CAP = 100
+SUBSTRING_CAP = 200
+SHORT_WINDOW = 10_000
+
+# chr(1114111) is U+10FFFF, the largest code point: [p, p || U+10FFFF) is every string
+# that starts with p in byte order (text_pattern_ops), so a prefix is an index range.
+_NAME_PREFIX = """
+    (SELECT phone_e164, 1 AS rank FROM leads
+     WHERE firm_id = $1 AND phone_e164 IS NOT NULL
+       AND lower(name) ~>=~ lower($2) AND lower(name) ~<~ (lower($2) || chr(1114111))
+     LIMIT $4)
+    UNION ALL
+    (SELECT phone_e164, 1 FROM leads
+     WHERE firm_id = $1 AND phone_e164 IS NOT NULL
+       AND lower(email) ~>=~ lower($2) AND lower(email) ~<~ (lower($2) || chr(1114111))
+     LIMIT $4)
+"""
+
+# a name, email or word of the name that starts with q ("smi" in "John Smith") ranks as a prefix
+_TEXT_RANK = """CASE WHEN starts_with(lower(name), lower($2)) OR starts_with(lower(email), lower($2))
+                     OR position(' ' || lower($2) IN lower(name)) > 0 THEN 1 ELSE 2 END"""
+
+_TEXT_SUBSTRING = f"""
+    (SELECT phone_e164, {_TEXT_RANK} FROM leads
+     WHERE firm_id = $1 AND phone_e164 IS NOT NULL
+       AND (lower(name) LIKE lower($3) OR lower(email) LIKE lower($3))
+     LIMIT $5)
+"""
+
+_TEXT_SUBSTRING_RECENT = f"""
+    (SELECT phone_e164, {_TEXT_RANK} FROM (
+         SELECT phone_e164, name, email FROM leads
+         WHERE firm_id = $1
+         ORDER BY signed_up_at DESC, id DESC
+         LIMIT $6) AS recent
+     WHERE phone_e164 IS NOT NULL
+       AND (lower(name) LIKE lower($3) OR lower(email) LIKE lower($3))
+     LIMIT $5)
+"""
+
+# digits mode: $2 = digits typed, $3 = country code || digits typed (a national number)
+_DIGITS = """
+    (SELECT phone_e164, CASE WHEN substr(phone_e164, 2) IN ($2, $3) THEN 0 ELSE 1 END AS rank FROM leads
+     WHERE firm_id = $1 AND phone_e164 IS NOT NULL
+       AND substr(phone_e164, 2) ~>=~ $2 AND substr(phone_e164, 2) ~<~ ($2 || chr(1114111))
+     LIMIT $4)
+    UNION ALL
+    (SELECT phone_e164, CASE WHEN substr(phone_e164, 2) IN ($2, $3) THEN 0 ELSE 1 END FROM leads
+     WHERE firm_id = $1 AND phone_e164 IS NOT NULL
+       AND substr(phone_e164, 2) ~>=~ $3 AND substr(phone_e164, 2) ~<~ ($3 || chr(1114111))
+     LIMIT $4)
+    UNION ALL
+    (SELECT phone_e164, 2 FROM leads
+     WHERE firm_id = $1 AND phone_e164 IS NOT NULL AND substr(phone_e164, 2) LIKE $6
+     LIMIT $5)
+"""
+
+_PICK = """
+WITH hits AS ({hits}),
+phones AS (
+    SELECT phone_e164, min(rank) AS rank FROM hits GROUP BY phone_e164
+),
+ordered AS (
+    SELECT newest.*, phones.rank FROM phones
+    CROSS JOIN LATERAL (
+        SELECT id, name, email, event, phone_e164, phone_status, signed_up_at FROM leads
+        WHERE leads.firm_id = $1 AND leads.phone_e164 = phones.phone_e164
+        ORDER BY leads.signed_up_at DESC, leads.id DESC
+        LIMIT 1) AS newest
+    ORDER BY phones.rank, newest.signed_up_at DESC, newest.id DESC
+    OFFSET 0
+)
+SELECT id AS lead_id, name, email, phone_e164 AS phone, event, signed_up_at, rank
+FROM ordered
+WHERE send_block_code($1, phone_status, phone_e164) IS NULL
+LIMIT {limit}
+"""
+
+PICK_TEXT_SQL = _PICK.format(hits=_NAME_PREFIX + " UNION ALL " + _TEXT_SUBSTRING, limit=PICKER_LIMIT)
+PICK_TEXT_SHORT_SQL = _PICK.format(hits=_NAME_PREFIX + " UNION ALL " + _TEXT_SUBSTRING_RECENT, limit=PICKER_LIMIT)
+PICK_DIGITS_SQL = _PICK.format(hits=_DIGITS, limit=PICKER_LIMIT)
+
+
+async def pick_by_text(conn: Conn, firm_id: int, needle: str, pattern: str) -> list[asyncpg.Record]:
+    """Sendable leads whose name or email (of any signup) contains `needle` (trigram path)."""
+    return await conn.fetch(PICK_TEXT_SQL, firm_id, needle, pattern, PREFIX_CAP, SUBSTRING_CAP)
+
+
+async def pick_by_text_short(conn: Conn, firm_id: int, needle: str, pattern: str) -> list[asyncpg.Record]:
+    """As `pick_by_text`, the substring tier limited to the firm's newest signups."""
+    return await conn.fetch(PICK_TEXT_SHORT_SQL, firm_id, needle, pattern, PREFIX_CAP, SUBSTRING_CAP, SHORT_WINDOW)
+
+
+async def pick_by_digits(conn: Conn, firm_id: int, digits: str, national: str, pattern: str) -> list[asyncpg.Record]:
+    """Sendable leads whose phone digits contain `digits` (`national`: with the country code)."""
+    return await conn.fetch(PICK_DIGITS_SQL, firm_id, digits, national, PREFIX_CAP, SUBSTRING_CAP, pattern)
+
+
+async def firm_region(conn: Conn, firm_id: int) -> str | None:
+    return await conn.fetchval("SELECT default_region FROM firms WHERE id = $1", firm_id)
+
+
+# ---- conversations ----------------------------------------------------------------------
+
+PREVIEW_CHARS = 100
+
+# One row per conversation with everything the list shows: the newest signup's name, the
+# sendable decision (the lead's phone status, or 'valid' for an unknown sender), the line
+# type and the last message (LATERAL over messages_thread: no N+1).
+_CONVERSATION_SELECT = f"""
+SELECT c.id, c.lead_id, c.phone_e164, c.last_message_at, c.created_at,
+       COALESCE(c.last_message_at, c.created_at) AS activity,
+       l.name, l.phone_status,
+       send_block_code(c.firm_id, COALESCE(l.phone_status, 'valid'), c.phone_e164) AS block_code,
+       pl.line_type,
+       m.id AS m_id, m.direction AS m_direction, left(m.body, {PREVIEW_CHARS + 1}) AS m_body,
+       m.status AS m_status, m.created_at AS m_created_at
+FROM conversations c
+LEFT JOIN leads l ON l.id = c.lead_id AND l.firm_id = c.firm_id
+LEFT JOIN phone_lines pl ON pl.phone_e164 = c.phone_e164
+LEFT JOIN LATERAL (
+    SELECT id, direction, body, status, created_at FROM messages
+    WHERE messages.conversation_id = c.id
+    ORDER BY created_at DESC, id DESC
+    LIMIT 1) AS m ON true
+"""
+
+_RECENT_ORDER = "ORDER BY COALESCE(c.last_message_at, c.created_at) DESC, c.id DESC"
+
+
+async def list_conversations(conn: Conn, firm_id: int, limit: int) -> list[asyncpg.Record]:
+    """The firm's conversations, most recent activity first (first page)."""
+    return await conn.fetch(
+        f"{_CONVERSATION_SELECT} WHERE c.firm_id = $1 {_RECENT_ORDER} LIMIT $2", firm_id, limit
+    )
+
+
+async def list_conversations_before(conn: Conn, firm_id: int, limit: int, activity, conv_id: int) -> list[asyncpg.Record]:
+    """The page after the cursor (activity, id): keyset on the `conversations_recent` index."""
+    return await conn.fetch(
+        f"""{_CONVERSATION_SELECT}
+            WHERE c.firm_id = $1 AND (COALESCE(c.last_message_at, c.created_at), c.id) < ($3, $4)
+            {_RECENT_ORDER} LIMIT $2""",
+        firm_id, limit, activity, conv_id,
+    )
+
+
+async def fetch_conversation(conn: Conn, firm_id: int, conv_id: int) -> asyncpg.Record | None:
+    return await conn.fetchrow(f"{_CONVERSATION_SELECT} WHERE c.id = $2 AND c.firm_id = $1", firm_id, conv_id)
+
+
+async def line_is_known(conn: Conn, phone_e164: str) -> bool:
+    """Whether Lookup has ever answered for this phone (thread open looks it up lazily if not)."""
+    return bool(await conn.fetchval("SELECT true FROM phone_lines WHERE phone_e164 = $1", phone_e164))

@@ -1,0 +1,157 @@
+"""The conversation list (GET /v1/conversations) and thread open (GET /v1/conversations/{id})."""
+
+from __future__ import annotations
+
+import aiohttp
+import pytest
+
+from lookup import service as lookup_service
+from send_pipeline.sendable import NOTICES
+from tests.portal.support import add_conversation, add_lead, add_message, get_json, set_flag, set_line
+
+LIST = "/v1/conversations"
+
+
+async def conversations(http, firm, **params):
+    return await get_json(http, LIST, firm.headers, **params)
+
+
+async def lookups(sim: str) -> list:
+    async with aiohttp.ClientSession() as s, s.get(f"{sim}/sim/lookups") as resp:
+        return (await resp.json())["lookups"]
+
+
+async def test_list_is_most_recent_activity_first_and_pages_with_a_cursor(http, pool, firm):
+    ids = []
+    for n in range(5):
+        phone = f"+1646555{2000 + n}"
+        await add_lead(pool, firm.id, f"Lead {n}", phone)
+        ids.append(await add_conversation(pool, firm.id, phone))
+    await add_message(pool, firm.id, ids[1], "hello one")  # activity now: 1 moves to the top
+
+    expected = [ids[1], ids[4], ids[3], ids[2], ids[0]]
+    assert [c["conversation_id"] for c in (await conversations(http, firm))["items"]] == expected
+
+    seen, cursor, pages = [], None, 0
+    while True:
+        page = await conversations(http, firm, limit="2", **({"before": cursor} if cursor else {}))
+        pages += 1
+        seen += [c["conversation_id"] for c in page["items"]]
+        cursor = page["next"]
+        if cursor is None:
+            break
+    assert seen == expected and pages == 3
+
+
+async def test_each_item_has_the_last_message_preview_status_and_decision(http, pool, firm):
+    lead = await add_lead(pool, firm.id, "Pat Preview", "+16465552101")
+    conv = await add_conversation(pool, firm.id, "+16465552101")
+    await add_message(pool, firm.id, conv, "first")
+    long_body = "Hello Pat, " + "this is a long message about the seminar. " * 10
+    msg = await add_message(pool, firm.id, conv, long_body, status="delivered")
+
+    [item] = (await conversations(http, firm))["items"]
+    assert item["conversation_id"] == conv and item["lead_id"] == lead
+    assert item["phone"] == "+16465552101" and item["name"] == "Pat Preview"
+    assert item["can_send"] is True and item["notice"] is None and item["last_message_at"]
+    last = item["last_message"]
+    assert last["id"] == msg and last["status"] == "delivered" and last["direction"] == "out"
+    assert last["truncated"] is True and last["body"].endswith("…")
+    assert len(last["body"]) <= 101 and long_body.startswith(last["body"][:-1])
+
+
+async def test_an_opted_out_conversation_cannot_send_and_says_why(http, pool, firm):
+    await add_lead(pool, firm.id, "Olive Out", "+16465552102")
+    conv = await add_conversation(pool, firm.id, "+16465552102")
+    await set_flag(pool, firm.id, "+16465552102", "opted_out")
+    [item] = (await conversations(http, firm))["items"]
+    assert item["can_send"] is False and item["notice"] == NOTICES["opted_out"].as_json()
+    opened = await get_json(http, f"{LIST}/{conv}", firm.headers)
+    assert opened["can_send"] is False and opened["notice"]["text"] == NOTICES["opted_out"].text
+
+
+async def test_a_conversation_with_an_unknown_sender_is_sendable(http, pool, firm):
+    conv = await add_conversation(pool, firm.id, "+16465552103")
+    await set_line(pool, "+16465552103", "mobile")
+    await add_message(pool, firm.id, conv, "who is this?", direction="in")
+    [item] = (await conversations(http, firm))["items"]
+    assert item["lead_id"] is None and item["name"] is None and item["can_send"] is True
+    assert item["last_message"]["status"] == "received" and item["last_message"]["body"] == "who is this?"
+
+
+async def test_bad_limit_or_cursor_is_400(http, firm):
+    for limit in ("0", "101", "x", "-1", "1.5", "99999999999999999999"):
+        body = await get_json(http, LIST, firm.headers, 400, limit=limit)
+        assert body["code"] == "bad_limit"
+    for cursor in ("nope", "MTIz", "!!!", "x" * 500, "LTEuLTE"):
+        body = await get_json(http, LIST, firm.headers, 400, before=cursor)
+        assert body["code"] == "bad_cursor"
+
+
+async def test_an_inbound_reply_puts_its_conversation_first(http, pool, firm):
+    convs = []
+    for n in range(3):
+        phone = f"+1646555{2200 + n}"
+        await add_lead(pool, firm.id, f"Reply {n}", phone)
+        conv = await add_conversation(pool, firm.id, phone)
+        await add_message(pool, firm.id, conv, f"hello {n}")
+        convs.append(conv)
+    assert (await conversations(http, firm))["items"][0]["conversation_id"] == convs[2]
+    await add_message(pool, firm.id, convs[0], "yes, I'll come", direction="in")
+    first = (await conversations(http, firm))["items"][0]
+    assert first["conversation_id"] == convs[0]
+    assert first["last_message"]["direction"] == "in" and first["last_message"]["body"] == "yes, I'll come"
+
+
+async def test_a_send_puts_its_conversation_first(http, pool, firm):
+    convs = []
+    for n in range(3):
+        phone = f"+1646555{2300 + n}"
+        await add_lead(pool, firm.id, f"Send {n}", phone)
+        convs.append(await add_conversation(pool, firm.id, phone))
+    async with http.post(f"{LIST}/{convs[0]}/messages", json={"body": "See you Tuesday!"},
+                         headers=firm.user("u1")) as resp:
+        assert resp.status == 202, await resp.text()
+    first = (await conversations(http, firm))["items"][0]
+    assert first["conversation_id"] == convs[0]
+    assert first["last_message"]["body"] == "See you Tuesday!" and first["last_message"]["direction"] == "out"
+
+
+@pytest.mark.skipif(not hasattr(lookup_service, "lazy_line_type"),
+                    reason="waits for lookup.service.lazy_line_type (issue 4)")
+async def test_thread_open_of_an_imported_landline_looks_it_up_once(http, pool, firm, sim):
+    phone = "+16465550042"  # the simulator's landline range (0001-0099)
+    await add_lead(pool, firm.id, "Lana Landline", phone)  # imported: valid, never looked up
+    conv = await add_conversation(pool, firm.id, phone)
+
+    opened = await get_json(http, f"{LIST}/{conv}", firm.headers)
+    assert opened["can_send"] is False
+    assert opened["notice"] == {"level": "warning", "code": "landline",
+                                "text": "This number is a landline and can't receive SMS messages"}
+    assert opened["line_type"] == "landline"
+    assert len(await lookups(sim)) == 1
+
+    again = await get_json(http, f"{LIST}/{conv}", firm.headers)
+    assert again == opened
+    assert len(await lookups(sim)) == 1
+    [item] = (await conversations(http, firm))["items"]
+    assert item["notice"]["code"] == "landline"
+
+
+async def test_thread_open_of_a_known_line_calls_nothing(http, pool, firm, sim):
+    await add_lead(pool, firm.id, "Mo Mobile", "+16465552401")
+    await set_line(pool, "+16465552401", "mobile")
+    conv = await add_conversation(pool, firm.id, "+16465552401")
+    opened = await get_json(http, f"{LIST}/{conv}", firm.headers)
+    assert opened["can_send"] is True and opened["line_type"] == "mobile"
+    assert await lookups(sim) == []
+
+
+async def test_thread_open_of_another_firms_or_no_conversation_is_404(http, pool, firm, make_firm):
+    other = await make_firm()
+    await add_lead(pool, firm.id, "Mine", "+16465552402")
+    conv = await add_conversation(pool, firm.id, "+16465552402")
+    assert (await get_json(http, f"{LIST}/{conv}", other.headers, 404))["code"] == "not_found"
+    await get_json(http, f"{LIST}/{conv + 1000}", firm.headers, 404)
+    await get_json(http, f"{LIST}/99999999999999999999999", firm.headers, 404)
+    assert (await conversations(http, other))["items"] == []
