@@ -257,6 +257,7 @@ class DeadLetterErrors(Middleware):
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="leadsms queues", description="Queue depths, dead letters, retry.")
+    p.add_argument("--json", action="store_true", dest="json_top", help="the queue table as JSON")
     sub = p.add_subparsers(dest="action", metavar="ACTION")
     t = sub.add_parser("list", help="the queue table (the default): depth, in flight, delayed, dead")
     t.add_argument("--json", action="store_true", dest="json_sub")
@@ -301,7 +302,7 @@ def _table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
 
 
 def _run(args: argparse.Namespace, broker: dramatiq.Broker, out: Any) -> int:
-    as_json = getattr(args, "json_sub", False)
+    as_json = args.json_top or getattr(args, "json_sub", False)
     if args.action in (None, "list"):
         stats = queue_stats(broker, known_queues(broker))
         if as_json:

@@ -1,0 +1,331 @@
+"""Cluster-wide counters and histograms, kept in Redis.
+
+Every web and worker process adds to the same figures, so `GET /metrics` on any web
+process reports the whole cluster however many processes run (a per-process
+prometheus_client counter would be right only for the process that was scraped).
+
+Layout: one Redis hash per metric, `leadsms:metrics:<name>`.
+- counter: field = the canonical label string (`code="landline"`, `""` when unlabelled),
+  value = HINCRBY total.
+- histogram: fields `<part>|<labels>` where part is `le=<bound>` (observations in that
+  bucket only, not cumulative: one HINCRBY per observation), `sum` (HINCRBYFLOAT) and
+  `count`; the exporter makes the buckets cumulative at scrape time.
+
+Recording is best effort: a Redis error or timeout is logged at debug and swallowed, so
+a metric can never fail or noticeably slow a send. An unknown metric name or label set
+is a programming error and raises `ValueError` at once (the feature's tests catch it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import re
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
+
+import structlog
+from aiohttp import web
+
+from shared.errors import HttpError
+from shared.web import DEPS
+
+log = structlog.get_logger(__name__)
+
+KEY_PREFIX = "leadsms:metrics:"
+# How long a metric write may take before the caller moves on without it.
+WRITE_TIMEOUT_S = 0.5
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+LOOKUP_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0)
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    kind: str  # "counter" | "histogram"
+    help: str
+    labels: tuple[str, ...] = ()
+    # Label values exported as 0 before anything is recorded, so series exist from the
+    # start and `rate()` / alerts see the first increment.
+    known: Mapping[str, tuple[str, ...]] | None = None
+    buckets: tuple[float, ...] = ()
+
+
+REFUSAL_CODES = ("rate_limited", "opted_out", "landline", "blocked", "no_phone", "pending",
+                 "invalid_phone", "review_opt_out")
+WEBHOOK_KINDS = ("status", "inbound")
+WEBHOOK_RESULTS = ("ok", "bad_signature", "error")
+LOOKUP_RESULTS = ("made", "cache_hit", "failed")
+
+SENDS_REFUSED = "leadsms_sends_refused_total"
+SENDS_DEDUPLICATED = "leadsms_sends_deduplicated_total"
+WEBHOOK_REQUESTS = "leadsms_webhook_requests_total"
+LOOKUPS = "leadsms_lookups_total"
+SEND_LATENCY = "leadsms_send_accept_to_twilio_seconds"
+LINE_TYPE_LATENCY = "leadsms_intake_to_line_type_seconds"
+
+METRICS: dict[str, Metric] = {m.name: m for m in (
+    Metric(SENDS_REFUSED, "counter", "Sends refused by the portal send endpoint, by refusal code.",
+           ("code",), {"code": REFUSAL_CODES}),
+    Metric(SENDS_DEDUPLICATED, "counter",
+           "Send requests answered with an earlier message inside the duplicate window."),
+    Metric(WEBHOOK_REQUESTS, "counter", "Twilio webhook requests, by kind and result.",
+           ("kind", "result"), {"kind": WEBHOOK_KINDS, "result": WEBHOOK_RESULTS}),
+    Metric(LOOKUPS, "counter", "Line-type lookups: made at Twilio, answered from the cache, failed.",
+           ("result",), {"result": LOOKUP_RESULTS}),
+    Metric(SEND_LATENCY, "histogram",
+           "Seconds from a send being accepted (message row created) to Twilio accepting it.",
+           buckets=LATENCY_BUCKETS),
+    Metric(LINE_TYPE_LATENCY, "histogram",
+           "Seconds from a lead's intake (row created) to its line type being known.",
+           buckets=LOOKUP_BUCKETS),
+)}
+
+
+# ---- label strings ---------------------------------------------------------------------
+
+def escape_label_value(value: str) -> str:
+    """Prometheus text-format escaping of a label value."""
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def label_string(labels: Mapping[str, Any]) -> str:
+    """The canonical form `a="x",b="y"` (sorted by name), used as hash field and output."""
+    return ",".join(f'{k}="{escape_label_value(str(labels[k]))}"' for k in sorted(labels))
+
+
+def _check(name: str, kind: str, labels: Mapping[str, Any]) -> Metric:
+    metric = METRICS.get(name)
+    if metric is None or metric.kind != kind:
+        raise ValueError(f"{name!r} is not a known {kind} (see shared.metrics.METRICS)")
+    if set(labels) != set(metric.labels):
+        raise ValueError(f"{name} takes labels {sorted(metric.labels)}, got {sorted(labels)}")
+    return metric
+
+
+def bucket_bound(buckets: Iterable[float], seconds: float) -> str:
+    """The `le=` part of the first bucket holding `seconds` ("+Inf" past the last)."""
+    for bound in buckets:
+        if seconds <= bound:
+            return f"le={format_float(bound)}"
+    return "le=+Inf"
+
+
+def format_float(value: float) -> str:
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    if float(value).is_integer():
+        return f"{value:.1f}"
+    return repr(float(value))
+
+
+def _counter_ops(name: str, amount: int, labels: Mapping[str, Any]) -> tuple[str, str, int]:
+    _check(name, "counter", labels)
+    return KEY_PREFIX + name, label_string(labels), int(amount)
+
+
+def _histogram_ops(name: str, seconds: float, labels: Mapping[str, Any]) -> tuple[str, str, str, str, float]:
+    metric = _check(name, "histogram", labels)
+    seconds = max(0.0, float(seconds))
+    ls = label_string(labels)
+    return KEY_PREFIX + name, f"{bucket_bound(metric.buckets, seconds)}|{ls}", f"sum|{ls}", f"count|{ls}", seconds
+
+
+# ---- recording (async: web handlers and actors) ---------------------------------------
+
+async def incr(redis: Any, name: str, amount: int = 1, **labels: Any) -> None:
+    """Add `amount` to counter `name` with `labels`; never raises for Redis trouble."""
+    key, field, amount = _counter_ops(name, amount, labels)
+    try:
+        await asyncio.wait_for(redis.hincrby(key, field, amount), WRITE_TIMEOUT_S)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        log.debug("metric_write_failed", metric=name, error=f"{type(exc).__name__}: {exc}")
+
+
+async def observe(redis: Any, name: str, seconds: float, **labels: Any) -> None:
+    """Record one observation of `seconds` in histogram `name`; never raises for Redis trouble."""
+    key, bucket, sum_field, count_field, seconds = _histogram_ops(name, seconds, labels)
+    try:
+        pipe = redis.pipeline(transaction=True)
+        pipe.hincrby(key, bucket, 1)
+        pipe.hincrbyfloat(key, sum_field, seconds)
+        pipe.hincrby(key, count_field, 1)
+        await asyncio.wait_for(pipe.execute(), WRITE_TIMEOUT_S)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        log.debug("metric_write_failed", metric=name, error=f"{type(exc).__name__}: {exc}")
+
+
+# ---- recording (sync: dramatiq middleware, scripts) -----------------------------------
+
+def incr_sync(redis: Any, name: str, amount: int = 1, **labels: Any) -> None:
+    """`incr` for a synchronous `redis.Redis` client."""
+    key, field, amount = _counter_ops(name, amount, labels)
+    try:
+        redis.hincrby(key, field, amount)
+    except Exception as exc:
+        log.debug("metric_write_failed", metric=name, error=f"{type(exc).__name__}: {exc}")
+
+
+def observe_sync(redis: Any, name: str, seconds: float, **labels: Any) -> None:
+    """`observe` for a synchronous `redis.Redis` client."""
+    key, bucket, sum_field, count_field, seconds = _histogram_ops(name, seconds, labels)
+    try:
+        pipe = redis.pipeline(transaction=True)
+        pipe.hincrby(key, bucket, 1)
+        pipe.hincrbyfloat(key, sum_field, seconds)
+        pipe.hincrby(key, count_field, 1)
+        pipe.execute()
+    except Exception as exc:
+        log.debug("metric_write_failed", metric=name, error=f"{type(exc).__name__}: {exc}")
+
+
+# ---- the named helpers the feature packages call ---------------------------------------
+
+async def record_send_refused(redis: Any, code: str) -> None:
+    """A portal send refused (409 not sendable with its code, or 429 `rate_limited`)."""
+    await incr(redis, SENDS_REFUSED, code=code)
+
+
+async def record_send_deduplicated(redis: Any) -> None:
+    """A send answered with the earlier message of the duplicate window (200, deduplicated)."""
+    await incr(redis, SENDS_DEDUPLICATED)
+
+
+async def record_webhook(redis: Any, kind: str, result: str) -> None:
+    """A Twilio webhook request: kind `status`|`inbound`, result `ok`|`bad_signature`|`error`."""
+    await incr(redis, WEBHOOK_REQUESTS, kind=kind, result=result)
+
+
+async def record_lookup(redis: Any, result: str) -> None:
+    """A line-type lookup: `made` (Twilio asked), `cache_hit`, `failed`."""
+    await incr(redis, LOOKUPS, result=result)
+
+
+async def observe_send_latency(redis: Any, seconds: float) -> None:
+    """Message row created -> Twilio accepted it (the sid is stored)."""
+    await observe(redis, SEND_LATENCY, seconds)
+
+
+async def observe_line_type_latency(redis: Any, seconds: float) -> None:
+    """Lead row created -> its line type known (phone_lines written or found cached)."""
+    await observe(redis, LINE_TYPE_LATENCY, seconds)
+
+
+# ---- counting what the HTTP contract already says ----------------------------------------
+
+_SEND_PATH = re.compile(r"^/v1/conversations/\d+/messages$")
+_WEBHOOKS = {"/twilio/status": "status", "/twilio/inbound": "inbound"}
+
+
+def _answer_code(response: web.StreamResponse) -> str | None:
+    body = getattr(response, "text", None)
+    try:
+        data = json.loads(body) if isinstance(body, str) and body.startswith("{") else None
+    except ValueError:
+        return None
+    return data.get("code") if isinstance(data, dict) else None
+
+
+async def _count_answer(redis: Any, request: web.Request, status: int, code: str | None) -> None:
+    """Counters read off api.md's answers, so the feature handlers need no metric calls:
+    a send answered 409/429 was refused with that code, 200 was a duplicate (202 is new);
+    a Twilio webhook answered 2xx was taken, 403 `bad_signature` was forged, else error."""
+    kind = _WEBHOOKS.get(request.path)
+    if kind is not None and request.method == "POST":
+        result = "ok" if status < 300 else "bad_signature" if code == "bad_signature" else "error"
+        await record_webhook(redis, kind, result)
+    elif request.method == "POST" and _SEND_PATH.match(request.path):
+        if status in (409, 429) and code in REFUSAL_CODES:
+            await record_send_refused(redis, code)
+        elif status == 200:
+            await record_send_deduplicated(redis)
+
+
+@web.middleware
+async def answer_counting_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    if request.method != "POST" or not (request.path in _WEBHOOKS or request.path.startswith("/v1/conversations/")):
+        return await handler(request)
+    redis = request.app[DEPS].redis
+    try:
+        response = await handler(request)
+    except HttpError as exc:
+        await _count_answer(redis, request, exc.status, exc.code)
+        raise
+    except web.HTTPException as exc:
+        await _count_answer(redis, request, exc.status, None)
+        raise
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        await _count_answer(redis, request, 500, None)
+        raise
+    await _count_answer(redis, request, response.status, _answer_code(response) if response.status >= 400 else None)
+    return response
+
+
+# ---- reading (the exporter) ------------------------------------------------------------
+
+async def read_all(redis: Any) -> dict[str, dict[str, str]]:
+    """Every metric's hash as `{name: {field: value}}`, in one round trip."""
+    pipe = redis.pipeline(transaction=False)
+    for name in METRICS:
+        pipe.hgetall(KEY_PREFIX + name)
+    results = await pipe.execute()
+    out: dict[str, dict[str, str]] = {}
+    for name, raw in zip(METRICS, results):
+        out[name] = {_text(k): _text(v) for k, v in (raw or {}).items()}
+    return out
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8") if isinstance(value, (bytes, bytearray)) else str(value)
+
+
+def _known_label_sets(metric: Metric) -> list[str]:
+    if not metric.labels:
+        return [""]
+    if not metric.known:
+        return []
+    combos: list[dict[str, str]] = [{}]
+    for label in metric.labels:
+        combos = [{**c, label: v} for c in combos for v in metric.known.get(label, ())]
+    return [label_string(c) for c in combos]
+
+
+def _series(name: str, labels: str, value: str, extra: str = "") -> str:
+    inner = ",".join(p for p in (labels, extra) if p)
+    return f"{name}{{{inner}}} {value}" if inner else f"{name} {value}"
+
+
+def exposition(values: Mapping[str, Mapping[str, str]]) -> list[str]:
+    """Text-format lines (HELP, TYPE, samples) for every metric in `values`."""
+    lines: list[str] = []
+    for name, metric in METRICS.items():
+        fields = values.get(name, {})
+        lines.append(f"# HELP {name} {metric.help}")
+        lines.append(f"# TYPE {name} {metric.kind}")
+        if metric.kind == "counter":
+            series = {ls: "0" for ls in _known_label_sets(metric)}
+            series.update(fields)
+            for ls in sorted(series):
+                lines.append(_series(name, ls, series[ls]))
+            continue
+        by_labels: dict[str, dict[str, str]] = {ls: {} for ls in _known_label_sets(metric)}
+        for field, value in fields.items():
+            part, _, ls = field.partition("|")
+            by_labels.setdefault(ls, {})[part] = value
+        for ls in sorted(by_labels):
+            parts = by_labels[ls]
+            running = 0
+            for bound in (*metric.buckets, math.inf):
+                running += int(parts.get(f"le={format_float(bound)}", "0"))
+                lines.append(_series(f"{name}_bucket", ls, str(running), f'le="{format_float(bound)}"'))
+            lines.append(_series(f"{name}_sum", ls, repr(float(parts.get("sum", "0")))))
+            lines.append(_series(f"{name}_count", ls, parts.get("count", "0")))
+    return lines

@@ -1,0 +1,169 @@
+"""`GET /metrics`: every figure, read after a scripted run, at its expected value."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from shared import metrics
+from shared.deps import redis_client
+from shared.ops import render_metrics
+from tests.ops import jobs, seed
+from tests.ops.conftest import wait_dead
+
+
+def samples(text: str) -> dict[tuple[str, frozenset], float]:
+    """Every sample of a scrape, keyed by (sample name, labels); parsing also checks the format."""
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, frozenset(s.labels.items()))] = s.value
+    return out
+
+
+def at(figures, name: str, **labels) -> float:
+    return figures[(name, frozenset((k, str(v)) for k, v in labels.items()))]
+
+
+async def record_feature_counters(redis) -> None:
+    """The counters and histograms the features record, called the way they call them."""
+    for code in metrics.REFUSAL_CODES:
+        await metrics.record_send_refused(redis, code)
+    await metrics.incr(redis, metrics.SENDS_REFUSED, 2, code="rate_limited")
+    for _ in range(2):
+        await metrics.record_send_deduplicated(redis)
+    for kind, result, n in [("status", "ok", 5), ("status", "bad_signature", 1), ("inbound", "ok", 2),
+                            ("inbound", "error", 1)]:
+        for _ in range(n):
+            await metrics.record_webhook(redis, kind, result)
+    for result, n in [("made", 4), ("cache_hit", 6), ("failed", 1)]:
+        await metrics.incr(redis, metrics.LOOKUPS, n, result=result)
+    for seconds in (0.2, 0.3, 1.5):
+        await metrics.observe_send_latency(redis, seconds)
+    for seconds in (0.7, 3.0, 1200.0):
+        await metrics.observe_line_type_latency(redis, seconds)
+
+
+async def test_metrics_report_every_figure_after_a_scripted_run(ops_http, pool, deps, broker, job_worker, make_firm):
+    firm = await make_firm()
+    async with pool.acquire() as conn:
+        await seed.seed_all(conn, firm.id)
+    await record_feature_counters(deps.redis)
+    jobs.ops_flaky_job.send(uuid.uuid4().hex)  # raises: max_retries=0, so dead-lettered at once
+    jobs.ops_flaky_job.send_with_options(args=("later",), delay=600_000)  # waits in the delay queue
+    jobs.ops_idle_job.send(1)
+    jobs.ops_idle_job.send(2)  # nobody consumes ops_idle: depth 2
+    await wait_dead(broker, jobs.TEST_QUEUE, 1)
+
+    async with ops_http.get("/metrics") as resp:
+        assert resp.status == 200
+        assert resp.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+        f = samples(await resp.text())
+
+    # queues, from the broker
+    assert at(f, "leadsms_queue_dead", queue=jobs.TEST_QUEUE) == 1
+    assert at(f, "leadsms_queue_delayed", queue=jobs.TEST_QUEUE) == 1
+    assert at(f, "leadsms_queue_depth", queue=jobs.IDLE_QUEUE) == 2
+    for queue in ("intake", "lookup", "send", "status", "inbound", "ops"):
+        assert at(f, "leadsms_queue_dead", queue=queue) == 0
+    # messages, from PostgreSQL
+    for status, n in seed.EXPECTED_STATUS.items():
+        assert at(f, "leadsms_messages", status=status) == n, status
+    for (code, status), n in seed.EXPECTED_ERRORS.items():
+        assert at(f, "leadsms_messages_by_error_code", error_code=code, status=status) == n
+    assert at(f, "leadsms_messages_blocked_by_reason", reason="opted_out") == 1
+    assert at(f, "leadsms_messages_blocked_by_reason", reason="landline") == 1
+    assert 3 <= at(f, "leadsms_messages_oldest_sending_age_seconds") < 60
+    assert 0 <= at(f, "leadsms_messages_oldest_queued_age_seconds") < 60
+    # consent and blocks
+    assert at(f, "leadsms_phones_blocked") == 2
+    assert at(f, "leadsms_auto_blocks_total") == 2
+    assert at(f, "leadsms_phones_opted_out") == 1
+    assert at(f, "leadsms_phones_review_pending") == 1
+    assert at(f, "leadsms_consent_changes_total", kind="opt_out") == 3
+    assert at(f, "leadsms_consent_changes_total", kind="opt_in") == 1
+    # inbox, leads, sweeper
+    assert at(f, "leadsms_inbox_unprocessed") == 1
+    assert 90 <= at(f, "leadsms_inbox_oldest_unprocessed_age_seconds") < 150
+    assert at(f, "leadsms_leads_pending") == 1
+    assert 20 <= at(f, "leadsms_leads_pending_oldest_age_seconds") < 80
+    assert 3 <= at(f, "leadsms_sweeper_last_pass_age_seconds") < 60
+    # counters the features record in Redis
+    for code in metrics.REFUSAL_CODES:
+        assert at(f, "leadsms_sends_refused_total", code=code) == (3 if code == "rate_limited" else 1)
+    assert at(f, "leadsms_sends_deduplicated_total") == 2
+    assert at(f, "leadsms_webhook_requests_total", kind="status", result="ok") == 5
+    assert at(f, "leadsms_webhook_requests_total", kind="status", result="bad_signature") == 1
+    assert at(f, "leadsms_webhook_requests_total", kind="inbound", result="ok") == 2
+    assert at(f, "leadsms_webhook_requests_total", kind="inbound", result="error") == 1
+    assert at(f, "leadsms_webhook_requests_total", kind="inbound", result="bad_signature") == 0
+    assert at(f, "leadsms_lookups_total", result="made") == 4
+    assert at(f, "leadsms_lookups_total", result="cache_hit") == 6
+    assert at(f, "leadsms_lookups_total", result="failed") == 1
+    # histograms: cumulative buckets, sum, count
+    send = "leadsms_send_accept_to_twilio_seconds"
+    assert at(f, f"{send}_bucket", le="0.1") == 0
+    assert at(f, f"{send}_bucket", le="0.25") == 1
+    assert at(f, f"{send}_bucket", le="0.5") == 2
+    assert at(f, f"{send}_bucket", le="1.0") == 2
+    assert at(f, f"{send}_bucket", le="2.5") == 3
+    assert at(f, f"{send}_bucket", le="+Inf") == 3
+    assert at(f, f"{send}_count") == 3
+    assert at(f, f"{send}_sum") == pytest.approx(2.0)
+    line = "leadsms_intake_to_line_type_seconds"
+    assert at(f, f"{line}_bucket", le="1.0") == 1
+    assert at(f, f"{line}_bucket", le="5.0") == 2
+    assert at(f, f"{line}_bucket", le="900.0") == 2
+    assert at(f, f"{line}_bucket", le="+Inf") == 3
+    assert at(f, f"{line}_count") == 3
+    # every source answered, and the web process's own figures are there
+    for source in ("postgres", "redis", "broker"):
+        assert at(f, "leadsms_metrics_source_up", source=source) == 1
+    assert any(name.startswith(("process_", "python_")) for name, _ in f)
+
+
+async def test_metrics_of_an_empty_system_are_zeros_not_gaps(ops_http, deps):
+    async with ops_http.get("/metrics") as resp:
+        f = samples(await resp.text())
+    assert at(f, "leadsms_messages", status="failed") == 0
+    assert at(f, "leadsms_sends_refused_total", code="landline") == 0
+    assert at(f, "leadsms_send_accept_to_twilio_seconds_count") == 0
+    assert at(f, "leadsms_inbox_oldest_unprocessed_age_seconds") == 0
+    assert at(f, "leadsms_queue_depth", queue="send") == 0
+    assert not any(name == "leadsms_sweeper_last_pass_age_seconds" for name, _ in f)
+
+
+async def test_a_scrape_still_answers_when_the_broker_is_down(deps):
+    from shared.broker import build_broker
+
+    down = build_broker("redis://127.0.0.1:1/0")
+    try:
+        f = samples(await render_metrics(deps, down))
+    finally:
+        down.close()
+    assert at(f, "leadsms_metrics_source_up", source="broker") == 0
+    assert at(f, "leadsms_metrics_source_up", source="postgres") == 1
+    assert at(f, "leadsms_messages", status="sent") == 0
+    assert not any(name == "leadsms_queue_depth" for name, _ in f)
+
+
+async def test_recording_a_metric_never_fails_the_caller_when_redis_is_down():
+    r = redis_client("redis://127.0.0.1:1/0")
+    try:
+        await metrics.record_send_refused(r, "landline")
+        await metrics.observe_send_latency(r, 0.5)
+    finally:
+        await r.aclose()
+
+
+def test_an_unknown_metric_or_label_is_a_programming_error():
+    with pytest.raises(ValueError, match="not a known counter"):
+        metrics._counter_ops("leadsms_sends_refused", 1, {"code": "x"})
+    with pytest.raises(ValueError, match="takes labels"):
+        metrics._counter_ops(metrics.SENDS_REFUSED, 1, {"reason": "x"})
+
+
+def test_label_values_are_escaped_in_the_text_format():
+    assert metrics.label_string({"b": 'say "hi"\n', "a": "back\\slash"}) == 'a="back\\\\slash",b="say \\"hi\\"\\n"'
