@@ -1,1 +1,12 @@
 """dramatiq actors of this package: thin shells that hand ids to the service."""
+
+from send_pipeline import sending
+from shared import deps
+from shared.broker import actor
+from shared.errors import PermanentError
+
+
+@actor(queue_name="send", max_retries=8, throws=(PermanentError,))
+async def send_message(message_id: int) -> None:
+    """Send one portal message through Twilio, at most once (see sending.py)."""
+    await sending.send_message(deps.current(), message_id)

@@ -10,8 +10,6 @@ moves a message backwards in rank.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
-
 import asyncpg
 
 Conn = asyncpg.Connection | asyncpg.Pool
@@ -317,6 +315,3 @@ async def return_to_queued(conn: Conn, message_id: int, claimed_at: datetime) ->
         message_id, claimed_at,
     ))
 
-
-def record_dict(row: asyncpg.Record | None) -> dict[str, Any] | None:
-    return dict(row) if row is not None else None

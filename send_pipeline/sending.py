@@ -1,0 +1,142 @@
+"""The worker side of a send: claim, call Twilio once, record what happened.
+
+design.md's "sends happen once", step by step:
+
+1. Claim: one UPDATE takes a due `queued` row without a sid to `sending` (claimed_at,
+   attempts + 1), re-checking the sendable decision in the same statement; a row that
+   is no longer sendable (a STOP committed before the claim) becomes `blocked` and
+   Twilio is never called. A row that is not `queued` is left alone.
+2. One Twilio call from the firm's number, with StatusCallback
+   `PUBLIC_BASE_URL/twilio/status?m=<id>` so a callback that beats us to the database
+   still finds its message.
+3. The outcome, by the Twilio client's error kind:
+   - success → sid, `sent`, Twilio's status, segments (never moving a status back);
+   - not received (429, refused) → `queued`, due after a backoff, re-enqueued;
+   - ambiguous (timeout, 5xx) → stays `sending`; the sweeper asks Twilio's list before
+     anything is retried (`sweeps.py`);
+   - permanent → `failed`, and 21610 opts the phone out, 21614 records a landline,
+     21211 marks the phone invalid, in the same transaction.
+
+Every write after the claim names the claim (`claimed_at`), so a stale worker can never
+overwrite what the sweeper or a later claim decided.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+import structlog
+
+from send_pipeline import consent, queries
+from send_pipeline.messages import backoff_ms
+from shared.broker import enqueue
+from shared.deps import Deps
+from shared.twilio import TwilioAmbiguous, TwilioError, TwilioNotReceived
+
+log = structlog.get_logger(__name__)
+
+# Twilio error codes with a consequence beyond this message.
+UNSUBSCRIBED = 21610
+NOT_MOBILE = 21614
+INVALID_NUMBER = 21211
+
+# After this many claims whose outcome was "try again", give up on the message.
+MAX_ATTEMPTS = 25
+
+
+def status_callback_url(public_base_url: str, message_id: int) -> str:
+    return f"{public_base_url}/twilio/status?m={message_id}"
+
+
+async def send_message(deps: Deps, message_id: int) -> str:
+    """Send one message at most once; returns what happened (for logs and tests):
+    sent, blocked, requeued, ambiguous, failed, or skipped (not ours to send)."""
+    structlog.contextvars.bind_contextvars(message_id=message_id)
+    claim = await queries.claim_message(deps.pool, message_id)
+    if claim is None:
+        return await _not_claimed(deps, message_id)
+    if claim["status"] == "blocked":
+        log.info("send_blocked", reason=claim["blocked_reason"])
+        return "blocked"
+
+    try:
+        sent = await deps.twilio.send_message(
+            to=claim["to_phone"],
+            from_=claim["from_phone"],
+            body=claim["body"],
+            status_callback=status_callback_url(deps.settings.public_base_url, message_id),
+        )
+    except TwilioNotReceived as exc:
+        return await _not_received(deps, claim, exc)
+    except TwilioAmbiguous as exc:
+        await queries.mark_ambiguous(deps.pool, message_id, claim["claimed_at"], deps.settings.stale_after_s)
+        log.warning("send_ambiguous", status=exc.status, code=exc.code, attempts=claim["attempts"])
+        return "ambiguous"
+    except TwilioError as exc:  # permanent
+        await _permanent(deps, claim, exc)
+        return "failed"
+
+    structlog.contextvars.bind_contextvars(message_sid=sent.sid)
+    try:
+        stored = await queries.store_sent(deps.pool, message_id, sent.sid, sent.status, sent.num_segments)
+    except asyncpg.UniqueViolationError:
+        # Only possible when the sweeper adopted this very sid for another claim of the
+        # same body: Twilio has one message, and one row says so.
+        log.error("send_sid_already_recorded")
+        return "sent"
+    if stored is not None and stored["twilio_sid"] != sent.sid:
+        log.error("send_sid_mismatch", recorded_sid=stored["twilio_sid"])
+    log.info("message_sent", segments=sent.num_segments, attempts=claim["attempts"])
+    return "sent"
+
+
+async def _not_claimed(deps: Deps, message_id: int) -> str:
+    """Nothing to do, unless the row is queued but not yet due: then come back when it is
+    (a delayed job that arrived a little early must not wait for the sweeper)."""
+    wait_ms = await queries.queued_wait_ms(deps.pool, message_id)
+    if wait_ms is not None:
+        await enqueue(_actor(), message_id, delay_ms=max(1, wait_ms))
+        return "early"
+    log.debug("send_skipped")
+    return "skipped"
+
+
+async def _not_received(deps: Deps, claim: Any, exc: TwilioError) -> str:
+    message_id, attempts = claim["id"], claim["attempts"]
+    if attempts >= MAX_ATTEMPTS:
+        await queries.mark_failed(deps.pool, message_id, claim["claimed_at"], exc.code,
+                                  f"gave up after {attempts} attempts: {exc.detail}")
+        log.warning("send_gave_up", attempts=attempts, code=exc.code)
+        return "failed"
+    s = deps.settings
+    delay = backoff_ms(attempts, s.retry_min_backoff_ms, s.retry_max_backoff_ms)
+    if await queries.requeue_after(deps.pool, message_id, claim["claimed_at"], delay):
+        await enqueue(_actor(), message_id, delay_ms=delay)
+    log.info("send_retry_scheduled", status=exc.status, code=exc.code, attempts=attempts, delay_ms=delay)
+    return "requeued"
+
+
+async def _permanent(deps: Deps, claim: Any, exc: TwilioError) -> None:
+    """`failed` with Twilio's code and text; what the code says about the phone is
+    recorded in the same transaction."""
+    phone, firm_id = claim["to_phone"], claim["firm_id"]
+    async with deps.pool.acquire() as conn, conn.transaction():
+        if exc.code == UNSUBSCRIBED:
+            await consent.opt_out(conn, firm_id, phone, "twilio_21610")
+        elif exc.code == NOT_MOBILE:
+            from lookup.service import record_landline
+
+            await record_landline(conn, phone)
+        elif exc.code == INVALID_NUMBER:
+            from lookup.service import record_invalid
+
+            await record_invalid(conn, phone, "twilio_21211")
+        await queries.mark_failed(conn, claim["id"], claim["claimed_at"], exc.code, exc.detail)
+    log.info("send_failed", code=exc.code, status=exc.status)
+
+
+def _actor():
+    from send_pipeline.actors import send_message as actor
+
+    return actor

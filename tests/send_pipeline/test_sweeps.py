@@ -1,0 +1,89 @@
+"""The sweeper's part of "sends happen once": lost jobs and unknown outcomes."""
+
+from send_pipeline import queries
+from send_pipeline.sweeps import reconcile_stale_sends, requeue_stale_queued
+from tests.send_pipeline.conftest import sim_view
+from tests.support import wait_for
+
+PHONE = "+12125551234"
+
+
+async def queued_row(pool, firm, conv, body="Doors open at 6"):
+    message_id = await pool.fetchval("SELECT nextval('messages_id_seq')")
+    await queries.insert_queued_message(pool, message_id, firm.id, conv, body, "u1", 1)
+    return message_id
+
+
+async def make_sending(pool, message_id, claimed_ago_s, *, ambiguous_ago_s=None):
+    await pool.execute(
+        """UPDATE messages SET status = 'sending', attempts = 1,
+                  claimed_at = now() - make_interval(secs => $2),
+                  next_attempt_at = CASE WHEN $3::float8 IS NULL THEN NULL
+                                         ELSE now() - make_interval(secs => $3) END
+           WHERE id = $1""",
+        message_id, float(claimed_ago_s), ambiguous_ago_s,
+    )
+
+
+async def test_a_queued_message_whose_job_was_lost_is_sent_after_a_sweep(worker, deps, firm, thread, pool, sim):
+    message_id = await queued_row(pool, firm, await thread(PHONE))
+    assert await requeue_stale_queued(deps) == 0  # not stale yet: its job may still be coming
+    await pool.execute("UPDATE messages SET created_at = now() - interval '10 seconds' WHERE id = $1", message_id)
+    assert await requeue_stale_queued(deps) == 1
+    assert await requeue_stale_queued(deps) == 0  # once per STALE_AFTER_S, not every pass
+    await wait_for(lambda: pool.fetchval("SELECT twilio_sid FROM messages WHERE id = $1", message_id), what="sent")
+    assert len((await sim_view(sim, PHONE))["messages"]) == 1
+
+
+async def test_a_dead_workers_send_that_reached_twilio_is_adopted_without_a_second_send(deps, broker, firm, thread, pool, sim):
+    message_id = await queued_row(pool, firm, await thread(PHONE))
+    at_twilio = await deps.twilio.send_message(to=PHONE, from_=firm.number, body="Doors open at 6", status_callback=None)
+    await make_sending(pool, message_id, claimed_ago_s=30)
+    assert await reconcile_stale_sends(deps) == {"adopted": 1}
+    row = await pool.fetchrow("SELECT status, twilio_sid FROM messages WHERE id = $1", message_id)
+    assert tuple(row) == ("sent", at_twilio.sid)
+    assert len((await sim_view(sim))["attempts"]) == 1
+
+
+async def test_a_dead_workers_send_that_never_reached_twilio_is_sent_once(worker, deps, firm, thread, pool, sim):
+    message_id = await queued_row(pool, firm, await thread(PHONE))
+    await make_sending(pool, message_id, claimed_ago_s=30)
+    assert await reconcile_stale_sends(deps) == {"requeued": 1}
+    await wait_for(lambda: pool.fetchval("SELECT twilio_sid FROM messages WHERE id = $1", message_id), what="sent")
+    assert len((await sim_view(sim, PHONE))["messages"]) == 1
+
+
+async def test_a_send_that_may_still_be_in_flight_is_not_touched(deps, broker, firm, thread, pool, sim):
+    message_id = await queued_row(pool, firm, await thread(PHONE))
+    await make_sending(pool, message_id, claimed_ago_s=deps.settings.stale_after_s + 1)
+    assert await reconcile_stale_sends(deps) == 0
+    assert await pool.fetchval("SELECT status FROM messages WHERE id = $1", message_id) == "sending"
+
+
+async def test_an_ambiguous_send_is_reconciled_stale_after_s_after_its_answer(deps, broker, firm, thread, pool, sim):
+    message_id = await queued_row(pool, firm, await thread(PHONE))
+    await deps.twilio.send_message(to=PHONE, from_=firm.number, body="Doors open at 6", status_callback=None)
+    await make_sending(pool, message_id, claimed_ago_s=3, ambiguous_ago_s=-5)  # its wait is not over
+    assert await reconcile_stale_sends(deps) == 0
+    await make_sending(pool, message_id, claimed_ago_s=3, ambiguous_ago_s=0.1)
+    assert await reconcile_stale_sends(deps) == {"adopted": 1}
+
+
+async def test_a_message_already_recorded_is_never_adopted_twice(deps, broker, firm, thread, pool, sim):
+    conv = await thread(PHONE)
+    earlier = await queued_row(pool, firm, conv, "Same words")
+    first = await deps.twilio.send_message(to=PHONE, from_=firm.number, body="Same words", status_callback=None)
+    await pool.execute("UPDATE messages SET status = 'sent', twilio_sid = $2 WHERE id = $1", earlier, first.sid)
+    later = await queued_row(pool, firm, conv, "Same words")
+    await make_sending(pool, later, claimed_ago_s=30)
+    assert await reconcile_stale_sends(deps) == {"requeued": 1}
+    assert await pool.fetchval("SELECT status FROM messages WHERE id = $1", later) == "queued"
+
+
+async def test_a_sending_row_that_has_a_sid_is_settled_without_asking_twilio(deps, broker, firm, thread, pool, sim):
+    message_id = await queued_row(pool, firm, await thread(PHONE))
+    await make_sending(pool, message_id, claimed_ago_s=30)
+    await pool.execute("UPDATE messages SET twilio_sid = 'SMfromacallback' WHERE id = $1", message_id)
+    assert await reconcile_stale_sends(deps) == {"settled": 1}
+    assert await pool.fetchval("SELECT status FROM messages WHERE id = $1", message_id) == "sent"
+    assert (await sim_view(sim))["attempts"] == []
