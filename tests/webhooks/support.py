@@ -1,0 +1,129 @@
+"""Helpers for the webhook tests: Twilio-signed requests, rows a test starts from, and
+`settle` (apply every stored webhook now, in arrival order, as a worker would)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import aiohttp
+from twilio.request_validator import RequestValidator
+
+from shared.config import Settings
+from shared.deps import Deps
+from shared.twilio_sim.signing import inbound_params, new_sid, status_params
+from webhooks import service
+
+SIGNATURE = "X-Twilio-Signature"
+
+
+@dataclass
+class Answer:
+    status: int
+    text: str
+    content_type: str
+
+
+def sign(token: str, url: str, params: dict[str, str]) -> str:
+    return RequestValidator(token).compute_signature(url, params)
+
+
+async def post_form(http: aiohttp.ClientSession, path: str, params: dict[str, str], *,
+                    signature: str | None = None, headers: dict[str, str] | None = None) -> Answer:
+    all_headers = dict(headers or {})
+    if signature is not None:
+        all_headers[SIGNATURE] = signature
+    async with http.post(path, data=params, headers=all_headers) as response:
+        return Answer(response.status, await response.text(), response.content_type)
+
+
+async def post_signed(http: aiohttp.ClientSession, settings: Settings, path: str, params: dict[str, str], *,
+                      token: str | None = None) -> Answer:
+    """POST `params` to `path` signed as Twilio signs: PUBLIC_BASE_URL + path + query."""
+    url = settings.public_base_url + path
+    return await post_form(http, path, params, signature=sign(token or settings.twilio_auth_token, url, params))
+
+
+async def send_status(http: aiohttp.ClientSession, settings: Settings, *, message_id: int | None, sid: str,
+                      status: str, error_code: int | None = None, to: str = "+16465551234",
+                      from_: str = "+16465550100") -> Answer:
+    params = status_params(account_sid=settings.twilio_account_sid, sid=sid, to=to, from_=from_,
+                           status=status, error_code=error_code)
+    path = "/twilio/status" + (f"?m={message_id}" if message_id is not None else "")
+    return await post_signed(http, settings, path, params)
+
+
+async def send_inbound(http: aiohttp.ClientSession, settings: Settings, *, from_: str, to: str, body: str,
+                       sid: str | None = None) -> Answer:
+    params = inbound_params(account_sid=settings.twilio_account_sid, from_=from_, to=to, body=body,
+                            sid=sid or new_sid())
+    return await post_signed(http, settings, "/twilio/inbound", params)
+
+
+async def add_lead(pool: Any, firm_id: int, phone: str, *, external_id: str, name: str = "Lead",
+                   signed_up_at: datetime | None = None) -> int:
+    return await pool.fetchval(
+        """
+        INSERT INTO leads (firm_id, external_id, name, phone_raw, phone_e164, phone_status, signed_up_at)
+        VALUES ($1, $2, $3, $4, $4, 'valid', $5) RETURNING id
+        """,
+        firm_id, external_id, name, phone, signed_up_at or datetime.now(timezone.utc),
+    )
+
+
+async def add_outbound(pool: Any, firm_id: int, phone: str, *, status: str = "sending", sid: str | None = None,
+                       body: str = "See you at the seminar") -> int:
+    """An outbound message as the send pipeline leaves it (claimed; sid stored or not yet)."""
+    conversation_id = await pool.fetchval(
+        """
+        INSERT INTO conversations (firm_id, phone_e164) VALUES ($1, $2)
+        ON CONFLICT (firm_id, phone_e164) DO UPDATE SET phone_e164 = EXCLUDED.phone_e164
+        RETURNING id
+        """,
+        firm_id, phone,
+    )
+    return await pool.fetchval(
+        """
+        INSERT INTO messages (firm_id, conversation_id, direction, body, sent_by, status, twilio_sid,
+                              segments, claimed_at)
+        VALUES ($1, $2, 'out', $3, 'user-1', $4, $5, 1, clock_timestamp()) RETURNING id
+        """,
+        firm_id, conversation_id, body, status, sid,
+    )
+
+
+async def settle(deps: Deps) -> list[str | None]:
+    """Apply every unprocessed inbox row now, oldest first, and return the outcome of every
+    inbox row. Idempotent with a worker running too: whoever applies a row first wins."""
+    rows = await deps.pool.fetch("SELECT id, kind FROM twilio_inbox WHERE processed_at IS NULL ORDER BY id")
+    for row in rows:
+        apply = service.apply_status if row["kind"] == "status" else service.handle_inbound
+        await apply(deps, row["id"])
+    return [r["outcome"] for r in await deps.pool.fetch("SELECT outcome FROM twilio_inbox ORDER BY id")]
+
+
+async def message(pool: Any, message_id: int) -> dict[str, Any]:
+    row = await pool.fetchrow("SELECT * FROM messages WHERE id = $1", message_id)
+    return dict(row)
+
+
+async def flags(pool: Any, firm_id: int, phone: str) -> dict[str, Any] | None:
+    row = await pool.fetchrow("SELECT * FROM phone_flags WHERE firm_id = $1 AND phone_e164 = $2", firm_id, phone)
+    return dict(row) if row else None
+
+
+async def flag_events(pool: Any, firm_id: int, phone: str) -> list[tuple[str, str | None]]:
+    rows = await pool.fetch(
+        "SELECT kind, actor FROM phone_flag_events WHERE firm_id = $1 AND phone_e164 = $2 ORDER BY id",
+        firm_id, phone,
+    )
+    return [(r["kind"], r["actor"]) for r in rows]
+
+
+async def consent_history(pool: Any, firm_id: int, phone: str) -> list[tuple[str, str]]:
+    rows = await pool.fetch(
+        "SELECT kind, source FROM consent_events WHERE firm_id = $1 AND phone_e164 = $2 ORDER BY id",
+        firm_id, phone,
+    )
+    return [(r["kind"], r["source"]) for r in rows]

@@ -1,0 +1,175 @@
+"""Only Twilio's signed requests get in; a valid one is stored before it is answered."""
+
+import asyncio
+
+import pytest
+
+from shared.twilio_sim.signing import inbound_params, new_sid, status_params
+from tests.webhooks.support import add_outbound, message, post_form, post_signed, send_status, sign
+
+PHONE = "+16465551234"
+
+
+async def _inbox_count(pool) -> int:
+    return await pool.fetchval("SELECT count(*) FROM twilio_inbox")
+
+
+def _status(settings, sid, status="delivered"):
+    return status_params(account_sid=settings.twilio_account_sid, sid=sid, to=PHONE, from_="+16465550100",
+                         status=status)
+
+
+async def test_a_signed_status_callback_is_stored_with_our_message_id_and_answered_204(http, settings, pool, firm):
+    message_id = await add_outbound(pool, firm.id, PHONE, sid="SM1")
+    answer = await send_status(http, settings, message_id=message_id, sid="SM1", status="sent")
+    assert answer.status == 204 and answer.text == ""
+    row = await pool.fetchrow("SELECT * FROM twilio_inbox")
+    assert (row["kind"], row["message_sid"], row["twilio_status"], row["message_id"]) == (
+        "status", "SM1", "sent", message_id)
+    assert row["params"]["MessageStatus"] == "sent"
+
+
+async def test_a_signed_inbound_text_is_answered_with_empty_twiml(http, settings, pool, firm):
+    params = inbound_params(account_sid=settings.twilio_account_sid, from_=PHONE, to=firm.number, body="Hello")
+    answer = await post_signed(http, settings, "/twilio/inbound", params)
+    assert answer.status == 200
+    assert answer.content_type == "text/xml"
+    assert answer.text == '<?xml version="1.0" encoding="UTF-8"?><Response/>'
+    assert await _inbox_count(pool) == 1
+
+
+async def test_an_unsigned_request_is_refused_and_changes_nothing(http, settings, pool, firm):
+    message_id = await add_outbound(pool, firm.id, PHONE, sid="SM2")
+    answer = await post_form(http, f"/twilio/status?m={message_id}", _status(settings, "SM2"))
+    assert answer.status == 403 and '"code": "bad_signature"' in answer.text
+    params = inbound_params(account_sid=settings.twilio_account_sid, from_=PHONE, to=firm.number, body="STOP")
+    assert (await post_form(http, "/twilio/inbound", params)).status == 403
+    assert await _inbox_count(pool) == 0
+    assert (await message(pool, message_id))["status"] == "sending"
+    assert await pool.fetchval("SELECT count(*) FROM consent_events") == 0
+
+
+async def test_a_forged_request_is_refused_and_changes_nothing(http, settings, pool, firm):
+    params = inbound_params(account_sid=settings.twilio_account_sid, from_=PHONE, to=firm.number, body="Hello")
+    signature = sign(settings.twilio_auth_token, settings.public_base_url + "/twilio/inbound", params)
+    tampered = {**params, "Body": "STOP"}  # a real signature, over other parameters
+    assert (await post_form(http, "/twilio/inbound", tampered, signature=signature)).status == 403
+    assert (await post_form(http, "/twilio/inbound", params, signature="bm90IGEgc2lnbmF0dXJl")).status == 403
+    other_path = sign(settings.twilio_auth_token, settings.public_base_url + "/twilio/status?m=1", params)
+    assert (await post_form(http, "/twilio/status?m=2", params, signature=other_path)).status == 403
+    assert await _inbox_count(pool) == 0
+    assert await pool.fetchval("SELECT count(*) FROM consent_events") == 0
+
+
+async def test_a_request_signed_with_another_accounts_token_is_refused(http, settings, pool, firm):
+    params = inbound_params(account_sid=settings.twilio_account_sid, from_=PHONE, to=firm.number, body="STOP")
+    answer = await post_signed(http, settings, "/twilio/inbound", params, token="some-other-accounts-token")
+    assert answer.status == 403
+    assert await _inbox_count(pool) == 0
+    assert await pool.fetchval("SELECT count(*) FROM phone_flags") == 0
+
+
+async def test_the_signature_is_checked_against_the_configured_url_not_the_host_header(http, settings, pool, firm):
+    params = _status(settings, "SM3")
+    forged_host = "evil.example"
+    signature = sign(settings.twilio_auth_token, f"http://{forged_host}/twilio/status", params)
+    answer = await post_form(http, "/twilio/status", params, signature=signature, headers={"Host": forged_host})
+    assert answer.status == 403
+    # Signed for PUBLIC_BASE_URL: accepted whatever Host the request arrived with.
+    signature = sign(settings.twilio_auth_token, settings.public_base_url + "/twilio/status", params)
+    answer = await post_form(http, "/twilio/status", params, signature=signature, headers={"Host": "proxy.internal"})
+    assert answer.status == 204
+    assert await _inbox_count(pool) == 1
+
+
+async def test_a_json_body_is_refused_with_a_client_error(http, settings, pool):
+    async with http.post("/twilio/status", json={"MessageSid": "SM4"}, headers={"X-Twilio-Signature": "x"}) as r:
+        assert r.status == 415
+        assert (await r.json())["code"] == "unsupported_media_type"
+    assert await _inbox_count(pool) == 0
+
+
+async def test_a_signed_request_without_a_message_sid_is_a_client_error(http, settings, pool):
+    answer = await post_signed(http, settings, "/twilio/status", {"MessageStatus": "sent"})
+    assert answer.status == 400
+    assert await _inbox_count(pool) == 0
+
+
+async def test_a_replayed_webhook_is_stored_once_and_still_answered(http, settings, pool, firm):
+    params = _status(settings, "SM5")
+    for _ in range(3):
+        assert (await post_signed(http, settings, "/twilio/status", params)).status == 204
+    assert await _inbox_count(pool) == 1
+
+
+class _Proxy:
+    """A TCP proxy to PostgreSQL that the test can cut, as if the database went away."""
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self.target = (target_host, target_port)
+        self.server: asyncio.Server | None = None
+        self.writers: list[asyncio.StreamWriter] = []
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return self.server.sockets[0].getsockname()[1]
+
+    async def _serve(self, reader, writer) -> None:
+        up_reader, up_writer = await asyncio.open_connection(*self.target)
+        self.writers += [writer, up_writer]
+
+        async def pipe(src, dst):
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    async def cut(self) -> None:
+        self.server.close()
+        for w in self.writers:
+            w.close()
+        await self.server.wait_closed()
+
+
+async def test_webhooks_answer_503_when_postgresql_is_down(settings, services, deps, pool, firm, broker):
+    import aiohttp
+    from aiohttp import web as aioweb
+    from urllib.parse import urlsplit, urlunsplit
+
+    from shared.app import create_app
+    from shared.db import create_pool
+    from shared.deps import Deps
+    from tests.support import free_port
+
+    parts = urlsplit(services.database_url)
+    proxy = _Proxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+    if parts.hostname is None:
+        pytest.skip("PostgreSQL is reached over a unix socket here")
+    proxy_port = await proxy.start()
+    netloc = parts.netloc.rsplit("@", 1)
+    host = f"127.0.0.1:{proxy_port}"
+    dsn = urlunsplit((parts.scheme, f"{netloc[0]}@{host}" if len(netloc) == 2 else host, parts.path, parts.query, ""))
+    port = free_port()
+    down_settings = settings.replace(public_base_url=f"http://127.0.0.1:{port}", port=port)
+    down_pool = await create_pool(dsn, max_size=2)
+    down_deps = Deps(settings=down_settings, pool=down_pool, redis=deps.redis, twilio=None)
+    app = create_app(down_settings, deps=down_deps, broker=broker)
+    runner = aioweb.AppRunner(app, access_log=None)
+    await runner.setup()
+    await aioweb.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        await proxy.cut()
+        params = inbound_params(account_sid=settings.twilio_account_sid, from_=PHONE, to=firm.number, body="STOP")
+        async with aiohttp.ClientSession(base_url=down_settings.public_base_url) as session:
+            answer = await post_signed(session, down_settings, "/twilio/inbound", params)
+        assert answer.status == 503 and '"code": "unavailable"' in answer.text
+        assert await _inbox_count(pool) == 0
+    finally:
+        await runner.cleanup()
+        down_pool.terminate()

@@ -1,0 +1,257 @@
+"""SQL of the webhooks package: the inbox, message status, phone flags and their audit.
+
+`$n` parameters only. The service decides transactions; functions that lock say so.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+Row = asyncpg.Record
+
+# ---- twilio_inbox ----------------------------------------------------------------------
+
+
+async def insert_inbox(conn: asyncpg.Connection, kind: str, message_sid: str, twilio_status: str,
+                       message_id: int | None, params: dict[str, Any]) -> int | None:
+    """Store a webhook; the new row's id, or None when this (kind, sid, status) is stored already."""
+    return await conn.fetchval(
+        """
+        INSERT INTO twilio_inbox (kind, message_sid, twilio_status, message_id, params)
+        VALUES ($1, $2, $3, $4, $5)
+        ON CONFLICT (kind, message_sid, twilio_status) DO NOTHING
+        RETURNING id
+        """,
+        kind, message_sid, twilio_status, message_id, params,
+    )
+
+
+async def find_inbox(conn: asyncpg.Connection, kind: str, message_sid: str, twilio_status: str) -> Row | None:
+    return await conn.fetchrow(
+        "SELECT id, processed_at FROM twilio_inbox WHERE kind = $1 AND message_sid = $2 AND twilio_status = $3",
+        kind, message_sid, twilio_status,
+    )
+
+
+async def lock_inbox(conn: asyncpg.Connection, inbox_id: int) -> Row | None:
+    """The inbox row, locked until the transaction ends (one applier at a time)."""
+    return await conn.fetchrow("SELECT * FROM twilio_inbox WHERE id = $1 FOR UPDATE", inbox_id)
+
+
+async def mark_processed(conn: asyncpg.Connection, inbox_id: int, outcome: str) -> None:
+    await conn.execute(
+        "UPDATE twilio_inbox SET processed_at = clock_timestamp(), outcome = $2 WHERE id = $1",
+        inbox_id, outcome,
+    )
+
+
+async def stale_inbox(conn: asyncpg.Connection | asyncpg.Pool, older_than_s: float, limit: int) -> list[Row]:
+    """Unprocessed inbox rows older than `older_than_s`, oldest first (their job was lost)."""
+    return await conn.fetch(
+        """
+        SELECT id, kind FROM twilio_inbox
+        WHERE processed_at IS NULL AND received_at < clock_timestamp() - make_interval(secs => $1)
+        ORDER BY received_at, id
+        LIMIT $2
+        """,
+        float(older_than_s), limit,
+    )
+
+
+async def newer_status_applied(conn: asyncpg.Connection, message_sid: str, inbox_id: int, received_at: Any) -> bool:
+    """True when a status callback received after this one has been applied already."""
+    return await conn.fetchval(
+        """
+        SELECT EXISTS (
+            SELECT 1 FROM twilio_inbox
+            WHERE kind = 'status' AND message_sid = $1 AND processed_at IS NOT NULL
+              AND (received_at, id) > ($3, $2)
+        )
+        """,
+        message_sid, inbox_id, received_at,
+    )
+
+
+# ---- firms, conversations --------------------------------------------------------------
+
+
+async def firm_by_number(conn: asyncpg.Connection, sms_number: str) -> Row | None:
+    return await conn.fetchrow("SELECT id, default_region FROM firms WHERE sms_number = $1", sms_number)
+
+
+async def firm_by_id(conn: asyncpg.Connection, firm_id: int) -> Row | None:
+    return await conn.fetchrow("SELECT id, default_region FROM firms WHERE id = $1", firm_id)
+
+
+async def conversation_of_firm(conn: asyncpg.Connection, firm_id: int, conversation_id: int) -> Row | None:
+    return await conn.fetchrow(
+        "SELECT id, phone_e164, lead_id FROM conversations WHERE id = $1 AND firm_id = $2",
+        conversation_id, firm_id,
+    )
+
+
+# ---- messages --------------------------------------------------------------------------
+
+_MESSAGE_FOR_STATUS = """
+    SELECT m.id, m.firm_id, m.direction, m.status, m.twilio_sid, m.error_code, c.phone_e164
+    FROM messages m JOIN conversations c ON c.id = m.conversation_id
+"""
+
+
+async def lock_message_by_id(conn: asyncpg.Connection, message_id: int) -> Row | None:
+    return await conn.fetchrow(_MESSAGE_FOR_STATUS + " WHERE m.id = $1 FOR UPDATE OF m", message_id)
+
+
+async def lock_message_by_sid(conn: asyncpg.Connection, twilio_sid: str) -> Row | None:
+    return await conn.fetchrow(_MESSAGE_FOR_STATUS + " WHERE m.twilio_sid = $1 FOR UPDATE OF m", twilio_sid)
+
+
+async def message_id_with_sid(conn: asyncpg.Connection, twilio_sid: str) -> int | None:
+    return await conn.fetchval("SELECT id FROM messages WHERE twilio_sid = $1", twilio_sid)
+
+
+async def update_message_status(conn: asyncpg.Connection, message_id: int, *, status: str,
+                                twilio_status: str | None, twilio_sid: str, error_code: int | None,
+                                error_message: str | None) -> None:
+    """Write what a callback says: status (already checked forward-only), Twilio's word
+    when it is the latest, the sid when none is stored yet, the error when given."""
+    await conn.execute(
+        """
+        UPDATE messages
+        SET status = $2,
+            twilio_status = COALESCE($3, twilio_status),
+            twilio_sid = COALESCE(twilio_sid, $4),
+            error_code = COALESCE($5, error_code),
+            error_message = CASE WHEN $5::integer IS NULL THEN error_message ELSE $6 END,
+            updated_at = clock_timestamp()
+        WHERE id = $1
+        """,
+        message_id, status, twilio_status, twilio_sid, error_code, error_message,
+    )
+
+
+async def insert_inbound_message(conn: asyncpg.Connection, *, firm_id: int, conversation_id: int, body: str,
+                                 twilio_status: str, twilio_sid: str, segments: int | None,
+                                 received_at: Any) -> int | None:
+    """Store a reply; its id, or None when a message with this sid is stored already."""
+    return await conn.fetchval(
+        """
+        INSERT INTO messages (firm_id, conversation_id, direction, body, status, twilio_status,
+                              twilio_sid, segments, received_at, created_at)
+        VALUES ($1, $2, 'in', $3, 'received', $4, $5, $6, $7, $7)
+        ON CONFLICT (twilio_sid) DO NOTHING
+        RETURNING id
+        """,
+        firm_id, conversation_id, body, twilio_status, twilio_sid, segments, received_at,
+    )
+
+
+# ---- phone_flags and their audit -------------------------------------------------------
+
+
+async def add_flag_event(conn: asyncpg.Connection, firm_id: int, phone_e164: str, kind: str, *,
+                         reason: str | None = None, actor: str | None = None, message_id: int | None = None) -> None:
+    await conn.execute(
+        """
+        INSERT INTO phone_flag_events (firm_id, phone_e164, kind, reason, actor, message_id)
+        VALUES ($1, $2, $3, $4, $5, $6)
+        """,
+        firm_id, phone_e164, kind, reason, actor, message_id,
+    )
+
+
+async def count_filter_failure(conn: asyncpg.Connection, firm_id: int, phone_e164: str) -> Row:
+    """One more consecutive carrier-filter failure; returns (consecutive_filter_failures, blocked)."""
+    return await conn.fetchrow(
+        """
+        INSERT INTO phone_flags AS f (firm_id, phone_e164, consecutive_filter_failures)
+        VALUES ($1, $2, 1)
+        ON CONFLICT (firm_id, phone_e164) DO UPDATE
+            SET consecutive_filter_failures = f.consecutive_filter_failures + 1,
+                updated_at = clock_timestamp()
+        RETURNING consecutive_filter_failures, blocked
+        """,
+        firm_id, phone_e164,
+    )
+
+
+async def block_phone(conn: asyncpg.Connection, firm_id: int, phone_e164: str, reason: str) -> bool:
+    """Block the phone for the firm; True when it was not blocked before."""
+    return bool(await conn.fetchval(
+        """
+        UPDATE phone_flags
+        SET blocked = true, blocked_at = clock_timestamp(), blocked_reason = $3, updated_at = clock_timestamp()
+        WHERE firm_id = $1 AND phone_e164 = $2 AND NOT blocked
+        RETURNING true
+        """,
+        firm_id, phone_e164, reason,
+    ))
+
+
+async def reset_filter_failures(conn: asyncpg.Connection, firm_id: int, phone_e164: str) -> int | None:
+    """Zero the consecutive-failure count; the count it had, or None when it was 0 already."""
+    return await conn.fetchval(
+        """
+        UPDATE phone_flags f
+        SET consecutive_filter_failures = 0, updated_at = clock_timestamp()
+        FROM (SELECT consecutive_filter_failures AS before FROM phone_flags
+              WHERE firm_id = $1 AND phone_e164 = $2 FOR UPDATE) old
+        WHERE f.firm_id = $1 AND f.phone_e164 = $2 AND old.before > 0
+        RETURNING old.before
+        """,
+        firm_id, phone_e164,
+    )
+
+
+async def unblock_phone(conn: asyncpg.Connection, firm_id: int, phone_e164: str) -> bool:
+    """Lift a block and start the failure count afresh; True when it was blocked."""
+    return bool(await conn.fetchval(
+        """
+        UPDATE phone_flags
+        SET blocked = false, blocked_at = NULL, blocked_reason = NULL,
+            consecutive_filter_failures = 0, updated_at = clock_timestamp()
+        WHERE firm_id = $1 AND phone_e164 = $2 AND blocked
+        RETURNING true
+        """,
+        firm_id, phone_e164,
+    ))
+
+
+async def open_review(conn: asyncpg.Connection, firm_id: int, phone_e164: str, message_id: int) -> Row | None:
+    """Mark the phone's sends paused for review of `message_id`, unless it is opted out.
+
+    Returns (was_pending) when the flag is set now or already was, None when opted out.
+    """
+    return await conn.fetchrow(
+        """
+        WITH old AS (
+            SELECT review_pending FROM phone_flags WHERE firm_id = $1 AND phone_e164 = $2 FOR UPDATE
+        )
+        INSERT INTO phone_flags AS f (firm_id, phone_e164, review_pending, review_message_id)
+        VALUES ($1, $2, true, $3)
+        ON CONFLICT (firm_id, phone_e164) DO UPDATE
+            SET review_pending = true, review_message_id = $3, updated_at = clock_timestamp()
+            WHERE NOT f.opted_out
+        RETURNING COALESCE((SELECT review_pending FROM old), false) AS was_pending
+        """,
+        firm_id, phone_e164, message_id,
+    )
+
+
+async def lock_flags(conn: asyncpg.Connection, firm_id: int, phone_e164: str) -> Row | None:
+    return await conn.fetchrow(
+        "SELECT * FROM phone_flags WHERE firm_id = $1 AND phone_e164 = $2 FOR UPDATE",
+        firm_id, phone_e164,
+    )
+
+
+async def close_review(conn: asyncpg.Connection, firm_id: int, phone_e164: str) -> None:
+    await conn.execute(
+        """
+        UPDATE phone_flags SET review_pending = false, review_message_id = NULL, updated_at = clock_timestamp()
+        WHERE firm_id = $1 AND phone_e164 = $2
+        """,
+        firm_id, phone_e164,
+    )

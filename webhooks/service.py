@@ -1,0 +1,252 @@
+"""What the webhook jobs do: apply a delivery status, file an inbound reply, staff review.
+
+Each inbox row is applied exactly once: the job locks the row, does its work and marks it
+processed in one transaction, so replays, the sweeper's re-enqueues and a second worker
+all find it done. Status jobs also lock the message row (FOR UPDATE), so two callbacks
+for one message apply one after the other and the status only ever moves forward.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import structlog
+
+from send_pipeline import consent
+from send_pipeline.conversations import bump_conversation, upsert_conversation
+from send_pipeline.sendable import Decision, decide_for_phone
+from shared.broker import enqueue
+from shared.deps import Deps
+from shared.errors import HttpError
+from webhooks import queries
+from webhooks.inbox import sender_phone
+from webhooks.keywords import classify_keyword, reads_like_opt_out
+from webhooks.status_codes import (
+    FINAL_FAILURES,
+    OPT_OUT_SOURCE,
+    advances,
+    describe_error,
+    effect_of,
+    our_status,
+    parse_error_code,
+)
+
+log = structlog.get_logger(__name__)
+
+
+# ---- delivery status ---------------------------------------------------------------------
+
+
+async def apply_status(deps: Deps, inbox_id: int) -> str | None:
+    """Apply one status callback; returns the outcome recorded on the inbox row."""
+    with structlog.contextvars.bound_contextvars(inbox_id=inbox_id):
+        async with deps.pool.acquire() as conn:
+            async with conn.transaction():
+                inbox = await queries.lock_inbox(conn, inbox_id)
+                if inbox is None or inbox["processed_at"] is not None:
+                    return None
+                outcome = await _apply_status_row(deps, conn, inbox)
+                await queries.mark_processed(conn, inbox_id, outcome)
+        return outcome
+
+
+async def _apply_status_row(deps: Deps, conn: asyncpg.Connection, inbox: asyncpg.Record) -> str:
+    params: dict[str, str] = inbox["params"]
+    sid = inbox["message_sid"]
+    twilio_status = inbox["twilio_status"]
+    structlog.contextvars.bind_contextvars(message_sid=sid)
+
+    message = await _find_message(conn, inbox["message_id"], sid)
+    if message is None:
+        log.warning("status_for_unknown_message", message_id=inbox["message_id"], twilio_status=twilio_status)
+        return "unmatched"
+    structlog.contextvars.bind_contextvars(message_id=message["id"], firm_id=message["firm_id"])
+    if message["twilio_sid"] is not None and message["twilio_sid"] != sid:
+        # ?m= names a message that Twilio knows under another sid: a second Twilio
+        # message for one of ours. Applying it would overwrite the first one's facts.
+        log.warning("status_sid_mismatch", stored_sid=message["twilio_sid"])
+        return "sid_mismatch"
+    if message["twilio_sid"] is None:
+        other = await queries.message_id_with_sid(conn, sid)
+        if other is not None:
+            log.warning("status_sid_belongs_to_other_message", other_message_id=other)
+            return "sid_mismatch"
+
+    new = our_status(twilio_status)
+    moved = message["status"] != "blocked" and advances(message["status"], new)
+    status = new if moved else message["status"]
+    latest = not await queries.newer_status_applied(conn, sid, inbox["id"], inbox["received_at"])
+    error_code = parse_error_code(params.get("ErrorCode"))
+    error_message = (params.get("ErrorMessage") or "").strip()[:500] or describe_error(error_code)
+    await queries.update_message_status(
+        conn, message["id"], status=status, twilio_status=(twilio_status or None) if latest else None,
+        twilio_sid=sid, error_code=error_code if (moved or message["error_code"] is None) else None,
+        error_message=error_message,
+    )
+    log.info("message_status_applied", twilio_status=twilio_status, status=status, moved=moved,
+             error_code=error_code)
+    if not moved:
+        return "recorded"
+    if status == "delivered":
+        await _reset_filter_failures(conn, message)
+    elif status in FINAL_FAILURES:
+        await _apply_error_effect(deps, conn, message, error_code, status, sid)
+    return f"status:{status}"
+
+
+async def _find_message(conn: asyncpg.Connection, message_id: int | None, sid: str) -> asyncpg.Record | None:
+    """Our message for a callback: by `?m=` (present even before the sid is stored), else by sid."""
+    message = None
+    if message_id is not None:
+        message = await queries.lock_message_by_id(conn, message_id)
+    if message is None:
+        message = await queries.lock_message_by_sid(conn, sid)
+    if message is not None and message["direction"] != "out":
+        return None
+    return message
+
+
+async def _reset_filter_failures(conn: asyncpg.Connection, message: asyncpg.Record) -> None:
+    before = await queries.reset_filter_failures(conn, message["firm_id"], message["phone_e164"])
+    if before:
+        await queries.add_flag_event(conn, message["firm_id"], message["phone_e164"], "filter_reset",
+                                     reason=f"delivered after {before} failure(s)", message_id=message["id"])
+
+
+async def _apply_error_effect(deps: Deps, conn: asyncpg.Connection, message: asyncpg.Record,
+                              error_code: int | None, status: str, sid: str) -> None:
+    effect = effect_of(error_code, status)
+    firm_id, phone, message_id = message["firm_id"], message["phone_e164"], message["id"]
+    if effect.filter_failure:
+        flags = await queries.count_filter_failure(conn, firm_id, phone)
+        count = flags["consecutive_filter_failures"]
+        await queries.add_flag_event(conn, firm_id, phone, "filter_failure",
+                                     reason=f"error {error_code} ({count} in a row)", message_id=message_id)
+        threshold = deps.settings.block_after_filter_failures
+        if count >= threshold and not flags["blocked"]:
+            reason = f"carrier_filtered: {count} consecutive failures, last error {error_code}"
+            if await queries.block_phone(conn, firm_id, phone, reason):
+                await queries.add_flag_event(conn, firm_id, phone, "blocked", reason=reason,
+                                             actor="auto", message_id=message_id)
+                log.info("phone_blocked", failures=count, error_code=error_code)
+    if effect.refresh_line_type:
+        # Enqueued inside the transaction: if the broker fails, the whole callback is
+        # retried; if the commit fails after it, a spare refresh is harmless.
+        from lookup.actors import lookup_line_type
+
+        await enqueue(lookup_line_type, phone, True)
+    if effect.invalid_reason:
+        from lookup.service import record_invalid
+
+        await record_invalid(conn, phone, effect.invalid_reason)
+        await queries.add_flag_event(conn, firm_id, phone, "invalidated",
+                                     reason=f"error {error_code}: {effect.invalid_reason}", message_id=message_id)
+    if effect.opt_out:
+        await consent.opt_out(conn, firm_id, phone, OPT_OUT_SOURCE, message_sid=message["twilio_sid"] or sid)
+
+
+# ---- inbound replies ---------------------------------------------------------------------
+
+
+async def handle_inbound(deps: Deps, inbox_id: int) -> str | None:
+    """File one inbound text in its conversation; returns the outcome recorded on the row."""
+    with structlog.contextvars.bound_contextvars(inbox_id=inbox_id):
+        async with deps.pool.acquire() as conn:
+            async with conn.transaction():
+                inbox = await queries.lock_inbox(conn, inbox_id)
+                if inbox is None or inbox["processed_at"] is not None:
+                    return None
+                outcome = await _file_inbound(conn, inbox)
+                await queries.mark_processed(conn, inbox_id, outcome)
+        return outcome
+
+
+async def _file_inbound(conn: asyncpg.Connection, inbox: asyncpg.Record) -> str:
+    params: dict[str, str] = inbox["params"]
+    sid = inbox["message_sid"]
+    structlog.contextvars.bind_contextvars(message_sid=sid)
+    firm = await queries.firm_by_number(conn, (params.get("To") or "").strip())
+    if firm is None:
+        log.warning("inbound_unrouted", to=params.get("To"))
+        return "unrouted"
+    firm_id = firm["id"]
+    structlog.contextvars.bind_contextvars(firm_id=firm_id)
+    phone = sender_phone(params.get("From"), firm["default_region"])
+    if phone is None:
+        log.warning("inbound_from_unusable_sender")
+        return "unusable_sender"
+    body = params.get("Body") or ""
+    conversation_id, _ = await upsert_conversation(conn, firm_id, phone)
+    message_id = await queries.insert_inbound_message(
+        conn, firm_id=firm_id, conversation_id=conversation_id, body=body,
+        twilio_status=inbox["twilio_status"] or "received", twilio_sid=sid,
+        segments=_segments(params.get("NumSegments")), received_at=inbox["received_at"],
+    )
+    if message_id is None:
+        log.info("inbound_already_filed", conversation_id=conversation_id)
+        return "duplicate"
+    await bump_conversation(conn, conversation_id)
+    log.info("inbound_filed", conversation_id=conversation_id, message_id=message_id)
+    if classify_keyword(body) is not None:
+        return "keyword"  # its consent change was applied with the inbox row
+    rule = reads_like_opt_out(body)
+    if rule is not None:
+        opened = await queries.open_review(conn, firm_id, phone, message_id)
+        if opened is not None and not opened["was_pending"]:
+            await queries.add_flag_event(conn, firm_id, phone, "review_opened", reason=rule, message_id=message_id)
+            log.info("review_opened", rule=rule, message_id=message_id)
+            return "review_opened"
+    return "filed"
+
+
+def _segments(raw: str | None) -> int | None:
+    if raw and raw.strip().isdigit() and 1 <= int(raw) <= 1000:
+        return int(raw)
+    return None
+
+
+# ---- staff review of a possible opt-out ----------------------------------------------------
+
+DECISIONS = ("opt_out", "keep")
+
+
+@dataclass(frozen=True)
+class ReviewResult:
+    conversation_id: int
+    decision: str
+    decision_after: Decision
+
+    def as_json(self) -> dict[str, Any]:
+        notice = self.decision_after.notice
+        return {
+            "conversation_id": self.conversation_id,
+            "decision": self.decision,
+            "can_send": self.decision_after.sendable,
+            "notice": notice.as_json() if notice else None,
+        }
+
+
+async def decide_review(deps: Deps, firm_id: int, conversation_id: int, decision: str, user: str) -> ReviewResult:
+    """Staff's answer to a paused reply: `opt_out` (a consent event `staff:<user>`) or
+    `keep` (sends resume). Both audited with the user and the reviewed message."""
+    if decision not in DECISIONS:
+        raise HttpError(400, "bad_decision", "decision must be \"opt_out\" or \"keep\".")
+    async with deps.pool.acquire() as conn:
+        async with conn.transaction():
+            conversation = await queries.conversation_of_firm(conn, firm_id, conversation_id)
+            if conversation is None:
+                raise HttpError(404, "not_found", "No such conversation.")
+            phone = conversation["phone_e164"]
+            flags = await queries.lock_flags(conn, firm_id, phone)
+            if flags is None or not flags["review_pending"]:
+                raise HttpError(409, "no_review_pending", "There is no reply waiting for review in this conversation.")
+            reviewed = flags["review_message_id"]
+            if decision == "opt_out":
+                await consent.opt_out(conn, firm_id, phone, f"staff:{user}")
+            await queries.close_review(conn, firm_id, phone)
+            await queries.add_flag_event(conn, firm_id, phone, f"review_{decision}", actor=user, message_id=reviewed)
+            after = await decide_for_phone(conn, firm_id, phone)
+    log.info("review_decided", conversation_id=conversation_id, decision=decision)
+    return ReviewResult(conversation_id, decision, after)
