@@ -158,33 +158,32 @@ def _error_line(options: dict[str, Any]) -> str | None:
     return lines[-1].strip() if lines else None
 
 
-def list_dead(broker: Any, queue: str, limit: int | None = None) -> list[DeadLetter]:
-    """Dead letters of `queue`, oldest first (newest `limit` when given)."""
-    _require_redis(broker, "listing dead letters")
+def _dead_entries(broker: Any, queue: str, limit: int | None = None) -> list[tuple[str, float, bytes | None]]:
+    """(broker id, dead-at ms, stored data) of `queue`'s dead letters, oldest first."""
     k = _keys(broker, queue)
-    client = broker.client
-    start = -limit if limit else 0
-    entries = client.zrange(k["xq"], start, -1, withscores=True)
+    entries = broker.client.zrange(k["xq"], -limit if limit else 0, -1, withscores=True)
     if not entries:
         return []
-    ids = [e[0] for e in entries]
-    datas = client.hmget(k["xq_msgs"], ids)
-    out = []
-    for (rid, score), data in zip(entries, datas):
-        rid_s = rid.decode() if isinstance(rid, bytes) else str(rid)
-        dead_at = datetime.fromtimestamp(score / 1000, timezone.utc).isoformat(timespec="seconds")
-        msg = _decode(data)
-        if msg is None:
-            out.append(DeadLetter(rid_s, "", queue, "(unreadable)", [], {}, 0, dead_at,
-                                  "the stored message could not be decoded", None))
-            continue
-        options = dict(msg.options)
-        out.append(DeadLetter(
-            id=rid_s, message_id=msg.message_id, queue=queue, actor=msg.actor_name,
-            args=list(msg.args), kwargs=dict(msg.kwargs), retries=int(options.get("retries", 0) or 0),
-            dead_at=dead_at, error=_error_line(options), traceback=options.get("traceback"),
-        ))
-    return out
+    datas = broker.client.hmget(k["xq_msgs"], [rid for rid, _ in entries])
+    return [(rid.decode() if isinstance(rid, bytes) else str(rid), score, data)
+            for (rid, score), data in zip(entries, datas)]
+
+
+def _letter(queue: str, rid: str, score: float, msg: Message | None) -> DeadLetter:
+    dead_at = datetime.fromtimestamp(score / 1000, timezone.utc).isoformat(timespec="seconds")
+    if msg is None:
+        return DeadLetter(rid, "", queue, "(unreadable)", [], {}, 0, dead_at,
+                          "the stored message could not be decoded", None)
+    options = dict(msg.options)
+    return DeadLetter(id=rid, message_id=msg.message_id, queue=queue, actor=msg.actor_name,
+                      args=list(msg.args), kwargs=dict(msg.kwargs), retries=int(options.get("retries", 0) or 0),
+                      dead_at=dead_at, error=_error_line(options), traceback=options.get("traceback"))
+
+
+def list_dead(broker: Any, queue: str, limit: int | None = None) -> list[DeadLetter]:
+    """Dead letters of `queue`, oldest first (only the newest `limit` when given)."""
+    _require_redis(broker, "listing dead letters")
+    return [_letter(queue, rid, score, _decode(data)) for rid, score, data in _dead_entries(broker, queue, limit)]
 
 
 def retry_dead(broker: Any, queue: str, ids: Sequence[str] | None = None) -> tuple[list[str], list[str]]:
@@ -194,26 +193,25 @@ def retry_dead(broker: Any, queue: str, ids: Sequence[str] | None = None) -> tup
     """
     _require_redis(broker, "retrying dead letters")
     k = _keys(broker, queue)
-    letters = list_dead(broker, queue)
     wanted = None if ids is None else set(ids)
     script = broker.client.register_script(_RETRY_LUA)
-    raw = dict(zip([d.id for d in letters], broker.client.hmget(k["xq_msgs"], [d.id for d in letters]))) if letters else {}
     retried, matched = [], set()
-    for letter in letters:
-        if wanted is not None and not ({letter.id, letter.message_id} & wanted):
+    for rid, _score, data in _dead_entries(broker, queue):
+        msg = _decode(data)
+        names = {rid} | ({msg.message_id} if msg is not None else set())
+        if wanted is not None and not names & wanted:
             continue
-        matched |= {letter.id, letter.message_id}
-        msg = _decode(raw.get(letter.id))
+        matched |= names
         if msg is None:
-            log.warning("dead_letter_unreadable", queue=queue, id=letter.id)
+            log.warning("dead_letter_unreadable", queue=queue, id=rid)
             continue
         options = {key: v for key, v in msg.options.items() if key not in _DELIVERY_OPTIONS}
-        options["redis_message_id"] = letter.id
+        options["redis_message_id"] = rid
         fresh = Message(queue_name=queue, actor_name=msg.actor_name, args=msg.args, kwargs=msg.kwargs,
                         options=options, message_id=msg.message_id, message_timestamp=int(time.time() * 1000))
-        if script(keys=[k["xq"], k["xq_msgs"], k["q"], k["msgs"]], args=[letter.id, fresh.encode()]):
-            retried.append(letter.id)
-            log.info("dead_letter_retried", queue=queue, id=letter.id, actor=msg.actor_name)
+        if script(keys=[k["xq"], k["xq_msgs"], k["q"], k["msgs"]], args=[rid, fresh.encode()]):
+            retried.append(rid)
+            log.info("dead_letter_retried", queue=queue, id=rid, actor=msg.actor_name)
     not_found = sorted(wanted - matched) if wanted is not None else []
     return retried, not_found
 
@@ -265,6 +263,7 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("queue")
     d.add_argument("--json", action="store_true", dest="json_sub")
     d.add_argument("--traceback", action="store_true", help="print each full traceback")
+    d.add_argument("--limit", type=int, default=100, help="show the newest N (default 100; 0 = all)")
     r = sub.add_parser("retry", help="re-enqueue dead letters (retry count reset)")
     r.add_argument("queue")
     r.add_argument("ids", nargs="*", metavar="ID", help="dead-letter ids (or message ids)")
@@ -314,7 +313,7 @@ def _run(args: argparse.Namespace, broker: dramatiq.Broker, out: Any) -> int:
         return 0
     queue = _check_queue(args.queue)
     if args.action == "dead":
-        letters = list_dead(broker, queue)
+        letters = list_dead(broker, queue, limit=max(0, args.limit) or None)
         if as_json:
             print(json.dumps({"queue": queue, "dead": [asdict(d) for d in letters]}), file=out)
             return 0
@@ -324,6 +323,9 @@ def _run(args: argparse.Namespace, broker: dramatiq.Broker, out: Any) -> int:
         print(_table(("ID", "ACTOR", "ARGS", "RETRIES", "DEAD_AT", "LAST_ERROR"),
                      [(d.id, d.actor, _short(json.dumps(d.args)), d.retries, d.dead_at, _short(d.error or "-", 100))
                       for d in letters]), file=out)
+        total = queue_stats(broker, [queue])[0].dead
+        if total > len(letters):
+            print(f"(the newest {len(letters)} of {total}: --limit 0 lists them all)", file=out)
         if args.traceback:
             for d in letters:
                 print(f"\n--- {d.id} ({d.actor})\n{d.traceback or '(no traceback recorded)'}", file=out)
