@@ -14,6 +14,7 @@ import dramatiq
 from aiohttp import web
 
 from shared import broker as brokers
+from shared import ops
 from shared.config import Settings
 from shared.deps import Deps, close_deps, open_deps
 from shared.sweeper import SweepTask
@@ -61,4 +62,5 @@ def create_app(settings: Settings, *, deps: Deps | None = None, broker: dramatiq
 
     for package in DOMAIN_PACKAGES:
         importlib.import_module(f"{package}.routes").add_routes(app)
+    ops.add_routes(app)
     return app

@@ -172,7 +172,9 @@ class WorkerDeps(Middleware):
 def worker_broker(settings: Settings) -> dramatiq.Broker:
     """The broker of a worker process: project middleware, deps opened at boot."""
     settings.require("broker_url")
-    extra: list[Middleware] = []
+    from shared.queues import DeadLetterErrors  # shared.queues imports this module
+
+    extra: list[Middleware] = [DeadLetterErrors()]
     if settings.worker_metrics_port:
         from dramatiq.middleware.prometheus import Prometheus
 

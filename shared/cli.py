@@ -10,8 +10,10 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import signal
 import sys
+import tempfile
 from typing import Callable, Sequence
 
 from shared.config import Settings
@@ -72,6 +74,11 @@ def worker_env(settings: Settings, base: dict[str, str] | None = None) -> dict[s
     if settings.worker_metrics_port:
         env["dramatiq_prom_port"] = str(settings.worker_metrics_port)
         env.setdefault("dramatiq_prom_host", "127.0.0.1")
+        # One multiprocess-metrics folder per worker, emptied at start: the shared default
+        # would sum counters from earlier runs into this one.
+        prom_db = env.setdefault("dramatiq_prom_db", f"{tempfile.gettempdir()}/leadsms-prom-{settings.worker_metrics_port}")
+        shutil.rmtree(prom_db, ignore_errors=True)
+        os.makedirs(prom_db, exist_ok=True)
     return env
 
 

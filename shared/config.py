@@ -88,7 +88,7 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "firm": ("database_url",),
     "import": ("database_url",),
     "unblock": ("database_url",),
-    "queues": ("database_url",),
+    "queues": ("broker_url",),
     "twilio-sim": (),
 }
 
