@@ -19,7 +19,6 @@ import json
 import random
 import sys
 import time
-from dataclasses import dataclass
 from typing import Iterator
 
 import asyncpg
@@ -131,13 +130,6 @@ COLUMNS = ("firm_id", "external_id", "name", "email", "event", "phone_raw", "pho
            "phone_status", "phone_error", "signed_up_at", "created_at")
 
 
-@dataclass
-class Generated:
-    leads: int
-    people: int
-    phones: list[str]
-
-
 def _phone(rng: random.Random) -> str:
     area = rng.choice(AREAS)
     exchange = rng.randint(201, 989)
@@ -157,34 +149,46 @@ def _signups_per_person(rng: random.Random) -> int:
 
 
 def rows(firm_id: int, count: int, seed: int, tag: str) -> Iterator[tuple]:
-    """`count` signup rows: people with 1..6 signups, names/emails varying a little between them."""
+    """`count` signup rows, in signup order (as a CRM feeds them over three years).
+
+    People have 1..6 signups; between them the email sometimes changes and the first
+    name sometimes becomes a nickname, so a query can match an older signup only.
+    About 2% have no phone, 1% an invalid one, 0.5% are still pending.
+    """
     rng = random.Random(seed)
     now = dt.datetime.now(dt.timezone.utc)
-    made = 0
-    person = 0
-    while made < count:
-        person += 1
+    span_days = 3 * 365
+    people: list[tuple] = []
+    signups: list[tuple[float, int, int]] = []  # (days ago, person, k)
+    while len(signups) < count:
         first, last = rng.choice(FIRST), rng.choice(LAST)
         phone = _phone(rng)
         x = rng.random()
-        status, error = ("valid", None)
+        status, error = "valid", None
         if x < 0.02:
-            status, error, phone = "missing", None, None
+            status, phone = "missing", None
         elif x < 0.03:
             status, error = "invalid", "not_a_valid_number"
         elif x < 0.035:
             status = "pending"
-        local = rng.choice((f"{first}.{last}", f"{first[0]}{last}", f"{first}{last[0]}", f"{first}_{last}{rng.randint(1, 99)}"))
-        domain = rng.choice(DOMAINS)
-        first_seen = now - dt.timedelta(days=rng.uniform(0, 3 * 365))
-        for k in range(min(_signups_per_person(rng), count - made)):
-            name_first = NICK.get(first, first) if k and rng.random() < 0.3 else first
-            email = f"{local}@{domain}".lower() if rng.random() < 0.85 else f"{first}{rng.randint(1, 999)}@{rng.choice(DOMAINS)}".lower()
-            signed = first_seen + dt.timedelta(days=rng.uniform(0, 200) * k)
-            made += 1
-            yield (firm_id, f"{tag}-{made}", f"{name_first} {last}", email, rng.choice(EVENTS),
-                   _raw_format(rng, phone) if phone else None, phone if status != "pending" else None,
-                   status, error, signed, signed)
+        local = rng.choice((f"{first}.{last}", f"{first[0]}{last}", f"{first}{last[0]}",
+                            f"{first}_{last}{rng.randint(1, 99)}")).lower()
+        person = len(people)
+        people.append((first, last, phone, status, error, f"{local}@{rng.choice(DOMAINS)}"))
+        first_seen = rng.uniform(0, span_days)
+        for k in range(min(_signups_per_person(rng), count - len(signups))):
+            signups.append((max(0.0, first_seen - rng.uniform(0, 200) * k), person, k))
+    signups.sort(key=lambda s: -s[0])  # oldest first: the heap fills in signup order
+    for n, (days_ago, person, k) in enumerate(signups, 1):
+        first, last, phone, status, error, email = people[person]
+        if k and rng.random() < 0.3:
+            first = NICK.get(first, first)
+        if k and rng.random() < 0.15:
+            email = f"{first}{rng.randint(1, 999)}@{rng.choice(DOMAINS)}".lower()
+        signed = now - dt.timedelta(days=days_ago)
+        yield (firm_id, f"{tag}-{n}", f"{first} {last}", email, rng.choice(EVENTS),
+               _raw_format(rng, phone) if phone else None, phone if status != "pending" else None,
+               status, error, signed, signed)
 
 
 async def generate_leads(conn: asyncpg.Connection, firm_id: int, count: int, *, seed: int = 7,

@@ -25,13 +25,15 @@ import asyncpg
 Conn = asyncpg.Connection | asyncpg.Pool
 
 PICKER_LIMIT = 20
-PREFIX_CAP = 100
-SUBSTRING_CAP = 200
-SHORT_WINDOW = 10_000
+PREFIX_CAP = 50  # rows per prefix tier
+SUBSTRING_CAP = 100  # rows of substring matches (from the window, then the index)
+RECENT_WINDOW = 2_000  # newest signups scanned first for substring matches
+SHORT_WINDOW = 10_000  # ... and only these, for a q too short for a trigram
+INDEX_GATE = 40  # fewer substring matches than this among the newest: ask the trigram index
 
 # chr(1114111) is U+10FFFF, the largest code point: [p, p || U+10FFFF) is every string
 # that starts with p in byte order (text_pattern_ops), so a prefix is an index range.
-_NAME_PREFIX = """
+_TEXT_PREFIX = """
     (SELECT phone_e164, 1 AS rank FROM leads
      WHERE firm_id = $1 AND phone_e164 IS NOT NULL
        AND lower(name) ~>=~ lower($2) AND lower(name) ~<~ (lower($2) || chr(1114111))
@@ -42,31 +44,13 @@ _NAME_PREFIX = """
        AND lower(email) ~>=~ lower($2) AND lower(email) ~<~ (lower($2) || chr(1114111))
      LIMIT $4)
 """
-
+_TEXT_MATCH = "(lower(name) LIKE lower($3) OR lower(email) LIKE lower($3))"
 # a name, email or word of the name that starts with q ("smi" in "John Smith") ranks as a prefix
 _TEXT_RANK = """CASE WHEN starts_with(lower(name), lower($2)) OR starts_with(lower(email), lower($2))
                      OR position(' ' || lower($2) IN lower(name)) > 0 THEN 1 ELSE 2 END"""
 
-_TEXT_SUBSTRING = f"""
-    (SELECT phone_e164, {_TEXT_RANK} FROM leads
-     WHERE firm_id = $1 AND phone_e164 IS NOT NULL
-       AND (lower(name) LIKE lower($3) OR lower(email) LIKE lower($3))
-     LIMIT $5)
-"""
-
-_TEXT_SUBSTRING_RECENT = f"""
-    (SELECT phone_e164, {_TEXT_RANK} FROM (
-         SELECT phone_e164, name, email FROM leads
-         WHERE firm_id = $1
-         ORDER BY signed_up_at DESC, id DESC
-         LIMIT $6) AS recent
-     WHERE phone_e164 IS NOT NULL
-       AND (lower(name) LIKE lower($3) OR lower(email) LIKE lower($3))
-     LIMIT $5)
-"""
-
 # digits mode: $2 = digits typed, $3 = country code || digits typed (a national number)
-_DIGITS = """
+_DIGITS_PREFIX = """
     (SELECT phone_e164, CASE WHEN substr(phone_e164, 2) IN ($2, $3) THEN 0 ELSE 1 END AS rank FROM leads
      WHERE firm_id = $1 AND phone_e164 IS NOT NULL
        AND substr(phone_e164, 2) ~>=~ $2 AND substr(phone_e164, 2) ~<~ ($2 || chr(1114111))
@@ -76,14 +60,40 @@ _DIGITS = """
      WHERE firm_id = $1 AND phone_e164 IS NOT NULL
        AND substr(phone_e164, 2) ~>=~ $3 AND substr(phone_e164, 2) ~<~ ($3 || chr(1114111))
      LIMIT $4)
-    UNION ALL
-    (SELECT phone_e164, 2 FROM leads
-     WHERE firm_id = $1 AND phone_e164 IS NOT NULL AND substr(phone_e164, 2) LIKE $6
-     LIMIT $5)
 """
+_DIGITS_MATCH = "substr(phone_e164, 2) LIKE $9"
+_DIGITS_RANK = "2"
 
+# Substring matches come from two places. First the firm's newest $6 signups
+# (leads_firm_recent): a common fragment fills its cap there, at once and newest first.
+# Only when that finds fewer than $8 matches (a rare fragment) is the trigram index asked,
+# through a MATERIALIZED CTE: planned for full retrieval (so PostgreSQL picks the trigram
+# index rather than a LIMIT-driven sequential scan on a guessed selectivity), evaluated
+# lazily (it stops once $5 rows are read), and not run at all when the gate is shut ($7
+# false, or the window had enough): the gate is a one-time filter.
 _PICK = """
-WITH hits AS ({hits}),
+WITH recent_hits AS MATERIALIZED (
+    SELECT phone_e164, {rank} AS rank FROM (
+        SELECT phone_e164, name, email FROM leads
+        WHERE firm_id = $1
+        ORDER BY signed_up_at DESC, id DESC
+        LIMIT $6) AS recent
+    WHERE phone_e164 IS NOT NULL AND {match}
+    LIMIT $5
+),
+indexed_hits AS MATERIALIZED (
+    SELECT phone_e164, {rank} AS rank FROM leads
+    WHERE firm_id = $1 AND phone_e164 IS NOT NULL AND {match}
+),
+hits AS (
+    {prefix}
+    UNION ALL
+    SELECT phone_e164, rank FROM recent_hits
+    UNION ALL
+    (SELECT phone_e164, rank FROM indexed_hits
+     WHERE $7 AND (SELECT count(*) FROM recent_hits) < $8
+     LIMIT $5)
+),
 phones AS (
     SELECT phone_e164, min(rank) AS rank FROM hits GROUP BY phone_e164
 ),
@@ -103,24 +113,25 @@ WHERE send_block_code($1, phone_status, phone_e164) IS NULL
 LIMIT {limit}
 """
 
-PICK_TEXT_SQL = _PICK.format(hits=_NAME_PREFIX + " UNION ALL " + _TEXT_SUBSTRING, limit=PICKER_LIMIT)
-PICK_TEXT_SHORT_SQL = _PICK.format(hits=_NAME_PREFIX + " UNION ALL " + _TEXT_SUBSTRING_RECENT, limit=PICKER_LIMIT)
-PICK_DIGITS_SQL = _PICK.format(hits=_DIGITS, limit=PICKER_LIMIT)
+PICK_TEXT_SQL = _PICK.format(prefix=_TEXT_PREFIX, match=_TEXT_MATCH, rank=_TEXT_RANK, limit=PICKER_LIMIT)
+PICK_DIGITS_SQL = _PICK.format(prefix=_DIGITS_PREFIX, match=_DIGITS_MATCH, rank=_DIGITS_RANK, limit=PICKER_LIMIT)
 
 
-async def pick_by_text(conn: Conn, firm_id: int, needle: str, pattern: str) -> list[asyncpg.Record]:
-    """Sendable leads whose name or email (of any signup) contains `needle` (trigram path)."""
-    return await conn.fetch(PICK_TEXT_SQL, firm_id, needle, pattern, PREFIX_CAP, SUBSTRING_CAP)
+async def pick_by_text(conn: Conn, firm_id: int, needle: str, pattern: str, *, indexed: bool) -> list[asyncpg.Record]:
+    """Sendable leads whose name or email (of any signup) contains `needle`.
 
-
-async def pick_by_text_short(conn: Conn, firm_id: int, needle: str, pattern: str) -> list[asyncpg.Record]:
-    """As `pick_by_text`, the substring tier limited to the firm's newest signups."""
-    return await conn.fetch(PICK_TEXT_SHORT_SQL, firm_id, needle, pattern, PREFIX_CAP, SUBSTRING_CAP, SHORT_WINDOW)
+    `indexed` False (no trigram in q): substring matches among the newest SHORT_WINDOW
+    signups only, so a 2-character q never scans the whole firm.
+    """
+    window = RECENT_WINDOW if indexed else SHORT_WINDOW
+    return await conn.fetch(PICK_TEXT_SQL, firm_id, needle, pattern, PREFIX_CAP, SUBSTRING_CAP, window,
+                            indexed, INDEX_GATE)
 
 
 async def pick_by_digits(conn: Conn, firm_id: int, digits: str, national: str, pattern: str) -> list[asyncpg.Record]:
     """Sendable leads whose phone digits contain `digits` (`national`: with the country code)."""
-    return await conn.fetch(PICK_DIGITS_SQL, firm_id, digits, national, PREFIX_CAP, SUBSTRING_CAP, pattern)
+    return await conn.fetch(PICK_DIGITS_SQL, firm_id, digits, national, PREFIX_CAP, SUBSTRING_CAP,
+                            RECENT_WINDOW, True, INDEX_GATE, pattern)
 
 
 async def firm_region(conn: Conn, firm_id: int) -> str | None:

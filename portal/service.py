@@ -42,9 +42,7 @@ async def _pick(conn: asyncpg.Connection, firm_id: int, query: picker.PickerQuer
         region = await queries.firm_region(conn, firm_id) or "US"
         national = picker.country_code(region) + query.needle
         return await queries.pick_by_digits(conn, firm_id, query.needle, national, query.pattern)
-    if query.indexed:
-        return await queries.pick_by_text(conn, firm_id, query.needle, query.pattern)
-    return await queries.pick_by_text_short(conn, firm_id, query.needle, query.pattern)
+    return await queries.pick_by_text(conn, firm_id, query.needle, query.pattern, indexed=query.indexed)
 
 
 async def list_conversations(deps: Deps, firm_id: int, limit: int = DEFAULT_LIMIT,

@@ -63,4 +63,12 @@ async def test_another_firms_key_gets_404_on_every_v1_route_with_an_id(http, poo
             async with http.get(path, headers=firm.user("u1")) as resp:
                 assert resp.status == 200, (path, await resp.text())
 
+    # ids in a body too: opening a conversation for another firm's lead
+    async with http.post("/v1/conversations", json={"lead_id": lead}, headers=other.user("intruder")) as resp:
+        assert resp.status == 404, await resp.text()
+    # and the lists show none of the first firm's rows
+    for path, params in (("/v1/conversations", {}), ("/v1/leads/sendable", {"q": "tess"})):
+        async with http.get(path, params=params, headers=other.headers) as resp:
+            assert (await resp.json())["items"] == []
+
     assert await counts(pool) == before

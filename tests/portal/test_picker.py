@@ -175,6 +175,11 @@ async def test_another_firm_sees_none_of_the_leads(http, pool, firm, make_firm):
 async def test_on_a_few_thousand_leads_every_item_is_a_sendable_newest_signup(http, pool, firm):
     async with pool.acquire() as conn:
         await generate_leads(conn, firm.id, 3000, seed=11, flag_share=0.05)
+    # older than the newest 2,000 signups scanned first: found through the index path
+    old = await add_lead(pool, firm.id, "Xanthippe Oldfield", "+19175550186", email="xo@archive.example",
+                         signed_up_at=days_ago(5 * 365))
+    for q in ("xanthippe", "oldfie", "archive.ex", "917-555-0186", "5550186"):
+        assert [i["lead_id"] for i in await pick(http, firm, q)] == [old], q
     for q in ("an", "jo", "son", "mar", "gmail", "a.b", "212", "(312) 5", "55", "ez"):
         items = await pick(http, firm, q)
         assert len(items) <= 20
