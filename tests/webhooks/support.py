@@ -93,14 +93,17 @@ async def add_outbound(pool: Any, firm_id: int, phone: str, *, status: str = "se
     )
 
 
-async def settle(deps: Deps) -> list[str | None]:
+async def settle(deps: Deps, kind: str = "inbound") -> list[str | None]:
     """Apply every unprocessed inbox row now, oldest first, and return the outcome of every
-    inbox row. Idempotent with a worker running too: whoever applies a row first wins."""
+    inbox row of `kind`. Idempotent with a worker running too: whoever applies a row first
+    wins. (Filtering by kind keeps a late simulator callback from an earlier test, which
+    lands as `unmatched`, out of an inbound test's assertions.)"""
     rows = await deps.pool.fetch("SELECT id, kind FROM twilio_inbox WHERE processed_at IS NULL ORDER BY id")
     for row in rows:
         apply = service.apply_status if row["kind"] == "status" else service.handle_inbound
         await apply(deps, row["id"])
-    return [r["outcome"] for r in await deps.pool.fetch("SELECT outcome FROM twilio_inbox ORDER BY id")]
+    rows = await deps.pool.fetch("SELECT outcome FROM twilio_inbox WHERE kind = $1 ORDER BY id", kind)
+    return [r["outcome"] for r in rows]
 
 
 async def message(pool: Any, message_id: int) -> dict[str, Any]:
@@ -127,3 +130,18 @@ async def consent_history(pool: Any, firm_id: int, phone: str) -> list[tuple[str
         firm_id, phone,
     )
     return [(r["kind"], r["source"]) for r in rows]
+
+
+async def open_thread(http: aiohttp.ClientSession, pool: Any, firm: Any, phone: str, external_id: str = "t1") -> int:
+    """A valid signup with `phone` and its conversation, opened through the portal API."""
+    lead_id = await add_lead(pool, firm.id, phone, external_id=external_id)
+    async with http.post("/v1/conversations", json={"lead_id": lead_id}, headers=firm.headers) as r:
+        assert r.status in (200, 201), await r.text()
+        return (await r.json())["conversation_id"]
+
+
+async def post_message(http: aiohttp.ClientSession, firm: Any, conversation_id: int, body: str,
+                       user: str = "user-1") -> tuple[int, dict[str, Any]]:
+    async with http.post(f"/v1/conversations/{conversation_id}/messages", json={"body": body},
+                         headers=firm.user(user)) as r:
+        return r.status, await r.json()

@@ -13,6 +13,8 @@ from tests.webhooks.support import (
     consent_history,
     flag_events,
     flags,
+    open_thread,
+    post_message,
     send_inbound,
     settle,
 )
@@ -26,12 +28,15 @@ OPTED_OUT_TEXT = ("This lead has opted out of SMS. You can't send messages until
     ("STOP", "stop"), ("stop", "stop"), (" Stop. ", "stop"), ("OPT OUT", "opt out"), ("revoke", "revoke"),
 ])
 async def test_an_inbound_stop_blocks_sends_as_soon_as_the_webhook_has_answered(http, settings, pool, firm, body, word):
+    conversation_id = await open_thread(http, pool, firm, PHONE)
     assert (await decide_for_phone(pool, firm.id, PHONE)).sendable
     answer = await send_inbound(http, settings, from_=PHONE, to=firm.number, body=body)
     assert answer.status == 200
     # no worker has run: the opt-out was written with the inbox row, before the answer
     decision = await decide_for_phone(pool, firm.id, PHONE)
     assert (decision.sendable, decision.code, decision.notice.text) == (False, "opted_out", OPTED_OUT_TEXT)
+    status, refused = await post_message(http, firm, conversation_id, "Are you still coming?")
+    assert (status, refused["code"], refused["error"]) == (409, "opted_out", OPTED_OUT_TEXT)
     assert await consent_history(pool, firm.id, PHONE) == [("opt_out", f"keyword:{word}")]
 
 
@@ -93,7 +98,8 @@ async def test_a_reply_from_a_phone_with_three_signups_lands_in_one_conversation
     thread = await pool.fetch("SELECT * FROM messages WHERE conversation_id = $1 ORDER BY created_at, id", conversation["id"])
     assert [(m["direction"], m["status"], m["body"]) for m in thread] == [
         ("in", "received", "Is parking free?"), ("in", "received", "And is there lunch?")]
-    inbox_times = [r["received_at"] for r in await pool.fetch("SELECT received_at FROM twilio_inbox ORDER BY id")]
+    inbox_times = [r["received_at"] for r in await pool.fetch(
+        "SELECT received_at FROM twilio_inbox WHERE kind = 'inbound' ORDER BY id")]
     assert [m["received_at"] for m in thread] == inbox_times
 
 
@@ -116,7 +122,7 @@ async def test_a_replayed_inbound_text_is_filed_once(http, settings, deps, pool,
     for _ in range(2):
         await send_inbound(http, settings, from_=PHONE, to=firm.number, body="See you there", sid="SMsame")
         await settle(deps)
-    inbox_id = await pool.fetchval("SELECT id FROM twilio_inbox")
+    inbox_id = await pool.fetchval("SELECT id FROM twilio_inbox WHERE message_sid = 'SMsame'")
     assert await service.handle_inbound(deps, inbox_id) is None
     assert await pool.fetchval("SELECT count(*) FROM messages") == 1
 

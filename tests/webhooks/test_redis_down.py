@@ -15,7 +15,7 @@ from shared.app import create_app
 from shared.deps import Deps, redis_client
 from tests.support import free_port, wait_for
 from tests.webhooks.conftest import stop_gracefully
-from tests.webhooks.support import consent_history, send_inbound
+from tests.webhooks.support import consent_history, open_thread, post_message, send_inbound
 from webhooks.sweeps import replay_inbox
 
 PHONE = "+16465551234"
@@ -65,27 +65,30 @@ async def test_with_redis_stopped_an_inbound_stop_is_answered_and_blocks_sends_a
     try:
         await runner.setup()
         await aioweb.TCPSite(runner, "127.0.0.1", port).start()
-        private.stop()
 
         async with aiohttp.ClientSession(base_url=own_settings.public_base_url) as http:
+            conversation_id = await open_thread(http, pool, firm, PHONE)
+            private.stop()
             started = time.monotonic()
             answer = await send_inbound(http, own_settings, from_=PHONE, to=firm.number, body="STOP")
             elapsed = time.monotonic() - started
-        assert answer.status == 200, answer.text
-        assert elapsed < 5
+            assert answer.status == 200, answer.text
+            assert elapsed < 5
+            status, refused = await post_message(http, firm, conversation_id, "Still there?")
+        assert (status, refused["code"]) == (409, "opted_out")
         decision = await decide_for_phone(pool, firm.id, PHONE)
         assert decision.code == "opted_out"
         assert await consent_history(pool, firm.id, PHONE) == [("opt_out", "keyword:stop")]
-        assert await pool.fetchval("SELECT processed_at FROM twilio_inbox") is None
-        assert await pool.fetchval("SELECT count(*) FROM messages") == 0
+        assert await pool.fetchval("SELECT processed_at FROM twilio_inbox WHERE kind = 'inbound'") is None
+        assert await pool.fetchval("SELECT count(*) FROM messages") == 0  # the refused send stored nothing
 
         await private.start()  # Redis is back, on the same port
         worker = worker_pool.start("inbound", REDIS_URL=private.url, BROKER_URL=private.url)
-        assert await wait_for(lambda: replay_inbox(own_deps), timeout=15, what="the sweep to replay the stale row") == 1
-        row = await wait_for(lambda: pool.fetchrow("SELECT * FROM messages"), timeout=20,
+        assert await wait_for(lambda: replay_inbox(own_deps), timeout=15, what="the sweep to replay the stale row") >= 1
+        row = await wait_for(lambda: pool.fetchrow("SELECT * FROM messages WHERE direction = 'in'"), timeout=20,
                              what="the STOP to reach the thread")
         assert (row["direction"], row["status"], row["body"]) == ("in", "received", "STOP")
-        assert await pool.fetchval("SELECT outcome FROM twilio_inbox") == "keyword"
+        assert await pool.fetchval("SELECT outcome FROM twilio_inbox WHERE kind = 'inbound'") == "keyword"
         assert await consent_history(pool, firm.id, PHONE) == [("opt_out", "keyword:stop")]
     finally:
         brokers.install(broker)

@@ -5,16 +5,29 @@ import subprocess
 
 from send_pipeline.sendable import decide_for_phone
 from tests.support import leadsms_command
-from tests.webhooks.support import add_outbound, consent_history, flag_events, flags, send_inbound, send_status, settle
+from tests.webhooks.support import (
+    add_outbound,
+    consent_history,
+    flag_events,
+    flags,
+    open_thread,
+    post_message,
+    send_inbound,
+    send_status,
+    settle,
+)
 from webhooks.unblock import unblock
 
 PHONE = "+16465551234"
 
 
 async def _paused_conversation(http, settings, deps, pool, firm) -> int:
+    conversation_id = await open_thread(http, pool, firm, PHONE)
     await send_inbound(http, settings, from_=PHONE, to=firm.number, body="Remove me from your list")
     assert await settle(deps) == ["review_opened"]
-    return await pool.fetchval("SELECT id FROM conversations WHERE firm_id = $1", firm.id)
+    status, refused = await post_message(http, firm, conversation_id, "Sorry to hear that!")
+    assert (status, refused["code"]) == (409, "review_opt_out")
+    return conversation_id
 
 
 async def _review(http, firm, conversation_id, decision, user="staff-7"):
@@ -40,6 +53,7 @@ async def test_opt_out_records_a_consent_event_from_the_staff_member(http, setti
     status, body = await _review(http, firm, conversation_id, "opt_out")
     assert status == 200
     assert (body["can_send"], body["notice"]["code"]) == (False, "opted_out")
+    assert (await post_message(http, firm, conversation_id, "Bye!"))[1]["code"] == "opted_out"
     assert await consent_history(pool, firm.id, PHONE) == [("opt_out", "staff:staff-7")]
     assert (await flags(pool, firm.id, PHONE))["review_pending"] is False
     assert [k for k, _ in await flag_events(pool, firm.id, PHONE)] == ["review_opened", "review_opt_out"]
