@@ -308,6 +308,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     parser.add_argument("--keep-database", action="store_true")
     args = parser.parse_args(argv)
+    from shared.logging import configure
+
+    configure("console", "WARNING")  # stdout is the JSON result
     print(json.dumps(asyncio.run(run_stack(args)), indent=2))
     return 0
 

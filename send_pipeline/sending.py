@@ -28,6 +28,7 @@ from typing import Any
 import asyncpg
 import structlog
 
+from lookup.service import record_invalid, record_landline
 from send_pipeline import consent, queries
 from send_pipeline.messages import backoff_ms
 from shared.broker import enqueue
@@ -125,12 +126,8 @@ async def _permanent(deps: Deps, claim: Any, exc: TwilioError) -> None:
         if exc.code == UNSUBSCRIBED:
             await consent.opt_out(conn, firm_id, phone, "twilio_21610")
         elif exc.code == NOT_MOBILE:
-            from lookup.service import record_landline
-
             await record_landline(conn, phone)
         elif exc.code == INVALID_NUMBER:
-            from lookup.service import record_invalid
-
             await record_invalid(conn, phone, "twilio_21211")
         await queries.mark_failed(conn, claim["id"], claim["claimed_at"], exc.code, exc.detail)
     log.info("send_failed", code=exc.code, status=exc.status)

@@ -132,6 +132,20 @@ async def test_a_stop_recorded_after_enqueue_blocks_the_send(deps, firm, thread,
     assert await sending.send_message(deps, row["id"]) == "skipped"
 
 
+async def test_a_stop_recorded_between_enqueue_and_the_worker_blocks_the_send(worker, firm, thread, pool, sim):
+    from send_pipeline.actors import send_message
+
+    conv = await thread(PHONE)
+    message_id = await pool.fetchval("SELECT nextval('messages_id_seq')")
+    await queries.insert_queued_message(pool, message_id, firm.id, conv, "Last chance to register!", "u1", 1)
+    send_message.send_with_options(args=(message_id,), delay=800)  # the worker gets it in 0.8 s
+    async with pool.acquire() as conn, conn.transaction():
+        await consent.opt_out(conn, firm.id, PHONE, "keyword:stop")
+    await wait_for(lambda: _has_status(pool, message_id, "blocked"), what="the worker to block the send")
+    assert await pool.fetchval("SELECT blocked_reason FROM messages WHERE id = $1", message_id) == "opted_out"
+    assert (await sim_view(sim))["attempts"] == []
+
+
 async def test_a_message_that_is_not_queued_is_left_alone(deps, firm, thread, pool, sim):
     conv = await thread(PHONE)
     msg_id = await pool.fetchval("SELECT nextval('messages_id_seq')")
