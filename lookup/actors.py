@@ -1,1 +1,52 @@
-"""dramatiq actors of this package: thin shells that hand ids to the service."""
+"""dramatiq actors of this package: thin shells that hand ids to the service.
+
+Retries: dramatiq's actor options are fixed at import, but the backoff is configuration
+(`RETRY_MIN_BACKOFF_MS`, `RETRY_MAX_BACKOFF_MS`). So a transient failure (Twilio did
+not take or did not answer the lookup; Redis or PostgreSQL unreachable) is re-raised as
+`dramatiq.Retry` with the delay computed here from the worker's settings and the
+message's retry count: dramatiq's Retries middleware re-enqueues it after that delay,
+up to `LOOKUP_MAX_RETRIES`. Permanent failures (`PermanentError`: any other Twilio 4xx,
+an auth failure included) are in `throws=` and are not retried.
+"""
+
+from __future__ import annotations
+
+import dramatiq
+from dramatiq.common import compute_backoff
+from dramatiq.middleware import CurrentMessage
+
+from lookup import service
+from shared import deps
+from shared.broker import actor
+from shared.config import Settings
+from shared.errors import PermanentError, TransientError
+from shared.web import UNAVAILABLE
+
+# With the defaults (1 s doubling to a 300 s cap) 12 retries span about 40 minutes.
+LOOKUP_MAX_RETRIES = 12
+
+RETRYABLE = (TransientError, *UNAVAILABLE)
+
+
+def retry_delay_ms(settings: Settings, retries: int) -> int:
+    """Exponential backoff with jitter between the configured bounds."""
+    _, delay = compute_backoff(retries, factor=settings.retry_min_backoff_ms,
+                               max_backoff=settings.retry_max_backoff_ms)
+    return max(settings.retry_min_backoff_ms, int(delay))
+
+
+def _retries_so_far() -> int:
+    message = CurrentMessage.get_current_message()
+    return int(message.options.get("retries", 0)) if message is not None else 0
+
+
+@actor(queue_name="lookup", max_retries=LOOKUP_MAX_RETRIES, throws=(PermanentError,))
+async def lookup_line_type(phone_e164: str, force: bool = False) -> None:
+    d = deps.current()
+    try:
+        await service.lookup_line_type(d, phone_e164, force=force)
+    except PermanentError:
+        raise
+    except RETRYABLE as exc:
+        raise dramatiq.Retry(f"lookup not completed: {exc}",
+                             delay=retry_delay_ms(d.settings, _retries_so_far())) from exc

@@ -1,0 +1,1 @@
+from tests.intake.helpers import enqueued  # noqa: F401  (fixture)
