@@ -1,3 +1,26 @@
-"""Sweep tasks of this package: name -> async fn(deps). Run by `leadsms sweeper`."""
+"""Sweep tasks of this package: name -> async fn(deps). Run by `leadsms sweeper`.
 
-SWEEPS: dict = {}
+A lead still `pending` after `STALE_AFTER_S` lost its validate job (the broker was down
+when the hook stored it, or a worker died holding it): it is enqueued again, at most once
+per `STALE_AFTER_S`, so a worker outage does not pile up copies every pass.
+"""
+
+from __future__ import annotations
+
+from intake import queries
+from intake.actors import validate_lead
+from shared.broker import enqueue
+from shared.deps import Deps
+
+REQUEUE_BATCH = 1000
+
+
+async def requeue_pending_leads(deps: Deps) -> int:
+    """Re-enqueue validate_lead for stale pending leads; how many."""
+    lead_ids = await queries.stale_pending_leads(deps.pool, deps.settings.stale_after_s, REQUEUE_BATCH)
+    for lead_id in lead_ids:
+        await enqueue(validate_lead, lead_id)
+    return len(lead_ids)
+
+
+SWEEPS = {"requeue_pending_leads": requeue_pending_leads}

@@ -1,0 +1,136 @@
+"""validate_lead and the pending-lead sweep, called as plain functions on real PostgreSQL
+and Redis (the worker runs the same functions; see test_with_worker.py)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from intake import service
+from intake.sweeps import requeue_pending_leads
+from intake.validation import LeadInput
+from send_pipeline.conversations import upsert_conversation
+from tests.intake.helpers import external_id
+
+T0 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
+
+
+async def store(pool, firm_id: int, phone: str | None, *, signed_up_at: datetime | None = None) -> int:
+    lead = LeadInput(external_id(), "Dana", "", "", phone, signed_up_at)
+    return (await service.accept_lead(pool, firm_id, lead)).lead_id
+
+
+@pytest.mark.parametrize(
+    ("raw", "status", "e164", "error"),
+    [
+        ("(212) 555-0142", "valid", "+12125550142", None),
+        ("+1 212-555-0142", "valid", "+12125550142", None),
+        ("212.555.0142", "valid", "+12125550142", None),
+        (None, "missing", None, None),
+        ("   ", "missing", None, None),
+        ("call me", "invalid", None, "unparseable"),
+        ("12345", "invalid", None, "too_short"),
+        ("+1 212 555 01421234", "invalid", None, "too_long"),
+        ("(123) 456-7891", "invalid", None, "not_a_valid_number"),
+        ("(555) 555-5555", "invalid", None, "all_same_digit"),
+        ("0000000000", "invalid", None, "all_same_digit"),
+        ("1234567890", "invalid", None, "sequential"),
+        ("9876543210", "invalid", None, "sequential"),
+    ],
+)
+async def test_validate_lead_records_each_class_with_its_reason(deps, broker, firm, raw, status, e164, error):
+    lead_id = await store(deps.pool, firm.id, raw)
+
+    verdict = await service.validate_lead(deps, lead_id)
+
+    row = await deps.pool.fetchrow("SELECT phone_status, phone_e164, phone_error FROM leads WHERE id = $1", lead_id)
+    assert tuple(row) == (status, e164, error)
+    assert (verdict.status, verdict.phone_e164, verdict.error) == (status, e164, error)
+
+
+async def test_a_valid_phone_without_a_cached_line_goes_to_lookup_and_a_fresh_one_does_not(deps, broker, firm, enqueued):
+    first = await store(deps.pool, firm.id, "(212) 555-0177")
+    assert (await service.validate_lead(deps, first)).lookup_requested
+    assert enqueued.of("lookup_line_type") == [("+12125550177",)]
+
+    await deps.pool.execute("INSERT INTO phone_lines (phone_e164, valid, line_type) VALUES ('+12125550177', true, 'mobile')")
+    second = await store(deps.pool, firm.id, "2125550177")
+    assert not (await service.validate_lead(deps, second)).lookup_requested
+    assert len(enqueued.of("lookup_line_type")) == 1
+
+
+async def test_a_stale_cached_line_is_looked_up_again(deps, broker, firm, enqueued):
+    ttl = deps.settings.lookup_ttl_days
+    await deps.pool.execute(
+        "INSERT INTO phone_lines (phone_e164, valid, line_type, checked_at) "
+        "VALUES ('+12125550178', true, 'mobile', now() - make_interval(days => $1 + 1))", ttl)
+    lead_id = await store(deps.pool, firm.id, "(212) 555-0178")
+
+    assert (await service.validate_lead(deps, lead_id)).lookup_requested
+    assert enqueued.of("lookup_line_type") == [("+12125550178",)]
+
+
+async def test_a_phone_lookup_already_found_invalid_makes_the_new_signup_invalid(deps, broker, firm, enqueued):
+    await deps.pool.execute("INSERT INTO phone_lines (phone_e164, valid) VALUES ('+12125550442', false)")
+    lead_id = await store(deps.pool, firm.id, "(212) 555-0442")
+
+    verdict = await service.validate_lead(deps, lead_id)
+
+    assert (verdict.status, verdict.error, verdict.lookup_requested) == ("invalid", "lookup_invalid", False)
+    row = await deps.pool.fetchrow("SELECT phone_status, phone_e164, phone_error FROM leads WHERE id = $1", lead_id)
+    assert tuple(row) == ("invalid", "+12125550442", "lookup_invalid")
+    assert enqueued.of("lookup_line_type") == []
+
+
+async def test_a_repeated_job_changes_nothing(deps, broker, firm):
+    lead_id = await store(deps.pool, firm.id, "(212) 555-0179")
+    await service.validate_lead(deps, lead_id)
+    before = await deps.pool.fetchrow("SELECT * FROM leads WHERE id = $1", lead_id)
+
+    again = await service.validate_lead(deps, lead_id)
+
+    assert again.status == "valid"
+    assert await deps.pool.fetchrow("SELECT * FROM leads WHERE id = $1", lead_id) == before
+    assert await service.validate_lead(deps, 987654) is None
+
+
+async def test_the_conversation_follows_the_newest_signup_by_signed_up_at(deps, broker, firm, make_firm):
+    pool = deps.pool
+    old = await store(pool, firm.id, "(212) 555-0180", signed_up_at=T0)
+    await service.validate_lead(deps, old)
+    async with pool.acquire() as conn:
+        conv_id, _ = await upsert_conversation(conn, firm.id, "+12125550180")
+    assert await pool.fetchval("SELECT lead_id FROM conversations WHERE id = $1", conv_id) == old
+
+    newer = await store(pool, firm.id, "212-555-0180", signed_up_at=T0 + timedelta(days=3))
+    await service.validate_lead(deps, newer)
+    assert await pool.fetchval("SELECT lead_id FROM conversations WHERE id = $1", conv_id) == newer
+
+    # an older signup arriving late does not take the conversation back
+    late = await store(pool, firm.id, "+1 212 555 0180", signed_up_at=T0 + timedelta(days=1))
+    await service.validate_lead(deps, late)
+    assert await pool.fetchval("SELECT lead_id FROM conversations WHERE id = $1", conv_id) == newer
+
+    # another firm's signup of the same phone leaves this firm's conversation alone
+    other = await make_firm()
+    theirs = await store(pool, other.id, "(212) 555-0180", signed_up_at=T0 + timedelta(days=9))
+    await service.validate_lead(deps, theirs)
+    assert await pool.fetchval("SELECT lead_id FROM conversations WHERE id = $1", conv_id) == newer
+
+
+async def test_the_sweep_reenqueues_stale_pending_leads_once_per_stale_period(deps, broker, firm, enqueued):
+    stale = await store(deps.pool, firm.id, "(212) 555-0181")
+    fresh = await store(deps.pool, firm.id, "(212) 555-0182")
+    done = await store(deps.pool, firm.id, "(212) 555-0183")
+    await service.validate_lead(deps, done)
+    await deps.pool.execute("UPDATE leads SET created_at = now() - interval '1 hour' WHERE id IN ($1, $2)", stale, done)
+
+    assert await requeue_pending_leads(deps) == 1
+    assert enqueued.of("validate_lead") == [(stale,)]
+    assert fresh != stale
+
+    assert await requeue_pending_leads(deps) == 0  # not again within STALE_AFTER_S
+    await deps.pool.execute("UPDATE leads SET requeued_at = now() - interval '1 hour' WHERE id = $1", stale)
+    assert await requeue_pending_leads(deps) == 1
+    assert enqueued.of("validate_lead") == [(stale,), (stale,)]
