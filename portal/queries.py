@@ -62,7 +62,9 @@ _DIGITS_PREFIX = """
      LIMIT $4)
 """
 _DIGITS_MATCH = "substr(phone_e164, 2) LIKE $9"
-_DIGITS_RANK = "2"
+_DIGITS_RANK = """CASE WHEN substr(phone_e164, 2) IN ($2, $3) THEN 0
+                       WHEN starts_with(substr(phone_e164, 2), $2) OR starts_with(substr(phone_e164, 2), $3) THEN 1
+                       ELSE 2 END"""
 
 # Substring matches come from two places. First the firm's newest $6 signups
 # (leads_firm_recent): a common fragment fills its cap there, at once and newest first.

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import aiohttp
-import pytest
-
-from lookup import service as lookup_service
 from send_pipeline.sendable import NOTICES
 from tests.portal.support import add_conversation, add_lead, add_message, get_json, set_flag, set_line
 
@@ -103,6 +100,26 @@ async def test_an_inbound_reply_puts_its_conversation_first(http, pool, firm):
     assert first["last_message"]["direction"] == "in" and first["last_message"]["body"] == "yes, I'll come"
 
 
+async def test_an_inbound_text_through_the_webhook_puts_its_conversation_first(http, pool, firm, sim, deps):
+    from webhooks import service as webhooks_service
+
+    convs = []
+    for n in range(3):
+        phone = f"+1646555{2250 + n}"
+        await add_lead(pool, firm.id, f"Texter {n}", phone)
+        convs.append(await add_conversation(pool, firm.id, phone))
+    async with aiohttp.ClientSession() as s:
+        async with s.post(f"{sim}/sim/inbound", json={"from": "+16465552250", "to": firm.number,
+                                                      "body": "Is parking free?"}) as resp:
+            assert (await resp.json())["answer_status"] == 200
+    # apply the stored inbox row as the inbound worker would
+    for inbox_id in await pool.fetchval("SELECT array_agg(id) FROM twilio_inbox WHERE processed_at IS NULL"):
+        await webhooks_service.handle_inbound(deps, inbox_id)
+    first = (await conversations(http, firm))["items"][0]
+    assert first["conversation_id"] == convs[0] and first["name"] == "Texter 0"
+    assert first["last_message"]["body"] == "Is parking free?" and first["last_message"]["status"] == "received"
+
+
 async def test_a_send_puts_its_conversation_first(http, pool, firm):
     convs = []
     for n in range(3):
@@ -117,8 +134,6 @@ async def test_a_send_puts_its_conversation_first(http, pool, firm):
     assert first["last_message"]["body"] == "See you Tuesday!" and first["last_message"]["direction"] == "out"
 
 
-@pytest.mark.skipif(not hasattr(lookup_service, "lazy_line_type"),
-                    reason="waits for lookup.service.lazy_line_type (issue 4)")
 async def test_thread_open_of_an_imported_landline_looks_it_up_once(http, pool, firm, sim):
     phone = "+16465550042"  # the simulator's landline range (0001-0099)
     await add_lead(pool, firm.id, "Lana Landline", phone)  # imported: valid, never looked up
