@@ -70,7 +70,7 @@ REVIEW_RULES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     (name, re.compile(pattern))
     for name, pattern in (
         ("stop_contacting", rf"\bstop {_CONTACTING}\b"),
-        ("stop_sending", rf"\bstop sending (?:me|texts|messages|these|this)\b"),
+        ("stop_sending", r"\bstop sending (?:me|texts|messages|these|this)\b"),
         ("do_not_contact", rf"\b(?:don't|dont|do not|never) (?:ever )?{_CONTACT} {_ME}\b"),
         ("remove_me", rf"\b(?:remove|delete) {_ME}\b"),
         ("take_me_off", r"\btake (?:me|my (?:number|name)) off\b"),

@@ -144,3 +144,12 @@ async def test_an_ordinary_reply_with_stop_in_it_does_not_pause_sends(http, sett
     assert await settle(deps) == ["filed"]
     assert (await decide_for_phone(pool, firm.id, PHONE)).sendable
     assert await consent_history(pool, firm.id, PHONE) == []
+
+
+async def test_a_stop_sounding_reply_from_an_opted_out_phone_opens_no_review(http, settings, deps, pool, firm):
+    await send_inbound(http, settings, from_=PHONE, to=firm.number, body="STOP")
+    await send_inbound(http, settings, from_=PHONE, to=firm.number, body="and don't text me again")
+    assert await settle(deps) == ["keyword", "filed"]
+    state = await flags(pool, firm.id, PHONE)
+    assert (state["opted_out"], state["review_pending"]) == (True, False)
+    assert await flag_events(pool, firm.id, PHONE) == []

@@ -1,7 +1,6 @@
 """An opt-out must not depend on Redis: with the broker down, an inbound STOP is still
 stored, applied and answered; its reply reaches the thread once Redis is back."""
 
-import asyncio
 import subprocess
 import time
 

@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from shared.twilio_sim.signing import inbound_params, new_sid, status_params
+from shared.twilio_sim.signing import inbound_params, status_params
 from tests.webhooks.support import add_outbound, message, post_form, post_signed, send_status, sign
 
 PHONE = "+16465551234"
