@@ -1,0 +1,124 @@
+"""What a scenario prints: one JSON line (for machines and for comparing runs), then a
+table for people, with the core count, the issue's targets, and CPU per unit of work of
+each process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Callable
+
+# (scenario, what, path into the result, comparison, target)
+TARGETS: list[tuple[str, str, tuple[str, ...], str, float]] = [
+    ("send", "p99 POST -> simulator at the fixed rate (ms)", ("fixed", "post_to_sim", "p99_ms"), "<=", 100.0),
+    ("floor", "send / floor (accepted sends/s)", ("send_over_floor",), ">=", 0.5),
+    ("callbacks", "callbacks accepted/s by one web process", ("accepted_per_s",), ">=", 1500.0),
+    ("intake", "p95 POST -> line type known at the steady rate (ms)", ("steady", "post_to_line_type", "p95_ms"),
+     "<=", 1000.0),
+    ("picker", "p95 of 3+ character queries (ms)", ("queries_3plus", "p95_ms"), "<=", 20.0),
+]
+
+
+def _get(result: dict[str, Any], path: tuple[str, ...]) -> Any:
+    value: Any = result
+    for key in path:
+        if not isinstance(value, dict) or key not in value:
+            return None
+        value = value[key]
+    return value
+
+
+def check_targets(result: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for scenario, what, path, op, target in TARGETS:
+        if result.get("scenario") != scenario:
+            continue
+        value = _get(result, path)
+        met = None if value is None else (value <= target if op == "<=" else value >= target)
+        out.append({"what": what, "target": f"{op} {target:g}", "value": value, "met": met})
+    return out
+
+
+def finish(result: dict[str, Any], elapsed_s: float) -> dict[str, Any]:
+    result["cores"] = os.cpu_count()
+    result["loadavg_1m"] = round(os.getloadavg()[0], 2)
+    result["elapsed_s"] = round(elapsed_s, 1)
+    result["targets"] = check_targets(result)
+    return result
+
+
+def emit(result: dict[str, Any], write: Callable[[str], None] = print) -> None:
+    write(json.dumps(result, separators=(",", ":"), default=str))
+    write(table(result))
+
+
+def _row(label: str, value: Any) -> str:
+    return f"  {label:<44} {value}"
+
+
+def _lat(summary: dict[str, Any] | None) -> str:
+    if not summary or not summary.get("n"):
+        return "-"
+    return f"p50 {summary['p50_ms']} ms, p95 {summary['p95_ms']} ms, p99 {summary['p99_ms']} ms (n={summary['n']})"
+
+
+def _cpu(label: str, per_unit: dict[str, float] | None, unit: str) -> list[str]:
+    if not per_unit:
+        return []
+    lines = [f"  CPU ms per {unit} ({label}):"]
+    for name, ms in sorted(per_unit.items(), key=lambda kv: -kv[1]):
+        lines.append(f"      {name:<16} {ms:8.3f}")
+    return lines
+
+
+def table(r: dict[str, Any]) -> str:
+    s = r.get("scenario")
+    lines = [f"== {s} == {r.get('cores')} cores, load {r.get('loadavg_1m')}, {r.get('elapsed_s')} s"]
+    if s == "send":
+        for phase in ("fixed", "saturation"):
+            p = r.get(phase)
+            if not p:
+                continue
+            title = f"at {r['rate']:g}/s offered" if phase == "fixed" else f"saturation, {r['concurrency']} in flight"
+            lines.append(f" {phase} ({title}): {p['accepted']}/{p['offered']} accepted, {p['at_simulator']} at simulator")
+            lines.append(_row("sends/s end to end", p["sends_per_s"]))
+            lines.append(_row("web accepts/s", p["web_accepts_per_s"]))
+            lines.append(_row("POST -> simulator", _lat(p["post_to_sim"])))
+            lines.append(_row("POST round trip", _lat(p["post_round_trip"])))
+            lines += _cpu(phase, p["cpu_ms_per_msg"], "message")
+    elif s == "floor":
+        f = r["floor"]
+        lines.append(_row("floor sends/s", r["floor_sends_per_s"]))
+        lines.append(_row("send sends/s (same run)", r["send_sends_per_s"]))
+        lines.append(_row("send / floor", r["send_over_floor"]))
+        lines.append(_row("CPU ms/msg: send (web+worker) vs floor", f"{r['send_cpu_ms_per_msg']} vs {r['floor_cpu_ms_per_msg']}"))
+        lines.append(_row("floor POST -> simulator", _lat(f["post_to_sim"])))
+        lines += _cpu("floor", f["cpu_ms_per_msg"], "message")
+    elif s == "callbacks":
+        lines.append(_row("accepted/s (one web process)", r["accepted_per_s"]))
+        lines.append(_row("answer", _lat(r["answer"])))
+        lines.append(_row("seconds until all applied", f"{r['seconds_until_applied']} "
+                                                        f"({r['seconds_after_last_answer']} after the last answer)"))
+        lines.append(_row("applied/s", r["applied_per_s"]))
+        lines += _cpu("callbacks", r["cpu_ms_per_callback"], "callback")
+    elif s == "intake":
+        for phase in ("steady", "bulk"):
+            p = r[phase]
+            lines.append(f" {phase}: {p['accepted']}/{p['offered']} accepted, {p['line_type_known']} line types known")
+            lines.append(_row("leads/s accepted", p["accepted_per_s"]))
+            lines.append(_row("leads/s to line type known", p["known_per_s"]))
+            lines.append(_row("POST -> line type known", _lat(p["post_to_line_type"])))
+            lines += _cpu(phase, p["cpu_ms_per_lead"], "lead")
+    elif s == "picker":
+        lines.append(_row("leads", f"{r['leads']} ({'reused' if r['reused_database'] else 'generated'} "
+                                   f"{r['database']})"))
+        lines.append(_row("3+ characters", _lat(r["queries_3plus"])))
+        for kind, summary in r["by_kind"].items():
+            lines.append(_row(f"   {kind}", _lat(summary)))
+        lines.append(_row("2 characters", _lat(r["queries_2char"])))
+        lines += _cpu("3+ characters", r["cpu_ms_per_query"], "query")
+    for t in r.get("targets", []):
+        mark = "MET" if t["met"] else ("MISSED" if t["met"] is False else "n/a")
+        lines.append(f"  target: {t['what']} {t['target']}: {t['value']} -> {mark}")
+    return "\n".join(lines)

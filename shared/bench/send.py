@@ -1,0 +1,123 @@
+"""The `send` scenario: portal sends end to end, from POST to the simulator's receipt.
+
+Two phases on the same cluster (one web, one worker process, the simulator with
+callbacks off, the rate limit raised for the run):
+
+- fixed load: `rate` sends/s offered for `duration` seconds (open loop); latency from the
+  POST's start to the moment the simulator created the message (p50/p95/p99);
+- saturation: `n` sends offered as fast as the web takes them (`concurrency` in flight);
+  accepted sends/s end to end = accepted / (last simulator receipt - first POST), plus
+  the web's own accept rate, the latencies of that burst (they include the queue that
+  builds up) and CPU seconds per message of every process.
+
+Sends are spread over every firm, user and conversation; each body is unique, so the
+duplicate window never folds two together.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from shared.bench import load, profile
+from shared.bench.accounting import per_unit
+from shared.bench.seed import BenchFirm
+from shared.bench.system import System, wait_for_count
+
+
+def send_requests(firms: list[BenchFirm], base_url: str, count: int, start: int = 0,
+                  tag: str = "send") -> list[load.Request]:
+    """`count` send requests cycling over firms, then conversations, then users."""
+    out = []
+    f = len(firms)
+    for j in range(start, start + count):
+        firm = firms[j % f]
+        k = j // f
+        conv_id, _ = firm.conversations[k % len(firm.conversations)]
+        user = firm.users[(k // len(firm.conversations) + k) % len(firm.users)]
+        body = json.dumps({"body": f"Bench {tag} message {j}: see you at the seminar on Thursday!"}).encode()
+        out.append(load.Request(
+            "POST", f"{base_url}/v1/conversations/{conv_id}/messages", body,
+            {"Authorization": firm.auth, "X-User-Id": user, "Content-Type": "application/json"}, tag=j))
+    return out
+
+
+def _message_id(outcome: load.Outcome) -> int | None:
+    body = outcome.body
+    if outcome.status in (200, 202) and isinstance(body, dict) and isinstance(body.get("id"), int):
+        return body["id"]
+    return None
+
+
+async def measure_sends(system: System, requests: list[load.Request], *, rate: float | None,
+                        concurrency: int, meter_names: tuple[str, ...],
+                        profile_pids: dict[str, int] | None = None) -> dict[str, Any]:
+    """Offer `requests` (open loop at `rate`, or closed loop at `concurrency` when rate is
+    None), wait for the simulator to have every accepted one, and measure."""
+    await system.fresh_phase()
+    meter = system.meter(*meter_names)
+    profiler = profile.start(system.opts.profile, profile_pids) if profile_pids else None
+    await meter.begin()
+    t0 = time.time()
+    async with load.session() as s:
+        if rate is None:
+            outcomes = await load.closed_loop(s, requests, concurrency)
+        else:
+            outcomes = await load.open_loop(s, requests, rate)
+    t_posted = time.time()
+    accepted = [o for o in outcomes if _message_id(o) is not None]
+    created, complete = await wait_for_count(system.sim_created, len(accepted), stall_s=20,
+                                             timeout=system.opts.drain_timeout)
+    spent = await meter.end()
+    profiled = profile.stop(profiler) if profiler else None
+    receipts = await system.sim_receipts()
+    latencies = []
+    for o in accepted:
+        at = receipts.get(_message_id(o))  # type: ignore[arg-type]
+        if at is not None:
+            latencies.append(at - o.started)
+    t_last = max(receipts.values()) if receipts else t_posted
+    span = max(1e-9, t_last - t0)
+    result: dict[str, Any] = {
+        "offered": len(requests),
+        "accepted": len(accepted),
+        "statuses": load.status_counts(outcomes),
+        "at_simulator": created,
+        "complete": complete,
+        "seconds": round(span, 2),
+        "sends_per_s": round(len(receipts) / span, 1),
+        "web_accepts_per_s": round(len(accepted) / max(1e-9, t_posted - t0), 1),
+        "post_to_sim": load.latency_summary(latencies),
+        "post_round_trip": load.latency_summary([o.elapsed for o in accepted]),
+        "cpu_s": {k: round(v, 2) for k, v in spent.items()},
+        "cpu_ms_per_msg": {k: round(v * 1000, 3) for k, v in per_unit(spent, max(1, len(receipts))).items()},
+    }
+    if profiled:
+        result["profile"] = profiled
+    return result
+
+
+async def run_send(system: System, *, phases: tuple[str, ...] = ("fixed", "saturation")) -> dict[str, Any]:
+    opts = system.opts
+    assert system.cluster is not None
+    names = ("web", "worker", "twilio-sim")
+    out: dict[str, Any] = {"scenario": "send", "n": opts.n, "rate": opts.rate, "duration_s": opts.duration,
+                           "concurrency": opts.concurrency, "firms": len(system.firms),
+                           "users_per_firm": opts.users, "conversations_per_firm": opts.conversations,
+                           "worker_threads": opts.worker_threads, "log_level": opts.log_level}
+    # warm-up: connections, prepared statements, imports on first use
+    await measure_sends(system, send_requests(system.firms, system.web_url, 50, 10_000_000, "warmup"),
+                        rate=None, concurrency=8, meter_names=names)
+    if "fixed" in phases:
+        count = max(1, int(opts.rate * opts.duration))
+        out["fixed"] = await measure_sends(system, send_requests(system.firms, system.web_url, count, 0, "fixed"),
+                                           rate=opts.rate, concurrency=0, meter_names=names)
+    if "saturation" in phases:
+        pids = {"web": system.cluster.procs["web"].pgid, "worker": system.cluster.procs["worker"].pgid}
+        out["saturation"] = await measure_sends(
+            system, send_requests(system.firms, system.web_url, opts.n, 1_000_000, "sat"),
+            rate=None, concurrency=opts.concurrency, meter_names=names,
+            profile_pids=pids if opts.profile else None)
+    return out
+
