@@ -20,6 +20,7 @@ import redis.exceptions
 import structlog
 
 from send_pipeline import queries
+from send_pipeline.actors import send_message
 from send_pipeline.conversations import upsert_conversation
 from send_pipeline.limits import gate_for
 from send_pipeline.messages import message_json
@@ -128,10 +129,25 @@ async def accept_send(deps: Deps, firm_id: int, conversation_id: int, user: str,
     """Accept a staff member's send: (message JSON, True) for a new message, (the first
     message's JSON, False) for a duplicate inside the window. Raises `HttpError` 404, 409,
     429 or 503 having stored nothing."""
-    from send_pipeline.actors import send_message  # the actor module imports the worker side
+    # One connection for the whole request: a pool checkout costs a reset round trip.
+    async with deps.pool.acquire() as conn:
+        message, created, message_id = await _check_and_store(deps, conn, firm_id, conversation_id, user, body)
+    if not created:
+        return message, False
+    structlog.contextvars.bind_contextvars(message_id=message_id)
+    try:
+        await enqueue(send_message, message_id)
+    except Exception as exc:  # the row is stored: the sweeper re-enqueues it
+        log.warning("send_enqueue_failed", error=f"{type(exc).__name__}: {exc}")
+    log.info("send_accepted", segments=message["segments"])
+    return message, True
 
+
+async def _check_and_store(deps: Deps, conn: Any, firm_id: int, conversation_id: int, user: str,
+                           body: str) -> tuple[dict[str, Any], bool, int]:
+    """Steps 1–4 of a send on one connection: (message JSON, created, message id)."""
     settings = deps.settings
-    row = await queries.conversation_for_send(deps.pool, firm_id, conversation_id)
+    row = await queries.conversation_for_send(conn, firm_id, conversation_id)
     if row is None:
         raise not_found("conversation")
     if row["code"] is not None:
@@ -149,10 +165,10 @@ async def accept_send(deps: Deps, firm_id: int, conversation_id: int, user: str,
             raise RedisUnavailable() from exc
         if result.duplicate_of is None:
             break
-        first = await _wait_for_message(deps, firm_id, result.duplicate_of)
+        first = await _wait_for_message(conn, firm_id, result.duplicate_of)
         if first is not None:
             log.info("send_deduplicated", message_id=result.duplicate_of)
-            return message_json(first, deduplicated=True), False
+            return message_json(first, deduplicated=True), False, result.duplicate_of
         # The first request took the window and then stored nothing (refused or died): its
         # key is gone or about to expire, so this request is the first after all.
     else:
@@ -166,25 +182,19 @@ async def accept_send(deps: Deps, firm_id: int, conversation_id: int, user: str,
 
     try:
         stored = await queries.insert_queued_message(
-            deps.pool, message_id, firm_id, conversation_id, body, user, count_segments(body))
+            conn, message_id, firm_id, conversation_id, body, user, count_segments(body))
     except BaseException:
         await _release_quietly(gate, ident)
         raise
-    structlog.contextvars.bind_contextvars(message_id=message_id)
-    try:
-        await enqueue(send_message, message_id)
-    except Exception as exc:  # the row is stored: the sweeper re-enqueues it
-        log.warning("send_enqueue_failed", error=f"{type(exc).__name__}: {exc}")
-    log.info("send_accepted", segments=stored["segments"])
-    return message_json(stored), True
+    return message_json(stored), True, message_id
 
 
-async def _wait_for_message(deps: Deps, firm_id: int, message_id: int) -> Any | None:
+async def _wait_for_message(conn: Any, firm_id: int, message_id: int) -> Any | None:
     """The duplicated request's row, waiting briefly while its insert is under way."""
     deadline = time.monotonic() + DUPLICATE_ROW_WAIT_S
     pause = 0.005
     while True:
-        row = await queries.fetch_message(deps.pool, firm_id, message_id)
+        row = await queries.fetch_message(conn, firm_id, message_id)
         if row is not None or time.monotonic() >= deadline:
             return row
         await asyncio.sleep(pause)

@@ -23,6 +23,7 @@ import asyncpg
 import structlog
 
 from send_pipeline import queries
+from send_pipeline.actors import send_message
 from shared.broker import enqueue
 from shared.deps import Deps
 from shared.twilio import DEFAULT_TIMEOUT_S, MessageRecord, TwilioError
@@ -40,8 +41,6 @@ ENQUEUE_CONCURRENCY = 8
 
 
 async def _enqueue_all(ids: list[int]) -> None:
-    from send_pipeline.actors import send_message
-
     for start in range(0, len(ids), ENQUEUE_CONCURRENCY):
         await asyncio.gather(*(enqueue(send_message, i) for i in ids[start:start + ENQUEUE_CONCURRENCY]))
 
