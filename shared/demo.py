@@ -328,6 +328,8 @@ class Demo:
         say("Press Ctrl-C to stop.")
 
     async def _shutdown(self) -> None:
+        if self.supervisor is None and not self._embedded_starts:
+            return  # nothing was started (e.g. a port in use)
         if self.supervisor is not None:
             await self.supervisor.stop_all()
         for fut in self._embedded_starts:  # a start still under way must finish before its stop
