@@ -233,6 +233,9 @@ def main(argv: list[str] | None = None) -> int:
             return {
                 "firm_id": firm_id, "firm_leads": total, "concurrency": args.concurrency,
                 "mix_3plus": MIX_3PLUS,
+                # q of 1 character: auth and HTTP only, no search (the floor under the figures)
+                "floor_no_search": await bench_picker(url, key, [("floor", "a")] * 200,
+                                                      concurrency=args.concurrency),
                 "three_plus_chars": await bench_picker(url, key, three, concurrency=args.concurrency),
                 "two_chars": await bench_picker(url, key, two, concurrency=args.concurrency),
             }

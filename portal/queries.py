@@ -4,13 +4,13 @@ Every query takes the caller's firm id and filters on it: another firm's ids fin
 
 The picker runs in three steps inside one statement:
 
-1. candidate signups (`hits`), each tier capped: prefix matches through the per-firm
-   btree indexes (`leads_firm_*_prefix`), substring matches through the trigram indexes
-   (or, for queries too short for a trigram, over the firm's newest `SHORT_WINDOW`
-   signups). The caps keep a common fragment ("an", "son") from dragging thousands of
-   rows through the later steps; the price is that, for such a fragment, the substring
-   tier offers *some* matches rather than the newest ones, and a phone whose only match
-   lies past the cap is not offered until the query is narrowed.
+1. candidate signups (`hits`), each source capped: prefix matches through the per-firm
+   btree indexes (`leads_firm_*_prefix`); substring matches among the firm's newest
+   signups (`leads_firm_recent`, index-only), and only when those are few, through the
+   trigram indexes (see `_PICK`). The caps keep a common fragment ("an", "son") from
+   dragging thousands of rows through the later steps; the price is that such a fragment
+   offers the newest matches rather than the best of all, and a phone whose only match
+   lies past the caps is not offered until the query is narrowed.
 2. one row per matching phone (best rank of its hits), joined to that phone's newest
    signup (`leads_firm_phone_newest`), ordered best match first, newest first.
 3. the sendable filter, `send_block_code(...)`, evaluated once per phone, lazily in that
@@ -72,7 +72,9 @@ _DIGITS_RANK = """CASE WHEN substr(phone_e164, 2) IN ($2, $3) THEN 0
 # through a MATERIALIZED CTE: planned for full retrieval (so PostgreSQL picks the trigram
 # index rather than a LIMIT-driven sequential scan on a guessed selectivity), evaluated
 # lazily (it stops once $5 rows are read), and not run at all when the gate is shut ($7
-# false, or the window had enough): the gate is a one-time filter.
+# false, or the window had enough): the gate is a one-time filter. `firm_id + 0` keeps the
+# firm filter off the btree indexes there: a plan that ANDs the trigram bitmap with a bitmap
+# of every row of the firm (a generic plan guesses a third of the table) costs 100+ ms.
 _PICK = """
 WITH recent_hits AS MATERIALIZED (
     SELECT phone_e164, {rank} AS rank FROM (
@@ -119,21 +121,37 @@ PICK_TEXT_SQL = _PICK.format(prefix=_TEXT_PREFIX, match=_TEXT_MATCH, rank=_TEXT_
 PICK_DIGITS_SQL = _PICK.format(prefix=_DIGITS_PREFIX, match=_DIGITS_MATCH, rank=_DIGITS_RANK, limit=PICKER_LIMIT)
 
 
-async def pick_by_text(conn: Conn, firm_id: int, needle: str, pattern: str, *, indexed: bool) -> list[asyncpg.Record]:
+async def _fetch_custom_plan(conn: asyncpg.Connection, sql: str, *args: object) -> list[asyncpg.Record]:
+    """Run the picker with a plan made for these very values.
+
+    asyncpg prepares statements once per connection, and PostgreSQL may then switch to a
+    generic plan, made without knowing the firm. Such a plan guesses the firm holds a
+    fraction of the table and ANDs the trigram bitmap with a bitmap of the firm's rows:
+    for a firm of a million leads that alone costs 100+ ms. A custom plan knows the
+    firm's size (and the pattern's); planning it costs about a millisecond.
+    """
+    async with conn.transaction(readonly=True):
+        await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
+        return await conn.fetch(sql, *args)
+
+
+async def pick_by_text(conn: asyncpg.Connection, firm_id: int, needle: str, pattern: str, *,
+                       indexed: bool) -> list[asyncpg.Record]:
     """Sendable leads whose name or email (of any signup) contains `needle`.
 
     `indexed` False (no trigram in q): substring matches among the newest SHORT_WINDOW
     signups only, so a 2-character q never scans the whole firm.
     """
     window = RECENT_WINDOW if indexed else SHORT_WINDOW
-    return await conn.fetch(PICK_TEXT_SQL, firm_id, needle, pattern, PREFIX_CAP, SUBSTRING_CAP, window,
-                            indexed, INDEX_GATE)
+    return await _fetch_custom_plan(conn, PICK_TEXT_SQL, firm_id, needle, pattern, PREFIX_CAP, SUBSTRING_CAP,
+                                    window, indexed, INDEX_GATE)
 
 
-async def pick_by_digits(conn: Conn, firm_id: int, digits: str, national: str, pattern: str) -> list[asyncpg.Record]:
+async def pick_by_digits(conn: asyncpg.Connection, firm_id: int, digits: str, national: str,
+                         pattern: str) -> list[asyncpg.Record]:
     """Sendable leads whose phone digits contain `digits` (`national`: with the country code)."""
-    return await conn.fetch(PICK_DIGITS_SQL, firm_id, digits, national, PREFIX_CAP, SUBSTRING_CAP,
-                            RECENT_WINDOW, True, INDEX_GATE, pattern)
+    return await _fetch_custom_plan(conn, PICK_DIGITS_SQL, firm_id, digits, national, PREFIX_CAP, SUBSTRING_CAP,
+                                    RECENT_WINDOW, True, INDEX_GATE, pattern)
 
 
 async def firm_region(conn: Conn, firm_id: int) -> str | None:
