@@ -5,18 +5,11 @@ import asyncio
 import os
 import signal
 
-from tests.send_pipeline.conftest import add_lead, open_conversation, post_send, sim_view
-from tests.support import stop_process, wait_for
+from tests.send_pipeline.conftest import add_lead, open_conversation, post_send, sim_view, stop_gently
+from tests.support import wait_for
 
 LEADS = 50
 PER_LEAD = 10
-
-
-def stop_gently(proc):
-    """SIGTERM to the main process only (dramatiq forwards it to its children)."""
-    if proc.poll() is None:
-        os.kill(proc.pid, signal.SIGTERM)
-    stop_process(proc, timeout=10)
 
 
 async def test_a_worker_killed_mid_batch_leaves_every_message_sent_exactly_once(
