@@ -122,12 +122,13 @@ async def sample_queries(conn: asyncpg.Connection, firm_id: int, n: int, *, seed
     out: list[tuple[str, str]] = []
     kinds = list(MIX_3PLUS)
     weights = [MIX_3PLUS[k] for k in kinds]
-    for _ in range(n):
+    while len(out) < n:
         row = rng.choice(rows)
         if chars == "2":
             text = rng.choice((row["name"], row["email"]))
             i = rng.randrange(0, max(1, len(text) - 1))
-            out.append(("two_chars", text[i:i + 2]))
+            if len(text[i:i + 2].strip()) == 2:
+                out.append(("two_chars", text[i:i + 2]))
             continue
         kind = rng.choices(kinds, weights)[0]
         if kind == "name":
@@ -135,16 +136,16 @@ async def sample_queries(conn: asyncpg.Connection, firm_id: int, n: int, *, seed
             size = rng.randint(3, 6)
             start = 0 if rng.random() < 0.5 or len(word) <= size else rng.randrange(0, len(word) - size + 1)
             q = word[start:start + size]
-            if len(q) < 3:
-                q = row["name"][:size]
-            out.append(("name", q))
+            if len(q.strip()) >= 3:
+                out.append(("name", q))
         elif kind == "email":
             local, _, domain = row["email"].partition("@")
             part = local if rng.random() < 0.7 or not domain else domain
             size = rng.randint(3, 8)
             start = rng.randrange(0, max(1, len(part) - size + 1))
             q = part[start:start + size]
-            out.append(("email", q if len(q) >= 3 else row["email"][:size]))
+            if len(q.strip()) >= 3:
+                out.append(("email", q))
         else:
             national = row["phone_e164"][2:]
             size = rng.randint(3, 7)

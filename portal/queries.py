@@ -25,11 +25,11 @@ import asyncpg
 Conn = asyncpg.Connection | asyncpg.Pool
 
 PICKER_LIMIT = 20
-PREFIX_CAP = 50  # rows per prefix tier
-SUBSTRING_CAP = 100  # rows of substring matches (from the window, then the index)
+PREFIX_CAP = 40  # rows per prefix tier
+SUBSTRING_CAP = 60  # rows of substring matches (from the window, then the index)
 RECENT_WINDOW = 2_000  # newest signups scanned first for substring matches
 SHORT_WINDOW = 10_000  # ... and only these, for a q too short for a trigram
-INDEX_GATE = 40  # fewer substring matches than this among the newest: ask the trigram index
+INDEX_GATE = 30  # fewer substring matches than this among the newest: ask the trigram index
 
 # chr(1114111) is U+10FFFF, the largest code point: [p, p || U+10FFFF) is every string
 # that starts with p in byte order (text_pattern_ops), so a prefix is an index range.
