@@ -191,3 +191,35 @@ async def test_21610_on_a_callback_opts_the_phone_out(http, settings, deps, pool
     await _fail(http, settings, pool, deps, firm.id, PHONE, code=21610, status="failed")
     assert await consent_history(pool, firm.id, PHONE) == [("opt_out", "twilio_21610")]
     assert (await decide_for_phone(pool, firm.id, PHONE)).code == "opted_out"
+
+
+async def test_30005_and_21211_mark_the_phone_invalid_for_every_signup(http, settings, deps, pool, make_firm):
+    from tests.webhooks.support import add_lead
+
+    firm, other = await make_firm(), await make_firm()
+    lead = await add_lead(pool, firm.id, PHONE, external_id="x1")
+    other_lead = await add_lead(pool, other.id, PHONE, external_id="x2")
+    await _fail(http, settings, pool, deps, firm.id, PHONE, code=30005)
+    for lead_id in (lead, other_lead):
+        row = await pool.fetchrow("SELECT phone_status, phone_error FROM leads WHERE id = $1", lead_id)
+        assert (row["phone_status"], row["phone_error"]) == ("invalid", "twilio_30005")
+    assert (await decide_for_phone(pool, firm.id, PHONE)).code == "invalid_phone"
+    assert await flag_events(pool, firm.id, PHONE) == [("invalidated", None)]
+
+    second = "+16465554321"
+    await add_lead(pool, firm.id, second, external_id="x3")
+    await _fail(http, settings, pool, deps, firm.id, second, code=21211, status="failed")
+    assert await pool.fetchval("SELECT phone_error FROM leads WHERE phone_e164 = $1", second) == "twilio_21211"
+
+
+async def test_30006_counts_a_failure_and_asks_lookup_again(http, settings, deps, pool, firm, sim, webhook_worker):
+    await pool.execute("INSERT INTO phone_lines (phone_e164, valid, line_type, checked_at) "
+                       "VALUES ($1, true, 'mobile', now() - interval '1 day')", PHONE)  # well within the TTL
+    await _fail(http, settings, pool, deps, firm.id, PHONE, code=30006)
+    assert (await flags(pool, firm.id, PHONE))["consecutive_filter_failures"] == 1
+
+    async def looked_up():
+        async with aiohttp.ClientSession() as s, s.get(f"{sim}/sim/lookups") as r:
+            return [x for x in (await r.json())["lookups"] if x["phone_number"] == PHONE]
+
+    await wait_for(looked_up, timeout=10, what="a forced Lookup of the phone despite its cached line type")
