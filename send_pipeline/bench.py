@@ -77,12 +77,14 @@ async def bench_sends(
             aiohttp.ClientSession() as sim:
         baseline = await _sim_count(sim, sim_url)
 
-        async def one(i: int) -> None:
+        async def one(i: int, scheduled: float | None) -> None:
             body = f"{label} {run} #{i}: doors open at 6pm"
             conv = conversation_ids[i % len(conversation_ids)]
             user = f"{label}-{run}-user-{i // per_user}"
             async with gate:
-                t0 = time.time()
+                # Paced: latency counts from the planned start, so a backlog in front of
+                # the server is not hidden (no coordinated omission).
+                t0 = scheduled if scheduled is not None else time.time()
                 async with http.post(f"/v1/conversations/{conv}/messages", data=json.dumps({"body": body}),
                                      headers={**headers, "X-User-Id": user}) as resp:
                     await resp.read()
@@ -94,11 +96,13 @@ async def bench_sends(
         t_first = time.time()
         tasks = []
         for i in range(count):
+            scheduled = None
             if rate:
-                delay = t_first + i / rate - time.time()
+                scheduled = t_first + i / rate
+                delay = scheduled - time.time()
                 if delay > 0:
                     await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(i)))
+            tasks.append(asyncio.create_task(one(i, scheduled)))
         await asyncio.gather(*tasks)
         t_posted = time.time()
 
