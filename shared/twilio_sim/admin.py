@@ -54,7 +54,8 @@ async def callbacks(request: web.Request) -> web.Response:
 
 async def counters(request: web.Request) -> web.Response:
     state = request.app[SIM_STATE]
-    return web.json_response({**state.store.counters, "pending_tasks": len(state.tasks)})
+    return web.json_response({**state.store.counters, "pending_tasks": len(state.tasks),
+                              "burst_429_left": state.burst_429_left})
 
 
 async def reset(request: web.Request) -> web.Response:
@@ -62,6 +63,7 @@ async def reset(request: web.Request) -> web.Response:
     state = request.app[SIM_STATE]
     state.cancel_tasks()
     state.store.reset()
+    state.burst_429_left = 0
     return web.json_response({"reset": True})
 
 
@@ -79,6 +81,10 @@ async def set_config(request: web.Request) -> web.Response:
         state.config = state.config.updated(changes)
     except ValueError as exc:
         return _bad(str(exc))
+    if "burst_429" in changes:  # starts a burst of that many 429s now
+        state.burst_429_left = state.config.burst_429
+    if "fault_seed" in changes:
+        state.rng.seed(state.config.fault_seed)
     return web.json_response(state.config.public())
 
 

@@ -19,6 +19,7 @@ from aiohttp import web
 
 from shared.segments import segment_info
 from shared.twilio_sim.callbacks import progress_message
+from shared.twilio_sim.faults import list_fails, pick_create_fault
 from shared.twilio_sim.scenarios import CARRIERS, ERROR_429, ERROR_500, CreateError, scenario_for
 from shared.twilio_sim.signing import new_sid
 from shared.twilio_sim.state import SIM_STATE, SimState
@@ -89,6 +90,18 @@ async def create_message(request: web.Request) -> web.Response:
     if len(body) > MAX_BODY:
         return _refuse(state, CreateError(400, 21617, "The concatenated message body exceeds the 1600 character limit."), to, attempt)
 
+    fault = pick_create_fault(state.config, state.rng, state.burst_429_left)
+    if state.config.slow_s:
+        await asyncio.sleep(state.config.slow_s)
+    if fault is not None:
+        state.store.counters[f"fault_{fault}"] += 1
+        attempt["fault"] = fault
+    if fault == "429":
+        state.burst_429_left = max(0, state.burst_429_left - 1)
+        return _refuse(state, ERROR_429, to, attempt)
+    if fault == "500":
+        return _refuse(state, ERROR_500, to, attempt)
+
     scenario = scenario_for(to)
     attempt["try"] = state.store.next_try(to)
     attempt["scenario"] = scenario.name
@@ -109,7 +122,12 @@ async def create_message(request: web.Request) -> web.Response:
     )
     state.store.add_message(message)
     state.spawn(progress_message(state, message, scenario))
-    if attempt["try"] <= scenario.created_but_500_tries:
+    if fault == "hang":  # Twilio has it, and the answer comes after the client gave up
+        state.store.add_attempt(**attempt, outcome="created_then_hung", http_status=201,
+                                error_code=None, sid=message.sid)
+        await asyncio.sleep(state.config.hang_s)
+        return web.json_response(message.to_twilio(), status=201)
+    if attempt["try"] <= scenario.created_but_500_tries or fault == "created_500":
         state.store.add_attempt(**attempt, outcome="created_but_500", http_status=500,
                                 error_code=ERROR_500.code, sid=message.sid)
         return twilio_error(ERROR_500.status, ERROR_500.code, ERROR_500.message)
@@ -133,6 +151,9 @@ async def list_messages(request: web.Request) -> web.Response:
     if denied is not None:
         return denied
     state.store.counters["list_requests"] += 1
+    if list_fails(state.config, state.rng):
+        state.store.counters["fault_list_500"] += 1
+        return twilio_error(ERROR_500.status, ERROR_500.code, ERROR_500.message)
     to, from_ = request.query.get("To"), request.query.get("From")
     items = state.store.matching(to, from_)
     size = _int_param(request, "PageSize", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)

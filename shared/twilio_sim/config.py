@@ -16,7 +16,12 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8081
 
 # What POST /sim/config may change at run time (credentials stay fixed).
-RUNTIME_FIELDS = ("public_base_url", "callbacks_enabled", "callback_delay_s", "late_delay_s")
+RUNTIME_FIELDS = ("public_base_url", "callbacks_enabled", "callback_delay_s", "late_delay_s",
+                  # fault knobs (faults.py): off by default
+                  "fail_500_rate", "created_500_rate", "hang_rate", "list_500_rate", "slow_s", "hang_s",
+                  "burst_429", "fault_seed")
+_RATES = ("fail_500_rate", "created_500_rate", "hang_rate", "list_500_rate")
+_COUNTS = ("burst_429", "fault_seed")
 
 
 @dataclass(frozen=True)
@@ -28,6 +33,15 @@ class SimConfig:
     callbacks_enabled: bool = True
     late_delay_s: float = 2.0  # the 07xx scenario's lateness
     callback_timeout_s: float = 15.0  # Twilio gives a webhook 15 s
+    # Fault knobs (see faults.py): fractions of creates, seconds, counts.
+    fail_500_rate: float = 0.0  # answered 500, nothing created
+    created_500_rate: float = 0.0  # created, then answered 500
+    hang_rate: float = 0.0  # created, then answered only after hang_s
+    list_500_rate: float = 0.0  # Messages list answered 500
+    slow_s: float = 0.0  # every create answers this much later
+    hang_s: float = 15.0
+    burst_429: int = 0  # the next N creates are answered 429 (set to start a burst)
+    fault_seed: int = 0  # seeds the draws, so a run can be repeated
 
     @classmethod
     def from_settings(cls, settings: Any, **overrides: Any) -> "SimConfig":
@@ -48,6 +62,13 @@ class SimConfig:
             if name == "callbacks_enabled":
                 if not isinstance(value, bool):
                     raise ValueError("callbacks_enabled must be true or false")
+            elif name in _RATES:
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+                    raise ValueError(f"{name} must be a fraction from 0 to 1")
+                value = float(value)
+            elif name in _COUNTS:
+                if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                    raise ValueError(f"{name} must be a whole number, at least 0")
             elif name == "public_base_url":
                 if not isinstance(value, str) or not value.startswith(("http://", "https://")):
                     raise ValueError("public_base_url must be an http(s) URL")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -18,6 +19,8 @@ class SimState:
     store: Store = field(default_factory=Store)
     session: aiohttp.ClientSession | None = None  # one for every webhook POST
     tasks: set[asyncio.Task] = field(default_factory=set)
+    rng: random.Random = field(default_factory=random.Random)  # fault draws (faults.py)
+    burst_429_left: int = 0  # creates still to answer 429 in the current burst
 
     def spawn(self, coro) -> asyncio.Task:
         """Run `coro` in the background, remembered so reset and shutdown can cancel it."""
