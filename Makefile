@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: test demo bench faults venv clean
+.PHONY: test demo bench faults venv clean chromium
 
 $(VENV)/bin/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "make: $(PYTHON) not found (set PYTHON=...)"; exit 1; }
@@ -20,7 +20,21 @@ $(STAMP): $(VENV)/bin/python pyproject.toml
 
 venv: $(STAMP)
 
-test: $(STAMP)
+# The browser test drives Debian's chromium (never a downloaded browser). Installed when
+# missing and possible (root + apt-get); otherwise that test skips, saying why.
+CHROMIUM := /usr/bin/chromium
+
+chromium:
+	@if [ -x $(CHROMIUM) ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "make: installing Debian's chromium for the browser test (apt-get)..."; \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+	    || echo "make: could not install chromium; the browser test will be skipped"; \
+	else \
+	  echo "make: $(CHROMIUM) is absent and cannot be installed here (needs root and apt-get); the browser test will be skipped"; \
+	fi
+
+test: $(STAMP) chromium
 	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 demo: $(STAMP)

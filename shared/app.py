@@ -14,6 +14,7 @@ import dramatiq
 from aiohttp import web
 
 from shared import broker as brokers
+from shared import inbox
 from shared import ops
 from shared.config import Settings
 from shared.deps import Deps, close_deps, open_deps
@@ -63,4 +64,6 @@ def create_app(settings: Settings, *, deps: Deps | None = None, broker: dramatiq
     for package in DOMAIN_PACKAGES:
         importlib.import_module(f"{package}.routes").add_routes(app)
     ops.add_routes(app)
+    # The inbox page at `/`; `leadsms demo` sets DEMO_SIM_URL to add its reply control.
+    inbox.add_routes(app, demo_sim_url=settings.demo_sim_url)
     return app

@@ -28,6 +28,7 @@ log = structlog.get_logger(__name__)
 DEPS = web.AppKey("deps", Deps)
 BROKER = web.AppKey("broker", object)
 AUTH_CACHE = web.AppKey("auth_cache", dict)
+FIRM_ID = web.RequestKey("firm_id", int)  # set by auth_middleware on every /v1 request
 
 MAX_BODY_BYTES = 64 * 1024
 AUTH_CACHE_TTL_S = 30.0
@@ -160,7 +161,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     firm_id = await firm_for_key(request.app, key.strip())
     if firm_id is None:
         raise HttpError(401, "unauthorized", "That API key is not valid.")
-    request["firm_id"] = firm_id
+    request["firm_id"] = firm_id  # TODO(lead): FIRM_ID once all routes use it
     structlog.contextvars.bind_contextvars(firm_id=firm_id)
     return await handler(request)
 

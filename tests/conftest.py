@@ -166,6 +166,12 @@ async def clean_state(request: pytest.FixtureRequest) -> None:
     from shared.db import connect
     from shared.deps import redis_client
 
+    if "sim" in request.fixturenames or "deps" in request.fixturenames:
+        # Reset the simulator first, so no late callback of the last test lands after the truncate.
+        sim_url = request.getfixturevalue("sim")
+        async with aiohttp.ClientSession() as s:
+            async with s.post(f"{sim_url}/sim/reset") as resp:
+                assert resp.status in (200, 204), await resp.text()
     conn = await connect(services.database_url)
     try:
         await conn.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
@@ -176,11 +182,6 @@ async def clean_state(request: pytest.FixtureRequest) -> None:
         await r.flushdb()
     finally:
         await r.aclose()
-    if "sim" in request.fixturenames or "deps" in request.fixturenames:
-        sim_url = request.getfixturevalue("sim")
-        async with aiohttp.ClientSession() as s:
-            async with s.post(f"{sim_url}/sim/reset") as resp:
-                assert resp.status in (200, 204), await resp.text()
 
 
 class Firm(dict):

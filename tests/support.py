@@ -150,16 +150,23 @@ def spawn(args: list[str], env: dict[str, str], log_path: Path) -> subprocess.Po
 
 
 def stop_process(proc: subprocess.Popen, sig: int = 15, timeout: float = 15) -> None:
+    """Stop a process started by `spawn`: signal its leader, then the whole group if needed.
+
+    Only the leader gets the first signal: dramatiq forwards it to its worker children,
+    and a worker child signalled twice exits through a path that hangs on its threads.
+    """
     import signal
 
     if proc.poll() is not None:
         return
     try:
-        os.killpg(proc.pid, sig)
-    except ProcessLookupError:
-        return
-    try:
+        proc.send_signal(sig)
         proc.wait(timeout)
     except subprocess.TimeoutExpired:
+        pass
+    try:
         os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    if proc.poll() is None:
         proc.wait(5)
