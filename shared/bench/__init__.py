@@ -17,9 +17,8 @@ import time
 from typing import Any, Sequence
 
 SCENARIOS = ("send", "floor", "callbacks", "intake", "picker")
-# the order `all` runs them in: the cluster scenarios, the floor (which stops the
-# product's processes), then the picker on its own database
-ORDER = ("send", "callbacks", "intake", "floor", "picker")
+# the order `all` runs them in: the cluster's scenarios, then the picker on its own database
+ORDER = ("send", "floor", "callbacks", "intake", "picker")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,7 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--intake-bulk", type=int, default=d.intake_bulk, help=f"leads in the bulk phase (default {d.intake_bulk})")
     p.add_argument("--picker-leads", type=int, default=d.picker_leads)
     p.add_argument("--picker-queries", type=int, default=d.picker_queries)
-    p.add_argument("--floor-consumers", type=int, default=d.floor_consumers)
+    p.add_argument("--floor-n", type=int, default=d.floor_n,
+                   help=f"sends per side in the floor scenario (default {d.floor_n})")
+    p.add_argument("--floor-rounds", type=int, default=d.floor_rounds,
+                   help=f"interleaved send/floor rounds (default {d.floor_rounds})")
+    p.add_argument("--floor-consumers", type=int, default=d.floor_consumers,
+                   help=f"the floor's consumer tasks (default {d.floor_consumers}, as the worker's threads)")
     p.add_argument("--worker-threads", type=int, default=d.worker_threads)
     p.add_argument("--log-level", default=d.log_level, choices=("DEBUG", "INFO", "WARNING", "ERROR"),
                    help="of the processes under test (default INFO, as in production)")
@@ -51,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pg-url", default=None, help="PostgreSQL server to create the bench databases on")
     p.add_argument("--redis-url", default=None, help="a Redis db the bench owns (flushed); default db 6 locally")
     p.add_argument("--profile", default=None, metavar="DIR",
-                   help="py-spy the web and worker during the send saturation phase, into DIR")
+                   help="py-spy the web and worker during the send saturation phase and the callbacks blast, into DIR")
     p.add_argument("--logs", default=None, metavar="DIR", help="where the processes' logs go")
     p.add_argument("--drain-timeout", type=float, default=d.drain_timeout)
     return p
@@ -92,18 +96,16 @@ async def run(opts: Any) -> list[dict[str, Any]]:
         cluster_scenarios = [s for s in opts.scenarios if s != "picker"]
         if cluster_scenarios:
             async with System(opts, settings, services) as system:
-                send_result = None
                 for name in cluster_scenarios:
                     started = time.monotonic()
                     if name == "send":
-                        send_result = await run_send(system)
-                        done(send_result, started)
+                        done(await run_send(system), started)
                     elif name == "callbacks":
                         done(await run_callbacks(system), started)
                     elif name == "intake":
                         done(await run_intake(system), started)
                     elif name == "floor":
-                        done(await run_floor(system, send_result), started)
+                        done(await run_floor(system), started)
         if "picker" in opts.scenarios:
             from pathlib import Path
 

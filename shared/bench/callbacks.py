@@ -20,7 +20,7 @@ from urllib.parse import urlencode
 import asyncpg
 
 from shared.bench import cluster as cl
-from shared.bench import load
+from shared.bench import load, profile
 from shared.bench.accounting import per_unit
 from shared.bench.seed import seed_sent_messages
 from shared.bench.system import System, wait_for_count
@@ -61,6 +61,8 @@ async def run_callbacks(system: System) -> dict[str, Any]:
         await load.closed_loop(s, warmup, 8, want_json=False)
         await wait_for_count(processed, len(warmup), stall_s=20, timeout=60)
         meter = system.meter("web", "worker")
+        assert system.cluster is not None
+        profiler = profile.start(opts.profile, system.cluster.groups("web", "worker"), "callbacks-")
         await meter.begin()
         t0 = time.time()
         outcomes = await load.closed_loop(s, measured, opts.callback_concurrency, want_json=False)
@@ -70,6 +72,7 @@ async def run_callbacks(system: System) -> dict[str, Any]:
                                           timeout=opts.drain_timeout, interval=0.1)
     t_applied = time.time()
     spent = await meter.end()
+    profiled = profile.stop(profiler) if profiler else None
     return {
         "scenario": "callbacks", "n": opts.callbacks, "concurrency": opts.callback_concurrency,
         "accepted": accepted, "statuses": load.status_counts(outcomes),
@@ -81,4 +84,5 @@ async def run_callbacks(system: System) -> dict[str, Any]:
         "applied_per_s": round((done - len(warmup)) / max(1e-9, t_applied - t0), 1),
         "cpu_s": {k: round(v, 2) for k, v in spent.items()},
         "cpu_ms_per_callback": {k: round(v * 1000, 3) for k, v in per_unit(spent, max(1, accepted)).items()},
+        **({"profile": profiled} if profiled else {}),
     }

@@ -86,20 +86,27 @@ async def serve(opts: argparse.Namespace) -> None:
         return web.Response(status=202, content_type="application/json",
                             text=json.dumps(message_json(stored)))
 
+    async def send_one(message_id: int) -> None:
+        claim = await queries.claim_message(pool, message_id)
+        if claim is None or claim["status"] != "sending":
+            return
+        form = {"To": claim["to_phone"], "From": claim["from_phone"], "Body": claim["body"],
+                "StatusCallback": f"{opts.public_base_url}/twilio/status?m={message_id}"}
+        async with http.post(create_url, data=form, headers={"Authorization": auth}) as resp:
+            answer = await resp.json()
+        if resp.status == 201:
+            await queries.store_sent(pool, message_id, answer["sid"], answer["status"], int(answer["num_segments"]))
+
     async def consume() -> None:
         while True:
-            _, raw = await blocking.brpop([QUEUE_KEY])
-            message_id = int(raw)
-            claim = await queries.claim_message(pool, message_id)
-            if claim is None or claim["status"] != "sending":
+            # a bounded wait: the client's socket timeout (5 s) must not cut a blocking pop
+            popped = await blocking.brpop([QUEUE_KEY], timeout=1)
+            if popped is None:
                 continue
-            form = {"To": claim["to_phone"], "From": claim["from_phone"], "Body": claim["body"],
-                    "StatusCallback": f"{opts.public_base_url}/twilio/status?m={message_id}"}
-            async with http.post(create_url, data=form, headers={"Authorization": auth}) as resp:
-                answer = await resp.json()
-            if resp.status == 201:
-                await queries.store_sent(pool, message_id, answer["sid"], answer["status"],
-                                         int(answer["num_segments"]))
+            try:
+                await send_one(int(popped[1]))
+            except Exception as exc:  # keep consuming; the bench sees the message missing
+                print(f"floor: send failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
 
     async def healthz(request: web.Request) -> web.Response:
         return web.json_response({"ok": True})
@@ -160,44 +167,80 @@ if __name__ == "__main__":
 # ---- the scenario ------------------------------------------------------------------------------
 
 
-async def run_floor(system, send_result: dict | None = None) -> dict:
-    """The floor against the same database, firms and simulator as `send`, then
-    `send / floor`. Without a `send_result` from this run, the send saturation phase runs
-    first, so the ratio always compares two measurements of one run."""
+async def run_floor(system) -> dict:
+    """`send / floor` in one run: rounds of the send path's saturation phase and the
+    floor's, interleaved (their order alternating) on the same database, firms and
+    simulator, so a change in the machine's background load touches both alike."""
     from shared.bench import cluster as cl
-    from shared.bench.send import measure_sends, run_send, send_requests
+    from shared.bench.send import measure_sends, send_requests
 
     opts = system.opts
     cluster = system.cluster
-    if send_result is None or "saturation" not in send_result:
-        send_result = await run_send(system, phases=("saturation",))
-    # the product's processes stay out of the floor's way (an idle dramatiq worker polls)
-    await cluster.stop("web")
-    await cluster.stop("worker")
-    await cluster.stop("sweeper")
     port = cl.free_port()
     cluster.spawn("floor", floor_argv(
         port=port, database_url=system.dsn, redis_url=system.services.redis_url, sim_url=cluster.sim_url,
         account_sid=cl.SIM_ACCOUNT_SID, auth_token=cl.SIM_AUTH_TOKEN, public_base_url=cluster.web_url,
         consumers=opts.floor_consumers))
-    url = f"http://127.0.0.1:{port}"
-    await cluster.wait_http("floor", f"{url}/healthz")
-    names = ("floor", "twilio-sim")
-    await measure_sends(system, send_requests(system.firms, url, 50, 20_000_000, "floorwarm"),
-                        rate=None, concurrency=8, meter_names=names)
-    floor = await measure_sends(system, send_requests(system.firms, url, opts.n, 30_000_000, "floor"),
-                                rate=None, concurrency=opts.concurrency, meter_names=names)
-    await cluster.stop("floor")
-    sat = send_result["saturation"]
-    send_cpu = sat["cpu_ms_per_msg"].get("web", 0) + sat["cpu_ms_per_msg"].get("worker", 0)
+    floor_url = f"http://127.0.0.1:{port}"
+    await cluster.wait_http("floor", f"{floor_url}/healthz")
+    sides = {"send": (system.web_url, ("web", "worker", "twilio-sim")),
+             "floor": (floor_url, ("floor", "twilio-sim"))}
+    rounds: dict[str, list[dict]] = {"send": [], "floor": []}
+    per = max(1, opts.floor_n // max(1, opts.floor_rounds))
+    try:
+        for side, (url, names) in sides.items():  # warm-up
+            await measure_sends(system, send_requests(system.firms, url, 50, 20_000_000, f"{side}warm"),
+                                rate=None, concurrency=8, meter_names=names)
+        for r in range(opts.floor_rounds):
+            order = ("send", "floor") if r % 2 == 0 else ("floor", "send")
+            for side in order:
+                url, names = sides[side]
+                start = 30_000_000 + (r * 2 + (side == "floor")) * per
+                rounds[side].append(await measure_sends(
+                    system, send_requests(system.firms, url, per, start, f"{side}{r}"),
+                    rate=None, concurrency=opts.concurrency, meter_names=names))
+    finally:
+        await cluster.stop("floor")
+    send, floor = _combine(rounds["send"]), _combine(rounds["floor"])
+    send_cpu = send["cpu_ms_per_msg"].get("web", 0) + send["cpu_ms_per_msg"].get("worker", 0)
     floor_cpu = floor["cpu_ms_per_msg"].get("floor", 0)
     return {
-        "scenario": "floor", "n": opts.n, "concurrency": opts.concurrency, "consumers": opts.floor_consumers,
-        "floor": floor,
-        "send_sends_per_s": sat["sends_per_s"],
+        "scenario": "floor", "n": opts.floor_n, "rounds": opts.floor_rounds, "concurrency": opts.concurrency,
+        "consumers": opts.floor_consumers,
+        "send": send, "floor": floor,
+        "send_sends_per_s": send["sends_per_s"],
         "floor_sends_per_s": floor["sends_per_s"],
-        "send_over_floor": round(sat["sends_per_s"] / floor["sends_per_s"], 3) if floor["sends_per_s"] else None,
+        "send_over_floor": _ratio(send["sends_per_s"], floor["sends_per_s"]),
+        "send_over_floor_by_round": [_ratio(a["sends_per_s"], b["sends_per_s"])
+                                     for a, b in zip(rounds["send"], rounds["floor"])],
         "send_cpu_ms_per_msg": round(send_cpu, 3),
         "floor_cpu_ms_per_msg": round(floor_cpu, 3),
-        "floor_cpu_over_send_cpu": round(floor_cpu / send_cpu, 3) if send_cpu else None,
+        "capacity_send_over_floor": _ratio(send["capacity_sends_per_s"], floor["capacity_sends_per_s"]),
+    }
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 3) if a and b else None
+
+
+def _combine(results: list[dict]) -> dict:
+    """Rounds of one side as one measurement: messages over seconds, CPU over messages,
+    and the capacity those CPU costs allow on this machine's cores."""
+    import os
+
+    received = sum(r["received"] for r in results)
+    seconds = sum(r["seconds"] for r in results)
+    cpu: dict[str, float] = {}
+    for r in results:
+        for name, value in r["cpu_s"].items():
+            cpu[name] = cpu.get(name, 0.0) + value
+    per_msg = {name: value / max(1, received) for name, value in cpu.items()}
+    system_cpu = sum(v for k, v in per_msg.items() if k != "bench-client")
+    return {
+        "received": received, "seconds": round(seconds, 2),
+        "sends_per_s": round(received / seconds, 1) if seconds else None,
+        "cpu_s": {k: round(v, 2) for k, v in cpu.items()},
+        "cpu_ms_per_msg": {k: round(v * 1000, 3) for k, v in per_msg.items()},
+        "capacity_sends_per_s": round((os.cpu_count() or 1) / system_cpu, 1) if system_cpu else None,
+        "post_to_sim_p50_ms": [r["post_to_sim"]["p50_ms"] for r in results],
     }

@@ -1,10 +1,11 @@
 """Sampling profiles of the processes under load, with py-spy (the `bench` extra).
 
-`leadsms bench send --profile DIR` records the web and worker process groups during the
-saturation phase (py-spy `--nonblocking`, so the targets are not paused to be sampled)
-and writes, per process, the collapsed stacks (`<name>.txt`, loadable in speedscope or
-flamegraph.pl) and a summary: where the CPU goes by library, and the functions with the
-most samples, inclusive and self. A profiled run is slower: read its shares, not its rates.
+`leadsms bench send callbacks --profile DIR` records the web and worker processes during
+the send saturation phase and the callbacks blast, and writes, per process, the collapsed stacks (`<name>.txt`, loadable
+in speedscope or flamegraph.pl) and a summary: where the CPU goes by library, and the
+functions with the most samples, inclusive and self. py-spy runs `--nonblocking` (the
+targets are not paused to be sampled) and `--gil` (only the thread holding the GIL is
+sampled: Python's own CPU, not threads waiting for the GIL or a socket). A profiled run is slower: read its shares, not its rates.
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ def py_spy() -> str | None:
     return str(here) if here.exists() else shutil.which("py-spy")
 
 
-def start(out_dir: str | None, pids: dict[str, int] | None) -> Running | None:
+def start(out_dir: str | None, pids: dict[str, int] | None, prefix: str = "") -> Running | None:
+    """Record each named pid's process tree into `out_dir/<prefix><name>.txt`."""
     if not out_dir or not pids:
         return None
     exe = py_spy()
@@ -54,9 +56,10 @@ def start(out_dir: str | None, pids: dict[str, int] | None) -> Running | None:
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
     procs = {}
-    for name, pid in pids.items():
+    for bare, pid in pids.items():
+        name = prefix + bare
         procs[name] = subprocess.Popen(
-            [exe, "record", "--pid", str(pid), "--subprocesses", "--nonblocking", "--rate", "200",
+            [exe, "record", "--pid", str(pid), "--subprocesses", "--nonblocking", "--gil", "--rate", "200",
              "--format", "raw", "--output", str(folder / f"{name}.txt")],
             stdout=subprocess.DEVNULL, stderr=open(folder / f"{name}.py-spy.log", "wb"))
     return Running(folder, procs)
@@ -91,6 +94,7 @@ def _parse(frame: str) -> tuple[str, str]:
 
 
 def _bucket(file: str) -> str:
+    file = "/" + file.lstrip("/")  # py-spy names files relative to their sys.path entry
     for name, fragment in BUCKETS:
         if fragment in file:
             return name

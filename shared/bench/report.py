@@ -86,15 +86,20 @@ def table(r: dict[str, Any]) -> str:
             lines.append(_row("web accepts/s", p["web_accepts_per_s"]))
             lines.append(_row("POST -> simulator", _lat(p["post_to_sim"])))
             lines.append(_row("POST round trip", _lat(p["post_round_trip"])))
+            for stage, summary in (p.get("stages") or {}).items():
+                lines.append(_row(f"   {stage.replace('_', ' ')}", _lat(summary)))
             lines += _cpu(phase, p["cpu_ms_per_msg"], "message")
     elif s == "floor":
-        f = r["floor"]
+        lines.append(_row("send sends/s", r["send_sends_per_s"]))
         lines.append(_row("floor sends/s", r["floor_sends_per_s"]))
-        lines.append(_row("send sends/s (same run)", r["send_sends_per_s"]))
-        lines.append(_row("send / floor", r["send_over_floor"]))
+        lines.append(_row("send / floor", f"{r['send_over_floor']} (by round: "
+                                           f"{', '.join(str(x) for x in r['send_over_floor_by_round'])})"))
         lines.append(_row("CPU ms/msg: send (web+worker) vs floor", f"{r['send_cpu_ms_per_msg']} vs {r['floor_cpu_ms_per_msg']}"))
-        lines.append(_row("floor POST -> simulator", _lat(f["post_to_sim"])))
-        lines += _cpu("floor", f["cpu_ms_per_msg"], "message")
+        lines.append(_row("capacity from CPU: send / floor", f"{r['send']['capacity_sends_per_s']} / "
+                                                               f"{r['floor']['capacity_sends_per_s']} = "
+                                                               f"{r['capacity_send_over_floor']}"))
+        lines += _cpu("send", r["send"]["cpu_ms_per_msg"], "message")
+        lines += _cpu("floor", r["floor"]["cpu_ms_per_msg"], "message")
     elif s == "callbacks":
         lines.append(_row("accepted/s (one web process)", r["accepted_per_s"]))
         lines.append(_row("answer", _lat(r["answer"])))

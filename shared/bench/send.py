@@ -50,6 +50,28 @@ def _message_id(outcome: load.Outcome) -> int | None:
     return None
 
 
+async def _stages(system: System, accepted: list[load.Outcome], receipts: dict[int, float]) -> dict[str, Any]:
+    """Where a message's time went, from the row's own timestamps: POST start -> row
+    inserted (the web's work), row -> claimed by the worker (response, enqueue, broker,
+    the worker's fetch), claimed -> the simulator has it (the Twilio call)."""
+    rows = await system.sql(
+        """SELECT id, extract(epoch FROM created_at)::float8 AS created,
+                  extract(epoch FROM claimed_at)::float8 AS claimed FROM messages WHERE direction = 'out'""")
+    times = {r["id"]: (r["created"], r["claimed"]) for r in rows}
+    web, hop, twilio = [], [], []
+    for o in accepted:
+        mid = _message_id(o)
+        row = times.get(mid)  # type: ignore[arg-type]
+        at = receipts.get(mid)  # type: ignore[arg-type]
+        if row is None or row[1] is None or at is None:
+            continue
+        web.append(row[0] - o.started)
+        hop.append(row[1] - row[0])
+        twilio.append(at - row[1])
+    return {"post_to_row": load.latency_summary(web), "row_to_claim": load.latency_summary(hop),
+            "claim_to_sim": load.latency_summary(twilio)}
+
+
 async def measure_sends(system: System, requests: list[load.Request], *, rate: float | None,
                         concurrency: int, meter_names: tuple[str, ...],
                         profile_pids: dict[str, int] | None = None) -> dict[str, Any]:
@@ -57,7 +79,7 @@ async def measure_sends(system: System, requests: list[load.Request], *, rate: f
     None), wait for the simulator to have every accepted one, and measure."""
     await system.fresh_phase()
     meter = system.meter(*meter_names)
-    profiler = profile.start(system.opts.profile, profile_pids) if profile_pids else None
+    profiler = profile.start(system.opts.profile, profile_pids, "send-") if profile_pids else None
     await meter.begin()
     t0 = time.time()
     async with load.session() as s:
@@ -77,6 +99,7 @@ async def measure_sends(system: System, requests: list[load.Request], *, rate: f
         at = receipts.get(_message_id(o))  # type: ignore[arg-type]
         if at is not None:
             latencies.append(at - o.started)
+    stages = await _stages(system, accepted, receipts)
     t_last = max(receipts.values()) if receipts else t_posted
     span = max(1e-9, t_last - t0)
     result: dict[str, Any] = {
@@ -85,11 +108,13 @@ async def measure_sends(system: System, requests: list[load.Request], *, rate: f
         "statuses": load.status_counts(outcomes),
         "at_simulator": created,
         "complete": complete,
+        "received": len(receipts),
         "seconds": round(span, 2),
         "sends_per_s": round(len(receipts) / span, 1),
         "web_accepts_per_s": round(len(accepted) / max(1e-9, t_posted - t0), 1),
         "post_to_sim": load.latency_summary(latencies),
         "post_round_trip": load.latency_summary([o.elapsed for o in accepted]),
+        "stages": stages,
         "cpu_s": {k: round(v, 2) for k, v in spent.items()},
         "cpu_ms_per_msg": {k: round(v * 1000, 3) for k, v in per_unit(spent, max(1, len(receipts))).items()},
     }

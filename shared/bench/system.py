@@ -38,6 +38,8 @@ class Options:
     intake_bulk: int = 3_000
     picker_leads: int = 1_000_000
     picker_queries: int = 400
+    floor_n: int = 10_000
+    floor_rounds: int = 4
     floor_consumers: int = 8
     pg_url: str | None = None
     redis_url: str | None = None

@@ -19,6 +19,7 @@ from tests.support import ROOT, Embedded, resolve_postgres, resolve_redis
 TINY = [
     "--n", "200", "--rate", "50", "--duration", "1", "--concurrency", "16",
     "--firms", "3", "--users", "2", "--conversations", "4",
+    "--floor-n", "200", "--floor-rounds", "2",
     "--callbacks", "200", "--intake-rate", "20", "--intake-duration", "1", "--intake-bulk", "40",
     "--picker-leads", "20000", "--picker-queries", "40", "--drain-timeout", "60",
 ]
@@ -69,11 +70,11 @@ async def test_send_gets_every_accepted_message_to_the_simulator_and_counts_cpu(
         assert p["cpu_ms_per_msg"]["web"] > 0 and p["cpu_ms_per_msg"]["worker"] > 0
 
 
-async def test_floor_reports_send_over_floor_from_the_same_run(bench_output):
+async def test_floor_interleaves_rounds_of_both_sides_and_reports_send_over_floor(bench_output):
     floor = bench_output["floor"]
-    assert floor["floor"]["complete"] and floor["floor"]["accepted"] == 200
-    assert floor["send_sends_per_s"] == bench_output["send"]["saturation"]["sends_per_s"]
-    assert floor["send_over_floor"] > 0
+    assert floor["send"]["received"] == 200 and floor["floor"]["received"] == 200
+    assert len(floor["send_over_floor_by_round"]) == 2
+    assert floor["send_over_floor"] > 0 and floor["capacity_send_over_floor"] > 0
 
 
 async def test_callbacks_are_all_accepted_and_applied(bench_output):
