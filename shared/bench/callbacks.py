@@ -23,7 +23,7 @@ from shared.bench import cluster as cl
 from shared.bench import load, profile
 from shared.bench.accounting import per_unit
 from shared.bench.seed import seed_sent_messages
-from shared.bench.system import System, wait_for_count
+from shared.bench.system import System, wait_for_count, warmup_count
 
 
 def callback_requests(messages: list[dict], public_base_url: str, web_url: str) -> list[load.Request]:
@@ -46,12 +46,13 @@ async def run_callbacks(system: System) -> dict[str, Any]:
     conn = await asyncpg.connect(system.dsn)
     try:
         # a few to warm up, then the measured ones
-        messages = await seed_sent_messages(conn, system.firms, opts.callbacks + 50)
+        messages = await seed_sent_messages(conn, system.firms, opts.callbacks + warmup_count(opts.callbacks))
         await conn.execute("ANALYZE messages")
     finally:
         await conn.close()
     requests = callback_requests(messages, system.web_url, system.web_url)
-    warmup, measured = requests[:50], requests[50:]
+    warm = warmup_count(opts.callbacks)
+    warmup, measured = requests[:warm], requests[warm:]
 
     async def processed() -> int:
         rows = await system.sql("SELECT count(*) AS n FROM twilio_inbox WHERE processed_at IS NOT NULL")

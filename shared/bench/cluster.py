@@ -346,7 +346,10 @@ class Cluster:
         proc = self.procs.pop(name, None)
         if proc is None:
             return
-        _kill_group(proc.pgid, signal.SIGTERM)
+        # the leader only: dramatiq's main process forwards the signal to its workers, and a
+        # second SIGTERM straight to them stalls their shutdown until the kill below
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pgid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
         while (proc.popen.poll() is None or _group_alive(proc.pgid)) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)

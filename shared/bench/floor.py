@@ -173,6 +173,7 @@ async def run_floor(system) -> dict:
     simulator, so a change in the machine's background load touches both alike."""
     from shared.bench import cluster as cl
     from shared.bench.send import measure_sends, send_requests
+    from shared.bench.system import warmup_count
 
     opts = system.opts
     cluster = system.cluster
@@ -189,7 +190,7 @@ async def run_floor(system) -> dict:
     per = max(1, opts.floor_n // max(1, opts.floor_rounds))
     try:
         for side, (url, names) in sides.items():  # warm-up
-            await measure_sends(system, send_requests(system.firms, url, 50, 20_000_000, f"{side}warm"),
+            await measure_sends(system, send_requests(system.firms, url, warmup_count(per), 20_000_000, f"{side}warm"),
                                 rate=None, concurrency=8, meter_names=names)
         for r in range(opts.floor_rounds):
             order = ("send", "floor") if r % 2 == 0 else ("floor", "send")

@@ -23,7 +23,7 @@ from typing import Any
 from shared.bench import load, profile
 from shared.bench.accounting import per_unit
 from shared.bench.seed import BenchFirm
-from shared.bench.system import System, wait_for_count
+from shared.bench.system import System, wait_for_count, warmup_count
 
 
 def send_requests(firms: list[BenchFirm], base_url: str, count: int, start: int = 0,
@@ -132,7 +132,7 @@ async def run_send(system: System, *, phases: tuple[str, ...] = ("fixed", "satur
                            "users_per_firm": opts.users, "conversations_per_firm": opts.conversations,
                            "worker_threads": opts.worker_threads, "log_level": opts.log_level}
     # warm-up: connections, prepared statements, imports on first use
-    await measure_sends(system, send_requests(system.firms, system.web_url, 50, 10_000_000, "warmup"),
+    await measure_sends(system, send_requests(system.firms, system.web_url, warmup_count(opts.n), 10_000_000, "warmup"),
                         rate=None, concurrency=8, meter_names=names)
     if "fixed" in phases:
         count = max(1, int(opts.rate * opts.duration))

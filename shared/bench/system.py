@@ -155,6 +155,12 @@ class System:
         await self.sim_reset()
 
 
+def warmup_count(n: int) -> int:
+    """Requests sent before a measurement (connections, prepared statements, first-use
+    imports): 50, fewer for a tiny run."""
+    return max(5, min(50, n // 10))
+
+
 def cores() -> int:
     return os.cpu_count() or 1
 
