@@ -13,8 +13,8 @@ OFF = {"fail_500_rate": 0, "created_500_rate": 0, "hang_rate": 0, "list_500_rate
 
 @pytest.fixture
 async def twilio(sim, settings):
-    auth = aiohttp.BasicAuth(settings.twilio_account_sid, settings.twilio_auth_token)
-    async with aiohttp.ClientSession(base_url=sim, auth=auth) as session:
+    auth = {"Authorization": aiohttp.encode_basic_auth(settings.twilio_account_sid, settings.twilio_auth_token)}
+    async with aiohttp.ClientSession(base_url=sim, headers=auth) as session:
         yield session
         async with session.post("/sim/config", json=OFF) as resp:
             assert resp.status == 200
