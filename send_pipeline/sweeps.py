@@ -24,6 +24,7 @@ import structlog
 
 from send_pipeline import queries
 from send_pipeline.actors import send_message
+from send_pipeline.sending import MAX_ATTEMPTS
 from shared.broker import enqueue
 from shared.deps import Deps
 from shared.twilio import DEFAULT_TIMEOUT_S, MessageRecord, TwilioError
@@ -77,7 +78,7 @@ async def reconcile_stale_sends(deps: Deps) -> dict[str, int] | int:
     rows = await queries.stale_sending(deps.pool, in_flight_limit_s(deps.settings.stale_after_s), BATCH)
     if not rows:
         return 0
-    counts = {"adopted": 0, "requeued": 0, "settled": 0, "unreachable": 0}
+    counts = {"adopted": 0, "requeued": 0, "settled": 0, "failed": 0, "unreachable": 0}
     pending = [r for r in rows if r["twilio_sid"] is None]
     for row in rows:
         if row["twilio_sid"] is not None and await queries.settle_sending_with_sid(deps.pool, row["id"], row["claimed_at"]):
@@ -106,6 +107,11 @@ async def reconcile_stale_sends(deps: Deps) -> dict[str, int] | int:
                     taken.add(match.sid)
                     counts["adopted"] += 1
                     log.info("send_reconciled_adopted", message_id=row["id"], message_sid=match.sid)
+            elif row["attempts"] >= MAX_ATTEMPTS:
+                if await queries.mark_failed(deps.pool, row["id"], row["claimed_at"], None,
+                                             f"gave up after {row['attempts']} attempts without an answer from Twilio"):
+                    counts["failed"] += 1
+                    log.warning("send_gave_up", message_id=row["id"], attempts=row["attempts"])
             elif await queries.return_to_queued(deps.pool, row["id"], row["claimed_at"]):
                 requeued.append(row["id"])
                 counts["requeued"] += 1

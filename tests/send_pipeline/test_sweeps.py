@@ -87,3 +87,14 @@ async def test_a_sending_row_that_has_a_sid_is_settled_without_asking_twilio(dep
     assert await reconcile_stale_sends(deps) == {"settled": 1}
     assert await pool.fetchval("SELECT status FROM messages WHERE id = $1", message_id) == "sent"
     assert (await sim_view(sim))["attempts"] == []
+
+
+async def test_a_send_twilio_never_confirms_is_given_up_after_many_attempts(deps, broker, firm, thread, pool, sim):
+    from send_pipeline.sending import MAX_ATTEMPTS
+
+    message_id = await queued_row(pool, firm, await thread(PHONE))
+    await make_sending(pool, message_id, claimed_ago_s=30)
+    await pool.execute("UPDATE messages SET attempts = $2 WHERE id = $1", message_id, MAX_ATTEMPTS)
+    assert await reconcile_stale_sends(deps) == {"failed": 1}
+    row = await pool.fetchrow("SELECT status, error_message FROM messages WHERE id = $1", message_id)
+    assert row["status"] == "failed" and "gave up" in row["error_message"]
