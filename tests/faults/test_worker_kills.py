@@ -17,8 +17,9 @@ import time
 import pytest
 
 from tests.faults.conftest import record
+from tests.faults.logscan import basic_credentials, scan
 from tests.faults.sends import add_conversations, audit, make_firm, post_sends, wait_settled
-from tests.faults.stack import connect, private_stack
+from tests.faults.stack import SID, connect, private_stack
 
 SENDS = int(os.environ.get("FAULTS_SENDS", "5000"))
 PER_PHONE = 10
@@ -92,9 +93,14 @@ async def test_workers_killed_repeatedly_during_5000_sends_leave_each_message_at
             logs = stack.logs()
             ambiguous = logs.count("\"send_ambiguous\"")
             adopted = logs.count("\"send_reconciled_adopted\"")
+            leaks = scan(logs, secrets={"auth token": stack.token, "api key": firm.key,
+                                        "basic credentials": basic_credentials(SID, stack.token)},
+                         bodies=[body for _, body in plan[:100]])
             record("worker_kills", sends=len(plan), worker_kills=kills, ambiguous_answers=ambiguous, adopted_by_reconcile=adopted,
+                   secrets_in_logs=len(leaks),
                    seconds=round(elapsed, 1), settle_seconds=round(settle_s, 1), **result.figures())
             assert result.problems == []
+            assert leaks == [], leaks[:3]
             assert result.stuck == 0 and result.lost == 0 and result.duplicated == 0
             assert result.sent == len(plan), result.by_status
             assert kills >= 3, "the run should have been long enough to kill workers several times"
