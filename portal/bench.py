@@ -95,6 +95,7 @@ async def bench_picker(base_url: str, api_key: str, queries: Iterable[tuple[str,
                          for k in sorted({kind for kind, _, _ in latencies})}
     result["empty_answers"] = sum(1 for _, _, n in latencies if n == 0)
     result["requests_per_s"] = round(len(latencies) / wall, 1) if wall else None
+    result["warmup"] = min(warmup, len(queries))
     result["errors"] = errors[:10]
     result["error_count"] = len(errors)
     return result
@@ -175,6 +176,44 @@ async def _wait_healthy(url: str, timeout: float = 30) -> None:
     raise SystemExit(f"leadsms web did not answer at {url}")
 
 
+def _cpu_s(pids: Iterable[int]) -> dict[int, float]:
+    """user+system CPU seconds of each live process (Linux /proc), for CPU per request:
+    a figure the other load on a shared machine inflates far less than wall time."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        out[pid] = (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+async def _db_backends(dsn: str) -> list[int]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch("""SELECT pid FROM pg_stat_activity WHERE datname = current_database()
+                                   AND backend_type = 'client backend' AND pid <> pg_backend_pid()""")
+    finally:
+        await conn.close()
+    return [r["pid"] for r in rows]
+
+
+async def _measured(dsn: str, web_pid: int | None, run) -> dict[str, Any]:
+    """`await run()` with, when the web's pid is known, its CPU and its database
+    backends' CPU per request (the backends must run on this machine)."""
+    before = _cpu_s([web_pid, *await _db_backends(dsn)]) if web_pid else {}
+    result = await run()
+    if web_pid:
+        after = _cpu_s([web_pid, *await _db_backends(dsn)])
+        requests = result["count"] + result.get("warmup", 0)
+        web = after.get(web_pid, 0.0) - before.get(web_pid, 0.0)
+        db = sum(v - before.get(pid, 0.0) for pid, v in after.items() if pid != web_pid)
+        result["cpu_ms_per_request"] = {"web": round(web * 1000 / requests, 2), "db": round(db * 1000 / requests, 2)}
+    return result
+
+
 async def _prepare_firm(dsn: str, leads: int, seed: int) -> tuple[int, str]:
     from portal.generate_leads import generate_leads
     from shared.cli import add_firm
@@ -203,6 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queries", type=int, default=400, help="queries per mix")
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--web-pid", type=int, help="pid of the --url web, to report CPU per request")
     args = parser.parse_args(argv)
     settings = Settings.for_command("import")
 
@@ -231,14 +271,19 @@ def main(argv: list[str] | None = None) -> int:
                 two = await sample_queries(conn, firm_id, args.queries, seed=args.seed + 1, chars="2")
             finally:
                 await conn.close()
+            web_pid = web_proc.pid if web_proc is not None else args.web_pid
+
+            def mix(queries: list[tuple[str, str]]):
+                return lambda: bench_picker(url, key, queries, concurrency=args.concurrency)
+
             return {
                 "firm_id": firm_id, "firm_leads": total, "concurrency": args.concurrency,
-                "mix_3plus": MIX_3PLUS,
+                "load_average": os.getloadavg(), "mix_3plus": MIX_3PLUS,
                 # q of 1 character: auth and HTTP only, no search (the floor under the figures)
-                "floor_no_search": await bench_picker(url, key, [("floor", "a")] * 200,
-                                                      concurrency=args.concurrency),
-                "three_plus_chars": await bench_picker(url, key, three, concurrency=args.concurrency),
-                "two_chars": await bench_picker(url, key, two, concurrency=args.concurrency),
+                "floor_no_search": await _measured(settings.database_url, web_pid, mix([("floor", "a")] * 200)),
+                "three_plus_chars": await _measured(settings.database_url, web_pid, mix(three)),
+                "two_chars": await _measured(settings.database_url, web_pid, mix(two)),
+                "load_average_after": os.getloadavg(),
             }
         finally:
             if web_proc is not None:
