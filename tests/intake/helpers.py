@@ -20,7 +20,7 @@ def external_id() -> str:
 
 async def post_lead(http: aiohttp.ClientSession, firm, **fields: Any) -> tuple[int, dict]:
     body = {"external_id": external_id(), "name": "Dana Lead", "email": "dana@example.com",
-            "event": "Spring seminar", "phone": "(212) 555-0142", **fields}
+            "event": "Spring seminar", "phone": "(212) 555-1200", **fields}
     async with http.post("/v1/leads", json=body, headers=firm.headers) as resp:
         return resp.status, await resp.json()
 

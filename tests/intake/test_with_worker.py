@@ -118,7 +118,8 @@ async def test_a_reposted_hook_returns_the_same_lead_and_starts_nothing(ready_wo
     assert enqueued.of("validate_lead") == [(first["lead_id"],)]
     await asyncio.sleep(0.3)  # give a stray job time to show itself at the simulator
     assert await pool.fetchrow("SELECT * FROM leads WHERE id = $1", first["lead_id"]) == before
-    assert len(await sim_lookups(sim)) == 1
+    assert len(await sim_lookups(sim, "+12125551235")) == 1
+    assert await sim_lookups(sim, "+12125551236") == []
 
 
 async def test_a_lead_whose_job_was_lost_is_validated_after_the_sweep(ready_worker, http, firm, deps):
@@ -129,3 +130,15 @@ async def test_a_lead_whose_job_was_lost_is_validated_after_the_sweep(ready_work
 
     lead = await settled(http, firm, lost.lead_id)
     assert (lead["phone_status"], lead["line_type"]) == ("valid", "mobile")
+
+
+@pytest.mark.parametrize("by_database", [True, False])
+async def test_the_intake_benchmark_measures_post_to_line_type(ready_worker, web, firm, settings, by_database):
+    from intake.bench import bench_intake
+
+    report = await bench_intake(web, firm["api_key"], rate=20, count=10, seed=7,
+                                dsn=settings.database_url if by_database else None)
+
+    assert report["statuses"] == {202: 10} and report["line_type_known"] == 10
+    figures = report["post_to_line_type_s"]
+    assert 0 < figures["p50"] <= figures["p95"] <= figures["max"] < 5

@@ -108,7 +108,7 @@ async def test_a_permanent_refusal_is_not_retried(settings, scripted, pool):
 
     assert len(fake.calls) == 1
     assert len(broker.dead_letters) == 1
-    assert await pool.fetchval("SELECT count(*) FROM phone_lines") == 0
+    assert await pool.fetchval("SELECT count(*) FROM phone_lines WHERE phone_e164 = '+12125551301'") == 0
 
 
 async def test_an_auth_failure_is_not_retried_and_alarms_once(settings, scripted, pool):

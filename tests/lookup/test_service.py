@@ -139,7 +139,7 @@ async def test_an_auth_failure_raises_permanent_and_alarms_once(deps_with_twilio
     alarms = [e for e in logs if e["event"] == "twilio_auth_failed"]
     assert len(alarms) == 1 and alarms[0]["log_level"] == "critical"
     assert "TWILIO_AUTH_TOKEN" in alarms[0]["hint"]
-    assert await deps.pool.fetchval("SELECT count(*) FROM phone_lines") == 0
+    assert await deps.pool.fetchval("SELECT count(*) FROM phone_lines WHERE phone_e164 LIKE '+1212555124%'") == 0
     assert await deps.redis.get(service.lock_key("+12125551240")) is None
 
 
@@ -148,7 +148,7 @@ async def test_twilio_unreachable_is_a_not_received_error_and_releases_the_lock(
     with pytest.raises(TwilioNotReceived):
         await service.lookup_line_type(down, "+12125551243")
     assert await deps.redis.get(service.lock_key("+12125551243")) is None
-    assert await deps.pool.fetchval("SELECT count(*) FROM phone_lines") == 0
+    assert await deps.pool.fetchval("SELECT count(*) FROM phone_lines WHERE phone_e164 = '+12125551243'") == 0
 
 
 # ---- lazy lookup (thread open) -----------------------------------------------------------
