@@ -6,10 +6,14 @@ not take or did not answer the lookup; Redis or PostgreSQL unreachable) is re-ra
 `dramatiq.Retry` with the delay computed here from the worker's settings and the
 message's retry count: dramatiq's Retries middleware re-enqueues it after that delay,
 up to `LOOKUP_MAX_RETRIES`. Permanent failures (`PermanentError`: any other Twilio 4xx,
-an auth failure included) are in `throws=` and are not retried.
+an auth failure included) are in `throws=` and are not retried. intake's validate_lead
+retries the same way (`backoff_from_settings`).
 """
 
 from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
 
 import dramatiq
 from dramatiq.common import compute_backoff
@@ -22,7 +26,7 @@ from shared.config import Settings
 from shared.errors import PermanentError, TransientError
 from shared.web import UNAVAILABLE
 
-# With the defaults (1 s doubling to a 300 s cap) 12 retries span about 40 minutes.
+# With the defaults (1 s doubling, jittered, to a 300 s cap) 12 retries span 20 to 40 minutes.
 LOOKUP_MAX_RETRIES = 12
 
 RETRYABLE = (TransientError, *UNAVAILABLE)
@@ -40,13 +44,21 @@ def _retries_so_far() -> int:
     return int(message.options.get("retries", 0)) if message is not None else 0
 
 
-@actor(queue_name="lookup", max_retries=LOOKUP_MAX_RETRIES, throws=(PermanentError,))
-async def lookup_line_type(phone_e164: str, force: bool = False) -> None:
-    d = deps.current()
+@contextmanager
+def backoff_from_settings(settings: Settings) -> Iterator[None]:
+    """Re-raise a transient failure as `dramatiq.Retry` after the configured backoff;
+    let permanent ones (in the actor's `throws=`) and anything else through."""
     try:
-        await service.lookup_line_type(d, phone_e164, force=force)
+        yield
     except PermanentError:
         raise
     except RETRYABLE as exc:
-        raise dramatiq.Retry(f"lookup not completed: {exc}",
-                             delay=retry_delay_ms(d.settings, _retries_so_far())) from exc
+        raise dramatiq.Retry(f"{type(exc).__name__}: {exc}",
+                             delay=retry_delay_ms(settings, _retries_so_far())) from exc
+
+
+@actor(queue_name="lookup", max_retries=LOOKUP_MAX_RETRIES, throws=(PermanentError,))
+async def lookup_line_type(phone_e164: str, force: bool = False) -> None:
+    d = deps.current()
+    with backoff_from_settings(d.settings):
+        await service.lookup_line_type(d, phone_e164, force=force)
