@@ -70,7 +70,7 @@ async def test_schemathesis_finds_no_5xx_and_no_undocumented_answer(fault_dir):
             args = [*schemathesis_command(), "run", str(SPEC), "--url", stack.web,
                     "-H", f"Authorization: Bearer {firm.key}", "--checks", CHECKS,
                     "--max-examples", str(MAX_EXAMPLES), "--seed", "20261129", "--workers", "1",
-                    "--phases", "examples,coverage,fuzzing", "--suppress-health-check", "all",
+                    "--phases", "examples,coverage,fuzzing,stateful", "--suppress-health-check", "all",
                     "--request-timeout", "30", "--report", "ndjson", "--report-ndjson-path", str(report),
                     "--output-truncate", "true"]
             proc = await asyncio.create_subprocess_exec(*args, stdout=asyncio.subprocess.PIPE,
