@@ -288,6 +288,7 @@ async def run_stack(args: argparse.Namespace) -> dict[str, Any]:
         return {
             "setup": {"web_processes": 1, "worker_processes": 1, "worker_threads": args.worker_threads,
                       "log_level": args.log_level, "status_callbacks": False, "cpus": os.cpu_count(),
+                      "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
                       "logs": str(log_dir)},
             "throughput": throughput,
             "paced": paced,

@@ -64,6 +64,34 @@ async def open_conversation(http: aiohttp.ClientSession, firm, lead_id: int) -> 
         return (await resp.json())["conversation_id"]
 
 
+# Rows whose Twilio call may still be coming: claimable now, or claimed recently and not
+# yet answered. A test leaves none of these behind for the next one's simulator.
+_PENDING_SQL = """
+    SELECT count(*) FROM messages
+    WHERE twilio_sid IS NULL AND (
+        (status = 'queued' AND coalesce(next_attempt_at, created_at) <= now() + interval '1 second')
+        OR (status = 'sending' AND next_attempt_at IS NULL AND claimed_at > now() - interval '10 seconds'))
+"""
+
+
+@pytest_asyncio.fixture(autouse=True)
+async def drain_sends(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    """After a test, while a worker runs, let the sends it accepted reach the simulator,
+    so they cannot land after the next test's reset (bounded; never fails a test)."""
+    if not {"pool", "http", "deps"}.intersection(request.fixturenames):
+        yield
+        return
+    workers = request.getfixturevalue("worker_pool")
+    pool = request.getfixturevalue("deps").pool
+    yield
+    if not any(p.poll() is None for p in workers.procs):
+        return
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while await pool.fetchval(_PENDING_SQL) and loop.time() < deadline:
+        await asyncio.sleep(0.05)
+
+
 @pytest_asyncio.fixture
 async def thread(pool, http, firm) -> Callable[..., Awaitable[int]]:
     """make(phone) -> conversation id, for a valid lead of `firm` with that phone."""

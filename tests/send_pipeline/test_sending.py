@@ -84,6 +84,8 @@ async def test_a_duplicate_of_a_rate_limited_send_is_not_deduplicated_into_nothi
         assert (await post_send(http, firm.user("u1"), conv, f"n{n}"))[0] == 202
     assert (await post_send(http, firm.user("u1"), conv, "late"))[0] == 429
     assert (await post_send(http, firm.user("u1"), conv, "late"))[0] == 429
+    await wait_for(lambda: pool.fetchval("SELECT bool_and(twilio_sid IS NOT NULL) FROM messages"),
+                   timeout=15, what="the accepted sends to go out")
 
 
 UNSENDABLE = [

@@ -1,7 +1,7 @@
 """The sweeper's part of "sends happen once": lost jobs and unknown outcomes."""
 
 from send_pipeline import queries
-from send_pipeline.sweeps import reconcile_stale_sends, requeue_stale_queued
+from send_pipeline.sweeps import in_flight_limit_s, reconcile_stale_sends, requeue_stale_queued
 from tests.send_pipeline.conftest import sim_view
 from tests.support import wait_for
 
@@ -55,7 +55,7 @@ async def test_a_dead_workers_send_that_never_reached_twilio_is_sent_once(worker
 
 async def test_a_send_that_may_still_be_in_flight_is_not_touched(deps, broker, firm, thread, pool, sim):
     message_id = await queued_row(pool, firm, await thread(PHONE))
-    await make_sending(pool, message_id, claimed_ago_s=deps.settings.stale_after_s + 1)
+    await make_sending(pool, message_id, claimed_ago_s=in_flight_limit_s(deps.settings.stale_after_s) - 1)
     assert await reconcile_stale_sends(deps) == 0
     assert await pool.fetchval("SELECT status FROM messages WHERE id = $1", message_id) == "sending"
 
@@ -69,7 +69,7 @@ async def test_an_ambiguous_send_is_reconciled_stale_after_s_after_its_answer(de
     assert await reconcile_stale_sends(deps) == {"adopted": 1}
 
 
-async def test_a_message_already_recorded_is_never_adopted_twice(deps, broker, firm, thread, pool, sim):
+async def test_a_message_already_recorded_is_never_adopted_twice(worker, deps, firm, thread, pool, sim):
     conv = await thread(PHONE)
     earlier = await queued_row(pool, firm, conv, "Same words")
     first = await deps.twilio.send_message(to=PHONE, from_=firm.number, body="Same words", status_callback=None)
@@ -77,7 +77,9 @@ async def test_a_message_already_recorded_is_never_adopted_twice(deps, broker, f
     later = await queued_row(pool, firm, conv, "Same words")
     await make_sending(pool, later, claimed_ago_s=30)
     assert await reconcile_stale_sends(deps) == {"requeued": 1}
-    assert await pool.fetchval("SELECT status FROM messages WHERE id = $1", later) == "queued"
+    sid = await wait_for(lambda: pool.fetchval("SELECT twilio_sid FROM messages WHERE id = $1", later), what="sent")
+    assert sid != first.sid
+    assert len((await sim_view(sim, PHONE))["messages"]) == 2
 
 
 async def test_a_sending_row_that_has_a_sid_is_settled_without_asking_twilio(deps, broker, firm, thread, pool, sim):
