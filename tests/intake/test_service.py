@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from intake import service
+from intake import queries, service
 from intake.sweeps import requeue_pending_leads
 from intake.validation import LeadInput
 from send_pipeline.conversations import upsert_conversation
@@ -120,18 +120,23 @@ async def test_the_conversation_follows_the_newest_signup_by_signed_up_at(deps, 
     assert await pool.fetchval("SELECT lead_id FROM conversations WHERE id = $1", conv_id) == newer
 
 
-async def test_the_sweep_reenqueues_stale_pending_leads_once_per_stale_period(deps, broker, firm, enqueued):
+async def test_the_sweep_reenqueues_stale_pending_leads(deps, broker, firm, enqueued):
     stale = await store(deps.pool, firm.id, "(212) 555-0181")
-    fresh = await store(deps.pool, firm.id, "(212) 555-0182")
+    await store(deps.pool, firm.id, "(212) 555-0182")  # pending, but not for long yet
     done = await store(deps.pool, firm.id, "(212) 555-0183")
     await service.validate_lead(deps, done)
     await deps.pool.execute("UPDATE leads SET created_at = now() - interval '1 hour' WHERE id IN ($1, $2)", stale, done)
 
     assert await requeue_pending_leads(deps) == 1
     assert enqueued.of("validate_lead") == [(stale,)]
-    assert fresh != stale
 
-    assert await requeue_pending_leads(deps) == 0  # not again within STALE_AFTER_S
+
+async def test_a_stale_lead_is_picked_once_per_stale_period(deps, firm):
+    stale = await store(deps.pool, firm.id, "(212) 555-0184")
+    await deps.pool.execute("UPDATE leads SET created_at = now() - interval '1 hour' WHERE id = $1", stale)
+    period = deps.settings.stale_after_s
+
+    assert await queries.stale_pending_leads(deps.pool, period, 100) == [stale]
+    assert await queries.stale_pending_leads(deps.pool, period, 100) == []  # not again within the period
     await deps.pool.execute("UPDATE leads SET requeued_at = now() - interval '1 hour' WHERE id = $1", stale)
-    assert await requeue_pending_leads(deps) == 1
-    assert enqueued.of("validate_lead") == [(stale,), (stale,)]
+    assert await queries.stale_pending_leads(deps.pool, period, 100) == [stale]
