@@ -1,6 +1,6 @@
 """Redis, then PostgreSQL, stopped hard in the middle of a run and started again.
 
-While a server is down: a send is refused 503 (nothing stored, the portal says try
+While a server is down: /readyz answers 503 naming it; a send is refused 503 (nothing stored, the portal says try
 again) or accepted and completed later; a webhook is answered 503 (Twilio retries it) or
 stored and applied. After it is back: the same web, worker and sweeper processes carry
 on (none restarted), every accepted message reaches Twilio exactly once, every inbound
@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+
+import aiohttp
 
 import pytest
 
@@ -49,6 +51,14 @@ async def paced_sends(stack, firm, plan, every_s: float) -> Posted:
     return merged
 
 
+async def readiness(stack) -> tuple[int, list[str]]:
+    """/readyz: (status, what it names as down)."""
+    async with aiohttp.ClientSession() as s:
+        async with s.get(f"{stack.web}/readyz", timeout=aiohttp.ClientTimeout(total=15)) as resp:
+            body = await resp.json()
+            return resp.status, body.get("down", [])
+
+
 async def run_outage(fault_dir, server: str) -> None:
     async with private_stack(fault_dir) as (stack, pg, rd):
         firm = await make_firm(stack)
@@ -70,6 +80,7 @@ async def run_outage(fault_dir, server: str) -> None:
                 pg.crash()
             texts = []
             await asyncio.sleep(0.5)
+            ready_during = await readiness(stack)
             texts.append(await text_us(stack, STOP_PHONE, firm.number, "STOP"))
             for i in range(4):
                 texts.append(await text_us(stack, phones[i], firm.number, f"Thanks, see you there ({i})"))
@@ -80,6 +91,12 @@ async def run_outage(fault_dir, server: str) -> None:
                 pg.start()
                 conn = await connect(stack)
             up_at = time.monotonic()
+            ready_after = None
+            while time.monotonic() - up_at < 30:
+                ready_after = await readiness(stack)
+                if ready_after[0] == 200:
+                    break
+                await asyncio.sleep(0.2)
             # The same processes serve again: a send is accepted without restarting anything.
             probe = await post_sends(stack, firm, [(convs[phones[0]], "After the outage")], retry_refused=True,
                                      deadline_s=60)
@@ -109,8 +126,11 @@ async def run_outage(fault_dir, server: str) -> None:
                    refused_503=posted.refused.get(503, 0), refusal_codes=posted.refusal_codes,
                    other_5xx=posted.errors, webhooks_not_2xx=len(not_2xx), webhooks_retried=retried["retried"],
                    inbound_answers=[t["answer_status"] for t in texts], recovered_seconds=round(recovered_s, 1),
+                   readyz_during=ready_during, readyz_after=ready_after[0],
                    **result.figures())
 
+            assert ready_during == (503, ["redis", "broker"] if server == "redis" else ["database"]), ready_during
+            assert ready_after[0] == 200
             assert posted.errors == 0, posted.refused
             assert set(posted.refused) <= {503}, posted.refused
             assert all(s in (200, 503) for s in (t["answer_status"] for t in texts)), texts

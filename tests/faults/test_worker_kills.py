@@ -1,4 +1,4 @@
-"""Workers SIGKILLed again and again during a 5,000-send run: every message ends at
+"""Workers (and the sweeper) SIGKILLed again and again during a 5,000-send run: every message ends at
 Twilio exactly once (or in a documented final state), none stuck, none duplicated.
 
 The phones include the simulator's flaky numbers (05xx: 500 twice, nothing created),
@@ -38,9 +38,11 @@ def plan_phones(n: int) -> list[str]:
     return chosen
 
 
-async def run_kills(stack, stop: asyncio.Event, every_s: float, min_age_s: float, max_kills: int) -> int:
+async def run_kills(stack, stop: asyncio.Event, every_s: float, min_age_s: float, max_kills: int,
+                    sweeper_kills: list[int]) -> int:
     """Every `every_s`, SIGKILL one worker that has been up at least `min_age_s` (so it is
-    busy sending, not still booting) and start a replacement."""
+    busy sending, not still booting) and start a replacement. Every third time, the
+    sweeper is SIGKILLed too (maybe mid-pass, holding its advisory lock) and replaced."""
     born = {p: time.monotonic() for p in stack.alive("worker")}
     kills = 0
     rng = random.Random(11)
@@ -56,6 +58,11 @@ async def run_kills(stack, stop: asyncio.Event, every_s: float, min_age_s: float
             stack.kill(rng.choice(victims))
             kills += 1
             born[stack.start_worker(WORKER_THREADS=8)] = time.monotonic()
+            if kills % 3 == 0:
+                for sweeper in stack.alive("sweeper"):
+                    stack.kill(sweeper)
+                    sweeper_kills.append(1)
+                stack.start_sweeper()
     return kills
 
 
@@ -77,7 +84,9 @@ async def test_workers_killed_repeatedly_during_5000_sends_leave_each_message_at
             stack.start_sweeper()
             stop = asyncio.Event()
             started = time.monotonic()
-            killer = asyncio.create_task(run_kills(stack, stop, every_s=4, min_age_s=6, max_kills=MAX_KILLS))
+            sweeper_kills: list[int] = []
+            killer = asyncio.create_task(run_kills(stack, stop, every_s=4, min_age_s=6, max_kills=MAX_KILLS,
+                                                   sweeper_kills=sweeper_kills))
             posted = await post_sends(stack, firm, plan)
             assert len(posted.accepted) == len(plan), (posted.refused, posted.refusal_codes)
             # Keep killing until most of the run is through, then let the survivors finish.
@@ -96,7 +105,7 @@ async def test_workers_killed_repeatedly_during_5000_sends_leave_each_message_at
             leaks = scan(logs, secrets={"auth token": stack.token, "api key": firm.key,
                                         "basic credentials": basic_credentials(SID, stack.token)},
                          bodies=[body for _, body in plan[:100]])
-            record("worker_kills", sends=len(plan), worker_kills=kills, ambiguous_answers=ambiguous, adopted_by_reconcile=adopted,
+            record("worker_kills", sends=len(plan), worker_kills=kills, sweeper_kills=len(sweeper_kills), ambiguous_answers=ambiguous, adopted_by_reconcile=adopted,
                    secrets_in_logs=len(leaks),
                    seconds=round(elapsed, 1), settle_seconds=round(settle_s, 1), **result.figures())
             assert result.problems == []
