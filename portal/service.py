@@ -88,13 +88,13 @@ def _needs_line_type(row: asyncpg.Record) -> bool:
     return row["line_type"] is None and (row["phone_status"] or "valid") == "valid"
 
 
-async def _lazy_line_type(deps: Deps, phone_e164: str) -> str | None:
-    """lookup's bounded inline lookup; a failure leaves the line type unknown (sendable,
-    and a send to a landline is then refused by Twilio with 21614, which records it)."""
+async def _lazy_line_type(deps: Deps, phone_e164: str) -> None:
+    """lookup's bounded inline lookup, which caches its answer in phone_lines. A failure
+    leaves the line type unknown (sendable; a send to a landline is then refused by
+    Twilio with 21614, which records it)."""
     try:
-        return await lookup_service.lazy_line_type(deps, phone_e164)
+        await lookup_service.lazy_line_type(deps, phone_e164)
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # thread open must not fail because Lookup did
         log.warning("thread_open_lookup_failed", error=type(exc).__name__)
-        return None
