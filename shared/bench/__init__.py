@@ -40,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--intake-rate", type=float, default=d.intake_rate, help=f"steady leads/s (default {d.intake_rate:g})")
     p.add_argument("--intake-duration", type=float, default=d.intake_duration)
     p.add_argument("--intake-bulk", type=int, default=d.intake_bulk, help=f"leads in the bulk phase (default {d.intake_bulk})")
+    p.add_argument("--import-rows", type=int, default=d.import_rows,
+                   help=f"rows of the `leadsms import` phase of intake, 0 to skip (default {d.import_rows})")
     p.add_argument("--picker-leads", type=int, default=d.picker_leads)
     p.add_argument("--picker-queries", type=int, default=d.picker_queries)
     p.add_argument("--floor-n", type=int, default=d.floor_n,

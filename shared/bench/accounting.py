@@ -66,6 +66,12 @@ def self_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def children_cpu() -> float:
+    """Children of this process that have exited and been waited for."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def pids_cpu(pids: Iterable[int]) -> dict[int, float]:
     out: dict[int, float] = {}
     for pid in pids:
@@ -95,7 +101,10 @@ class Meter:
     groups: dict[str, int]
     backend_pids: Any = None
     redis_cpu: Any = None
+    children: bool = False  # count processes this one reaped during the window (a finished import)
     start: Snapshot | None = field(default=None, init=False)
+    seen_backends: dict[int, float] = field(default_factory=dict, init=False)
+    start_children: float = field(default=0.0, init=False)
 
     async def snapshot(self) -> Snapshot:
         backends: dict[int, float] = {}
@@ -119,6 +128,16 @@ class Meter:
 
     async def begin(self) -> None:
         self.start = await self.snapshot()
+        self.seen_backends = dict(self.start.backends)
+        self.start_children = children_cpu()
+
+    async def sample(self) -> None:
+        """Remember our backends' CPU now: a connection closed before `end` still counts."""
+        if self.backend_pids is not None:
+            try:
+                self.seen_backends.update(pids_cpu(await self.backend_pids()))
+            except Exception:
+                pass
 
     async def end(self) -> dict[str, float]:
         """CPU seconds spent per process since `begin`."""
@@ -130,11 +149,14 @@ class Meter:
         if self.backend_pids is not None:
             # a backend that appeared during the window counts from zero; one that
             # disappeared is lost (pools keep theirs for the whole run)
+            latest = {**self.seen_backends, **stop.backends}
             spent["postgres"] = sum(max(0.0, cpu - start.backends.get(pid, 0.0))
-                                    for pid, cpu in stop.backends.items())
+                                    for pid, cpu in latest.items())
         if stop.redis is not None and start.redis is not None:
             spent["redis"] = max(0.0, stop.redis - start.redis)
         spent["bench-client"] = max(0.0, stop.client - start.client)
+        if self.children:
+            spent["reaped"] = max(0.0, children_cpu() - self.start_children)
         return spent
 
 
@@ -143,3 +165,13 @@ def per_unit(spent: dict[str, float], units: int) -> dict[str, float]:
     if units <= 0:
         return {name: 0.0 for name in spent}
     return {name: cpu / units for name, cpu in spent.items()}
+
+
+def capacity(per_unit_s: dict[str, float], cores: int | None = None) -> float | None:
+    """Units per second the machine's cores could do at these CPU costs, all processes of
+    the system together (the load generator excluded): what the rate would be with the
+    machine to ourselves and every core busy. A bound, not a measurement."""
+    total = sum(v for name, v in per_unit_s.items() if name != "bench-client")
+    if total <= 0:
+        return None
+    return round((cores or os.cpu_count() or 1) / total, 1)

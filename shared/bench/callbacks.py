@@ -21,7 +21,7 @@ import asyncpg
 
 from shared.bench import cluster as cl
 from shared.bench import load, profile
-from shared.bench.accounting import per_unit
+from shared.bench.accounting import capacity, per_unit
 from shared.bench.seed import seed_sent_messages
 from shared.bench.system import System, wait_for_count, warmup_count
 
@@ -85,5 +85,7 @@ async def run_callbacks(system: System) -> dict[str, Any]:
         "applied_per_s": round((done - len(warmup)) / max(1e-9, t_applied - t0), 1),
         "cpu_s": {k: round(v, 2) for k, v in spent.items()},
         "cpu_ms_per_callback": {k: round(v * 1000, 3) for k, v in per_unit(spent, max(1, accepted)).items()},
+        # one web process runs on one core at a time: its ceiling at this CPU cost
+        "web_capacity_per_s": capacity({"web": per_unit(spent, max(1, accepted)).get("web", 0.0)}, cores=1),
         **({"profile": profiled} if profiled else {}),
     }

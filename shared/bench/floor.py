@@ -227,7 +227,7 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 def _combine(results: list[dict]) -> dict:
     """Rounds of one side as one measurement: messages over seconds, CPU over messages,
     and the capacity those CPU costs allow on this machine's cores."""
-    import os
+    from shared.bench.accounting import capacity
 
     received = sum(r["received"] for r in results)
     seconds = sum(r["seconds"] for r in results)
@@ -236,12 +236,11 @@ def _combine(results: list[dict]) -> dict:
         for name, value in r["cpu_s"].items():
             cpu[name] = cpu.get(name, 0.0) + value
     per_msg = {name: value / max(1, received) for name, value in cpu.items()}
-    system_cpu = sum(v for k, v in per_msg.items() if k != "bench-client")
     return {
         "received": received, "seconds": round(seconds, 2),
         "sends_per_s": round(received / seconds, 1) if seconds else None,
         "cpu_s": {k: round(v, 2) for k, v in cpu.items()},
         "cpu_ms_per_msg": {k: round(v * 1000, 3) for k, v in per_msg.items()},
-        "capacity_sends_per_s": round((os.cpu_count() or 1) / system_cpu, 1) if system_cpu else None,
+        "capacity_sends_per_s": capacity(per_msg),
         "post_to_sim_p50_ms": [r["post_to_sim"]["p50_ms"] for r in results],
     }

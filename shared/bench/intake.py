@@ -5,14 +5,17 @@ way: `POST /v1/leads` → `validate_lead` job → `lookup_line_type` job → Twi
 simulator) → `phone_lines`. "Line type known" is the moment that row was written (its
 `checked_at`, PostgreSQL's clock on the same machine as ours).
 
-- steady: `intake_rate` leads/s for `intake_duration` s (open loop): p50/p95/p99 POST →
-  line type known;
-- bulk: `intake_bulk` leads as fast as the web takes them: leads/s accepted, and leads/s
-  through to a known line type.
+- steady: `intake_rate` leads/s for `intake_duration` s (open loop, one firm), measured by
+  the intake package's own `intake.bench.bench_intake`: p50/p95/p99 POST → line type known;
+- bulk: `intake_bulk` leads POSTed as fast as the web takes them (every firm): leads/s
+  accepted, and leads/s through to a known line type;
+- import: `leadsms import` of an `import_rows`-row CSV (`intake.bench.write_leads_csv`):
+  leads/s (validated inline, line types left to the lazy lookup).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
@@ -26,7 +29,8 @@ from shared.bench.system import System, wait_for_count
 def lead_requests(system: System, count: int, start: int, tag: str) -> list[load.Request]:
     firms = system.firms
     out = []
-    for i, phone in enumerate(phones("646", 5_000_000 + start, count)):
+    # 332: an area code intake.bench's steady phase does not draw from
+    for i, phone in enumerate(phones("332", 5_000_000 + start, count)):
         firm = firms[i % len(firms)]
         national = phone[2:]
         body = {"external_id": f"{tag}-{i}", "name": f"Bench Lead {tag} {i}", "email": f"{tag}.{i}@example.com",
@@ -82,14 +86,80 @@ async def _phase(system: System, requests: list[load.Request], tag: str, *, rate
     }
 
 
+async def _steady(system: System) -> dict[str, Any]:
+    """intake.bench's own steady-rate measurement (open loop, phone_lines.checked_at)."""
+    from intake.bench import bench_intake
+
+    opts = system.opts
+    meter = system.meter("web", "worker", "twilio-sim")
+    count = max(1, int(opts.intake_rate * opts.intake_duration))
+    await meter.begin()
+    r = await bench_intake(system.web_url, system.firms[0].api_key, opts.intake_rate, count, dsn=system.dsn,
+                           timeout_s=opts.drain_timeout, seed=1)
+    spent = await meter.end()
+    known = r["line_type_known"]
+    ms = lambda v: None if v is None else round(v * 1000, 1)  # noqa: E731
+    lat, post = r["post_to_line_type_s"], r["post_s"]
+    return {
+        "offered": count, "accepted": r["statuses"].get(202, r["statuses"].get("202", 0)),
+        "statuses": {str(k): v for k, v in r["statuses"].items()}, "line_type_known": known,
+        "complete": known == count, "accepted_per_s": r["achieved_rate"], "known_per_s": r["achieved_rate"],
+        "post_to_line_type": {"n": known, "p50_ms": ms(lat["p50"]), "p95_ms": ms(lat["p95"]),
+                              "p99_ms": ms(lat["p99"]), "max_ms": ms(lat["max"])},
+        "post_round_trip": {"n": count, "p50_ms": ms(post["p50"]), "p95_ms": ms(post["p95"])},
+        "cpu_s": {k: round(v, 2) for k, v in spent.items()},
+        "cpu_ms_per_lead": {k: round(v * 1000, 3) for k, v in per_unit(spent, max(1, known)).items()},
+        "measured_by": r["measured_by"],
+    }
+
+
+async def _import(system: System) -> dict[str, Any]:
+    """`leadsms import` of a generated CSV (intake.bench.write_leads_csv): leads/s of the
+    bulk path that validates inline and leaves line types to the lazy lookup."""
+    from intake.bench import write_leads_csv
+
+    opts = system.opts
+    assert system.cluster is not None
+    path = write_leads_csv(str(system.log_dir / "import.csv"), opts.import_rows)
+    firm = system.firms[-1]
+    proc = system.cluster.spawn("import", system.cluster.cli("import", path, "--firm", str(firm.id), "--no-progress"))
+    meter = system.meter()
+    meter.children = True  # the import's own CPU: it is reaped by the time we look
+    await meter.begin()
+    t0 = time.time()
+    while proc.popen.poll() is None:
+        await meter.sample()
+        await asyncio.sleep(0.1)
+    elapsed = time.time() - t0
+    spent = await meter.end()
+    spent["import"] = spent.pop("reaped", 0.0)
+    system.cluster.procs.pop("import", None)
+    summary: dict[str, Any] = {}
+    for line in reversed(proc.log_path.read_text(errors="replace").splitlines()):
+        if line.startswith("{") and '"inserted"' in line:
+            summary = json.loads(line)
+            break
+    inserted = int(summary.get("inserted", 0))
+    seconds = float(summary.get("seconds") or elapsed)  # the importer's own clock: no interpreter start
+    return {
+        "rows": opts.import_rows, "exit_code": proc.popen.returncode, "inserted": inserted,
+        "invalid": summary.get("invalid"), "seconds": round(seconds, 2), "process_seconds": round(elapsed, 2),
+        "leads_per_s": round(inserted / seconds, 1) if seconds else None,
+        "cpu_s": {k: round(v, 2) for k, v in spent.items()},
+        "cpu_ms_per_lead": {k: round(v * 1000, 3) for k, v in per_unit(spent, max(1, inserted)).items()},
+    }
+
+
 async def run_intake(system: System) -> dict[str, Any]:
     opts = system.opts
     await system.fresh_phase()
     async with load.session() as s:  # warm-up
         await load.closed_loop(s, lead_requests(system, 20, 900_000, "warm"), 4, want_json=False)
     await wait_for_count(lambda: _known(system, "warm"), 20, stall_s=20, timeout=60)
-    steady_n = max(1, int(opts.intake_rate * opts.intake_duration))
-    steady = await _phase(system, lead_requests(system, steady_n, 0, "steady"), "steady", rate=opts.intake_rate)
+    steady = await _steady(system)
     bulk = await _phase(system, lead_requests(system, opts.intake_bulk, 200_000, "bulk"), "bulk", rate=None)
-    return {"scenario": "intake", "rate": opts.intake_rate, "duration_s": opts.intake_duration,
-            "bulk_n": opts.intake_bulk, "concurrency": opts.concurrency, "steady": steady, "bulk": bulk}
+    result = {"scenario": "intake", "rate": opts.intake_rate, "duration_s": opts.intake_duration,
+              "bulk_n": opts.intake_bulk, "concurrency": opts.concurrency, "steady": steady, "bulk": bulk}
+    if opts.import_rows:
+        result["import"] = await _import(system)
+    return result

@@ -84,6 +84,7 @@ def table(r: dict[str, Any]) -> str:
             lines.append(f" {phase} ({title}): {p['accepted']}/{p['offered']} accepted, {p['at_simulator']} at simulator")
             lines.append(_row("sends/s end to end", p["sends_per_s"]))
             lines.append(_row("web accepts/s", p["web_accepts_per_s"]))
+            lines.append(_row("capacity from CPU (all cores)", p.get("capacity_sends_per_s")))
             lines.append(_row("POST -> simulator", _lat(p["post_to_sim"])))
             lines.append(_row("POST round trip", _lat(p["post_round_trip"])))
             for stage, summary in (p.get("stages") or {}).items():
@@ -102,6 +103,7 @@ def table(r: dict[str, Any]) -> str:
         lines += _cpu("floor", r["floor"]["cpu_ms_per_msg"], "message")
     elif s == "callbacks":
         lines.append(_row("accepted/s (one web process)", r["accepted_per_s"]))
+        lines.append(_row("web ceiling from its CPU (1 core)", f"{r.get('web_capacity_per_s')}/s"))
         lines.append(_row("answer", _lat(r["answer"])))
         lines.append(_row("seconds until all applied", f"{r['seconds_until_applied']} "
                                                         f"({r['seconds_after_last_answer']} after the last answer)"))
@@ -115,6 +117,11 @@ def table(r: dict[str, Any]) -> str:
             lines.append(_row("leads/s to line type known", p["known_per_s"]))
             lines.append(_row("POST -> line type known", _lat(p["post_to_line_type"])))
             lines += _cpu(phase, p["cpu_ms_per_lead"], "lead")
+        imp = r.get("import")
+        if imp:
+            lines.append(f" import: {imp['inserted']}/{imp['rows']} rows inserted by `leadsms import`")
+            lines.append(_row("leads/s", imp["leads_per_s"]))
+            lines += _cpu("import", imp["cpu_ms_per_lead"], "lead")
     elif s == "picker":
         lines.append(_row("leads", f"{r['leads']} ({'reused' if r['reused_database'] else 'generated'} "
                                    f"{r['database']})"))

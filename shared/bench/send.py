@@ -21,7 +21,7 @@ import time
 from typing import Any
 
 from shared.bench import load, profile
-from shared.bench.accounting import per_unit
+from shared.bench.accounting import capacity, per_unit
 from shared.bench.seed import BenchFirm
 from shared.bench.system import System, wait_for_count, warmup_count
 
@@ -117,6 +117,7 @@ async def measure_sends(system: System, requests: list[load.Request], *, rate: f
         "stages": stages,
         "cpu_s": {k: round(v, 2) for k, v in spent.items()},
         "cpu_ms_per_msg": {k: round(v * 1000, 3) for k, v in per_unit(spent, max(1, len(receipts))).items()},
+        "capacity_sends_per_s": capacity(per_unit(spent, max(1, len(receipts)))),
     }
     if profiled:
         result["profile"] = profiled

@@ -36,6 +36,7 @@ class Options:
     intake_rate: float = 50.0
     intake_duration: float = 20.0
     intake_bulk: int = 3_000
+    import_rows: int = 20_000
     picker_leads: int = 1_000_000
     picker_queries: int = 400
     floor_n: int = 10_000
@@ -99,7 +100,7 @@ class System:
 
     def meter(self, *names: str, groups: dict[str, int] | None = None) -> Meter:
         assert self.cluster is not None
-        chosen = dict(self.cluster.groups(*names))
+        chosen = dict(self.cluster.groups(*names)) if names else {}
         chosen.update(groups or {})
         return Meter(chosen, backend_pids=cl.backend_pids_of(self.dsn),
                      redis_cpu=cl.redis_cpu_of(self.services.redis_url))

@@ -20,7 +20,7 @@ TINY = [
     "--n", "200", "--rate", "50", "--duration", "1", "--concurrency", "16",
     "--firms", "3", "--users", "2", "--conversations", "4",
     "--floor-n", "200", "--floor-rounds", "2",
-    "--callbacks", "200", "--intake-rate", "20", "--intake-duration", "1", "--intake-bulk", "40",
+    "--callbacks", "200", "--intake-rate", "20", "--intake-duration", "1", "--intake-bulk", "40", "--import-rows", "300",
     "--picker-leads", "20000", "--picker-queries", "40", "--drain-timeout", "60",
 ]
 
