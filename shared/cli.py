@@ -46,12 +46,13 @@ def cmd_web(args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from shared.app import create_app
+    from shared.web import HANDLER_ARGS
 
     settings = _settings("web")
     port = args.port or settings.port
     app = create_app(settings)
     web.run_app(app, host=args.host, port=port, access_log=None, print=None,
-                handle_signals=True, shutdown_timeout=5)
+                handle_signals=True, shutdown_timeout=5, handler_args=HANDLER_ARGS)
     return 0
 
 

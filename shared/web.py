@@ -31,6 +31,9 @@ AUTH_CACHE = web.AppKey("auth_cache", dict)
 FIRM_ID = web.RequestKey("firm_id", int)  # set by auth_middleware on every /v1 request
 
 MAX_BODY_BYTES = 64 * 1024
+# Let over-long request lines reach our handlers, which answer them with a JSON 4xx;
+# aiohttp's own limit (8190) would answer a plain-text 400 before any middleware runs.
+HANDLER_ARGS = {"max_line_size": 64 * 1024, "max_field_size": 16 * 1024}
 AUTH_CACHE_TTL_S = 30.0
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

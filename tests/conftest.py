@@ -138,9 +138,10 @@ async def web(settings: Settings, deps: Deps, broker, web_port: int) -> AsyncIte
     from aiohttp import web as aioweb
 
     from shared.app import create_app
+    from shared.web import HANDLER_ARGS
 
     app = create_app(settings, deps=deps, broker=broker)
-    runner = aioweb.AppRunner(app, access_log=None)
+    runner = aioweb.AppRunner(app, access_log=None, **HANDLER_ARGS)
     await runner.setup()
     site = aioweb.TCPSite(runner, "127.0.0.1", web_port)
     await site.start()
