@@ -132,6 +132,13 @@ async def test_bad_bytes_make_a_row_invalid_not_the_import(tmp_path, settings, p
     assert summary.invalid_rows == [{"line": 3, "reason": "name is not valid UTF-8 text."}]
 
 
+async def test_a_row_the_csv_reader_cannot_read_is_reported_and_the_next_row_still_stored(tmp_path, settings, pool, firm):
+    text = HEADER + f"c-1,{'x' * 200_000},,2125550170,Gala,\n" + "c-2,Bob,,2125550171,Gala,\n"
+    summary = await import_file(settings.database_url, firm.id, write(tmp_path, text))
+    assert (summary.inserted, summary.invalid) == (1, 1)
+    assert summary.invalid_rows[0]["line"] == 2 and "field larger than field limit" in summary.invalid_rows[0]["reason"]
+
+
 @pytest.mark.parametrize(("text", "words"), [("", "empty"), ("name,phone\nAnn,2125550142\n", "no external_id")])
 async def test_a_file_without_a_usable_header_is_refused(tmp_path, settings, pool, firm, text, words):
     with pytest.raises(AppError, match=words):
