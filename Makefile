@@ -44,6 +44,7 @@ bench: $(STAMP)
 	$(VENV)/bin/leadsms bench all
 
 faults: $(STAMP)
+	$(PIP) install --quiet -e '.[test,demo,faults]'
 	$(PY) -m pytest -q -p no:cacheprovider -m faults tests/faults $(PYTEST_ARGS)
 
 clean:

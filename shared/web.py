@@ -185,15 +185,35 @@ async def read_json(request: web.Request) -> dict[str, Any]:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise HttpError(400, "invalid_json", f"The request body is not valid JSON ({exc.msg}).") from None
+    except RecursionError:
+        raise HttpError(400, "invalid_json", "The request body nests too deeply.") from None
+    except ValueError:  # e.g. an integer longer than Python converts (4300 digits)
+        raise HttpError(400, "invalid_json", "The request body holds a number too long to read.") from None
     if not isinstance(data, dict):
         raise HttpError(400, "invalid_json", "The request body must be a JSON object.")
     return data
 
 
-def path_id(request: web.Request, name: str = "id") -> int:
-    raw = request.match_info[name]
+MAX_BIGINT = 2**63 - 1
+
+
+def parse_id(raw: str | None) -> int | None:
+    """A positive bigint written in ASCII digits, else None.
+
+    `str.isdigit` alone is not enough: it accepts '²', which `int()` refuses.
+    """
+    if raw is None:
+        return None
+    raw = raw.strip()
+    if not raw or len(raw) > 19 or not (raw.isascii() and raw.isdigit()):
+        return None
     value = int(raw)
-    if value > 2**63 - 1:
+    return value if 0 < value <= MAX_BIGINT else None
+
+
+def path_id(request: web.Request, name: str = "id") -> int:
+    value = parse_id(request.match_info[name])
+    if value is None:
         raise HttpError(404, "not_found", "No such resource.")
     return value
 

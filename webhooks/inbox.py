@@ -19,13 +19,13 @@ from send_pipeline import consent
 from shared.broker import enqueue
 from shared.deps import Deps
 from shared.phones import E164_RE, check_phone
+from shared.web import parse_id
 from webhooks import queries
 from webhooks.keywords import Keyword, classify_keyword
 
 log = structlog.get_logger(__name__)
 
 KINDS = ("status", "inbound")
-MAX_BIGINT = 2**63 - 1
 # How long a webhook waits for the broker before answering anyway. Twilio gives a webhook
 # 15 s; an unreachable (not refusing) broker host could otherwise eat all of it.
 ENQUEUE_TIMEOUT_S = 3.0
@@ -42,10 +42,7 @@ class Stored:
 
 def message_id_param(raw: str | None) -> int | None:
     """Our message id from the StatusCallback URL's `?m=`; None unless a positive bigint."""
-    if raw is None or not raw.strip().isdigit():
-        return None
-    value = int(raw.strip())
-    return value if 0 < value <= MAX_BIGINT else None
+    return parse_id(raw)
 
 
 def twilio_status_of(kind: str, params: Mapping[str, str]) -> str:
