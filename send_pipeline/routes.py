@@ -11,7 +11,7 @@ from aiohttp import web
 from send_pipeline import service
 from send_pipeline.messages import clean_body
 from shared.errors import HttpError
-from shared.web import DEPS, json_response, path_id, read_json, user_id
+from shared.web import DEPS, json_response, parse_id, path_id, read_json, user_id
 
 
 async def open_conversation(request: web.Request) -> web.Response:
@@ -29,18 +29,20 @@ def _limit(request: web.Request) -> int:
     raw = request.query.get("limit")
     if raw is None or raw == "":
         return service.THREAD_DEFAULT_LIMIT
-    if not raw.isdigit() or not 1 <= int(raw) <= service.THREAD_MAX_LIMIT:
+    value = parse_id(raw)
+    if value is None or value > service.THREAD_MAX_LIMIT:
         raise HttpError(400, "invalid_limit", f"limit must be a whole number from 1 to {service.THREAD_MAX_LIMIT}.")
-    return int(raw)
+    return value
 
 
 def _after(request: web.Request) -> int | None:
     raw = request.query.get("after")
     if raw is None or raw == "":
         return None
-    if not raw.isdigit() or int(raw) > 2**63 - 1:
+    value = parse_id(raw)
+    if value is None:
         raise HttpError(400, "invalid_cursor", "after must be the \"next\" cursor of a previous page.")
-    return int(raw)
+    return value
 
 
 async def thread(request: web.Request) -> web.Response:

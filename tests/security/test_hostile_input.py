@@ -274,7 +274,6 @@ async def test_bad_paging_of_a_thread_is_answered_400(http, firm, pool):
             await error_of(resp)
 
 
-@pytest.mark.xfail(strict=True, reason="send_pipeline/routes.py _limit/_after: '²'.isdigit() is True, int('²') raises (500)")
 @pytest.mark.parametrize("query", ["limit=%C2%B2", "after=%C2%B2"])
 async def test_a_superscript_digit_in_thread_paging_is_answered_400(http, firm, pool, query):
     lead = await add_lead(pool, firm.id, "+12125550161")
