@@ -151,7 +151,7 @@ async def claim_message(conn: Conn, message_id: int) -> asyncpg.Record | None:
           AND m.status = 'queued' AND m.direction = 'out' AND m.twilio_sid IS NULL
           AND (m.next_attempt_at IS NULL OR m.next_attempt_at <= now())
         RETURNING m.id, m.firm_id, m.status, m.blocked_reason, m.body, m.attempts, m.claimed_at,
-                  c.phone_e164 AS to_phone, f.sms_number AS from_phone
+                  m.created_at, c.phone_e164 AS to_phone, f.sms_number AS from_phone
         """,
         message_id,
     )

@@ -23,6 +23,7 @@ overwrite what the sweeper or a later claim decided.
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any
 
 import asyncpg
@@ -31,6 +32,7 @@ import structlog
 from lookup.service import record_invalid, record_landline
 from send_pipeline import consent, queries
 from send_pipeline.messages import backoff_ms
+from shared import metrics
 from shared.broker import enqueue
 from shared.deps import Deps
 from shared.twilio import TwilioAmbiguous, TwilioError, TwilioNotReceived
@@ -89,6 +91,7 @@ async def send_message(deps: Deps, message_id: int) -> str:
     if stored is not None and stored["twilio_sid"] != sent.sid:
         log.error("send_sid_mismatch", recorded_sid=stored["twilio_sid"])
     log.info("message_sent", segments=sent.num_segments, attempts=claim["attempts"])
+    await metrics.observe_send_latency(deps.redis, (datetime.now(timezone.utc) - claim["created_at"]).total_seconds())
     return "sent"
 
 
