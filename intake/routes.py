@@ -19,7 +19,7 @@ from intake.validation import LeadInputError, lead_from_json
 from send_pipeline.sendable import decision_from_code
 from shared.broker import enqueue
 from shared.errors import HttpError
-from shared.web import DEPS, json_response, path_id, read_json
+from shared.web import DEPS, FIRM_ID, json_response, path_id, read_json
 
 log = structlog.get_logger(__name__)
 
@@ -30,7 +30,7 @@ async def post_lead(request: web.Request) -> web.Response:
         lead = lead_from_json(body)
     except LeadInputError as exc:
         raise HttpError(400, exc.code, exc.message, field=exc.field) from None
-    firm_id = request["firm_id"]
+    firm_id = request[FIRM_ID]
     accepted = await service.accept_lead(request.app[DEPS].pool, firm_id, lead)
     if accepted.created:
         try:
@@ -46,7 +46,7 @@ async def post_lead(request: web.Request) -> web.Response:
 
 
 async def get_lead(request: web.Request) -> web.Response:
-    row = await service.lead_for_firm(request.app[DEPS].pool, request["firm_id"], path_id(request))
+    row = await service.lead_for_firm(request.app[DEPS].pool, request[FIRM_ID], path_id(request))
     if row is None:
         raise HttpError(404, "not_found", "No such lead.")
     return json_response({

@@ -1,7 +1,7 @@
 """HTTP routes of the portal's read API (api.md): picker, conversation list, thread open.
 
 Handlers parse, call `portal.service`, and map its errors; the firm comes from the /v1
-auth middleware (`request["firm_id"]`), so every read is the caller's firm only.
+auth middleware (`request[FIRM_ID]`), so every read is the caller's firm only.
 """
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ from portal import service
 from portal.picker import BadQuery
 from portal.shapes import BadCursor
 from shared.errors import HttpError
-from shared.web import DEPS, json_response, path_id
+from shared.web import DEPS, FIRM_ID, json_response, path_id
 
 
 async def sendable_leads(request: web.Request) -> web.Response:
     try:
-        items = await service.sendable_leads(request.app[DEPS], request["firm_id"], request.query.get("q"))
+        items = await service.sendable_leads(request.app[DEPS], request[FIRM_ID], request.query.get("q"))
     except BadQuery as exc:
         raise HttpError(400, exc.code, exc.message) from exc
     return json_response({"items": items})
@@ -26,7 +26,7 @@ async def sendable_leads(request: web.Request) -> web.Response:
 async def list_conversations(request: web.Request) -> web.Response:
     limit = _limit(request.query.get("limit"))
     try:
-        page = await service.list_conversations(request.app[DEPS], request["firm_id"], limit,
+        page = await service.list_conversations(request.app[DEPS], request[FIRM_ID], limit,
                                                 request.query.get("before") or None)
     except BadCursor as exc:
         raise HttpError(400, "bad_cursor", "before must be the 'next' cursor of a previous page.") from exc
@@ -34,7 +34,7 @@ async def list_conversations(request: web.Request) -> web.Response:
 
 
 async def open_conversation(request: web.Request) -> web.Response:
-    conversation = await service.open_conversation(request.app[DEPS], request["firm_id"], path_id(request))
+    conversation = await service.open_conversation(request.app[DEPS], request[FIRM_ID], path_id(request))
     return json_response(conversation)
 
 

@@ -11,7 +11,7 @@ from aiohttp import web
 from send_pipeline import service
 from send_pipeline.messages import clean_body
 from shared.errors import HttpError
-from shared.web import DEPS, json_response, parse_id, path_id, read_json, user_id
+from shared.web import DEPS, FIRM_ID, json_response, parse_id, path_id, read_json, user_id
 
 
 async def open_conversation(request: web.Request) -> web.Response:
@@ -21,7 +21,7 @@ async def open_conversation(request: web.Request) -> web.Response:
         raise HttpError(400, "invalid_lead_id", "Send the lead's id as an integer \"lead_id\".")
     if not 1 <= lead_id <= 2**63 - 1:
         raise HttpError(404, "not_found", "No such lead.")
-    body, created = await service.open_conversation(request.app[DEPS], request["firm_id"], lead_id)
+    body, created = await service.open_conversation(request.app[DEPS], request[FIRM_ID], lead_id)
     return json_response(body, status=201 if created else 200)
 
 
@@ -46,20 +46,20 @@ def _after(request: web.Request) -> int | None:
 
 
 async def thread(request: web.Request) -> web.Response:
-    page = await service.thread_page(request.app[DEPS], request["firm_id"], path_id(request),
+    page = await service.thread_page(request.app[DEPS], request[FIRM_ID], path_id(request),
                                      after=_after(request), limit=_limit(request))
     return json_response(page)
 
 
 async def get_message(request: web.Request) -> web.Response:
-    return json_response(await service.get_message(request.app[DEPS], request["firm_id"], path_id(request)))
+    return json_response(await service.get_message(request.app[DEPS], request[FIRM_ID], path_id(request)))
 
 
 async def send(request: web.Request) -> web.Response:
     conversation_id = path_id(request)
     user = user_id(request)
     body = clean_body(await read_json(request))
-    message, created = await service.accept_send(request.app[DEPS], request["firm_id"], conversation_id, user, body)
+    message, created = await service.accept_send(request.app[DEPS], request[FIRM_ID], conversation_id, user, body)
     return json_response(message, status=202 if created else 200)
 
 

@@ -164,7 +164,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     firm_id = await firm_for_key(request.app, key.strip())
     if firm_id is None:
         raise HttpError(401, "unauthorized", "That API key is not valid.")
-    request["firm_id"] = firm_id  # TODO(lead): FIRM_ID once all routes use it
+    request[FIRM_ID] = firm_id
     structlog.contextvars.bind_contextvars(firm_id=firm_id)
     return await handler(request)
 

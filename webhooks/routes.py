@@ -13,7 +13,7 @@ import structlog
 from aiohttp import web
 
 from shared.errors import HttpError
-from shared.web import DEPS, json_response, path_id, read_json, user_id
+from shared.web import DEPS, FIRM_ID, json_response, path_id, read_json, user_id
 from webhooks import inbox, service
 from webhooks.signature import SIGNATURE_HEADER, is_valid_signature, signed_url
 
@@ -72,7 +72,7 @@ async def review_conversation(request: web.Request) -> web.Response:
     decision = body.get("decision")
     if not isinstance(decision, str):
         raise HttpError(400, "bad_decision", "decision must be \"opt_out\" or \"keep\".")
-    result = await service.decide_review(request.app[DEPS], request["firm_id"], path_id(request), decision, user)
+    result = await service.decide_review(request.app[DEPS], request[FIRM_ID], path_id(request), decision, user)
     return json_response(result.as_json())
 
 
