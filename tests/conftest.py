@@ -231,6 +231,7 @@ class WorkerPool:
         self.settings = settings
         self.log_dir = log_dir
         self.procs: list[subprocess.Popen] = []
+        self.full: subprocess.Popen | None = None  # the session's worker on every queue
 
     def env(self, **extra: Any) -> dict[str, str]:
         env = self.settings.to_env()
@@ -253,6 +254,7 @@ class WorkerPool:
         for proc in self.procs:
             stop_process(proc)
         self.procs.clear()
+        self.full = None
 
 
 @pytest.fixture(scope="session")
@@ -265,8 +267,8 @@ def worker_pool(settings: Settings, services: Services) -> Any:
 @pytest.fixture(scope="session")
 def worker(worker_pool: WorkerPool, web: str, sim: str) -> WorkerPool:
     """One real `leadsms worker` process on every queue, for the whole session."""
-    if not any(p.poll() is None for p in worker_pool.procs):
-        worker_pool.start()
+    if worker_pool.full is None or worker_pool.full.poll() is not None:
+        worker_pool.full = worker_pool.start()
     return worker_pool
 
 

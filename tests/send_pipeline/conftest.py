@@ -7,9 +7,6 @@ import asyncio
 import itertools
 from typing import Any, AsyncIterator, Awaitable, Callable
 
-import os
-import signal
-import subprocess
 
 import aiohttp
 import pytest
@@ -22,27 +19,12 @@ from tests.support import stop_process
 _external = itertools.count(1)
 
 
-def stop_gently(proc) -> None:
-    """SIGTERM to a leadsms process's main pid only; dramatiq forwards it to its children.
-
-    (A SIGTERM to the whole group reaches each dramatiq child twice, which then hangs
-    until the SIGKILL 15 s later.)
-    """
-    if proc.poll() is not None:
-        return
-    os.kill(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        stop_process(proc, sig=signal.SIGKILL, timeout=5)
-
-
 @pytest.fixture(scope="session")
 def worker(worker):
     """The shared session worker, stopped gently when this package's tests are done."""
     yield worker
     for proc in list(worker.procs):
-        stop_gently(proc)
+        stop_process(proc)
 
 
 async def add_lead(pool, firm_id: int, phone: str | None, *, status: str = "valid", name: str = "Dana Lead",

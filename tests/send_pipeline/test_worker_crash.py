@@ -5,8 +5,8 @@ import asyncio
 import os
 import signal
 
-from tests.send_pipeline.conftest import add_lead, open_conversation, post_send, sim_view, stop_gently
-from tests.support import wait_for
+from tests.send_pipeline.conftest import add_lead, open_conversation, post_send, sim_view
+from tests.support import stop_process, wait_for
 
 LEADS = 50
 PER_LEAD = 10
@@ -50,7 +50,7 @@ async def test_a_worker_killed_mid_batch_leaves_every_message_sent_exactly_once(
     finally:
         for proc in (victim, replacement, sweeper):
             if proc is not None:
-                stop_gently(proc)
+                stop_process(proc)
 
     at_twilio = (await sim_view(sim))["messages"]
     assert len(at_twilio) == LEADS * PER_LEAD
