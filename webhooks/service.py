@@ -9,7 +9,7 @@ for one message apply one after the other and the status only ever moves forward
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 import asyncpg
 import structlog
@@ -39,17 +39,25 @@ log = structlog.get_logger(__name__)
 # ---- delivery status ---------------------------------------------------------------------
 
 
-async def apply_status(deps: Deps, inbox_id: int) -> str | None:
-    """Apply one status callback; returns the outcome recorded on the inbox row."""
+async def _process_inbox_row(
+    deps: Deps, inbox_id: int, apply: Callable[[asyncpg.Connection, asyncpg.Record], Awaitable[str]]
+) -> str | None:
+    """Run `apply` on one inbox row, once: the row is locked, skipped when already
+    processed, and marked processed in the same transaction as its effects."""
     with structlog.contextvars.bound_contextvars(inbox_id=inbox_id):
         async with deps.pool.acquire() as conn:
             async with conn.transaction():
                 inbox = await queries.lock_inbox(conn, inbox_id)
                 if inbox is None or inbox["processed_at"] is not None:
                     return None
-                outcome = await _apply_status_row(deps, conn, inbox)
+                outcome = await apply(conn, inbox)
                 await queries.mark_processed(conn, inbox_id, outcome)
         return outcome
+
+
+async def apply_status(deps: Deps, inbox_id: int) -> str | None:
+    """Apply one status callback; returns the outcome recorded on the inbox row."""
+    return await _process_inbox_row(deps, inbox_id, lambda conn, inbox: _apply_status_row(deps, conn, inbox))
 
 
 async def _apply_status_row(deps: Deps, conn: asyncpg.Connection, inbox: asyncpg.Record) -> str:
@@ -152,15 +160,7 @@ async def _apply_error_effect(deps: Deps, conn: asyncpg.Connection, message: asy
 
 async def handle_inbound(deps: Deps, inbox_id: int) -> str | None:
     """File one inbound text in its conversation; returns the outcome recorded on the row."""
-    with structlog.contextvars.bound_contextvars(inbox_id=inbox_id):
-        async with deps.pool.acquire() as conn:
-            async with conn.transaction():
-                inbox = await queries.lock_inbox(conn, inbox_id)
-                if inbox is None or inbox["processed_at"] is not None:
-                    return None
-                outcome = await _file_inbound(conn, inbox)
-                await queries.mark_processed(conn, inbox_id, outcome)
-        return outcome
+    return await _process_inbox_row(deps, inbox_id, _file_inbound)
 
 
 async def _file_inbound(conn: asyncpg.Connection, inbox: asyncpg.Record) -> str:

@@ -1,4 +1,3 @@
-import json
 import subprocess
 
 from tests.conftest import last_json_line

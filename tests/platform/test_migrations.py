@@ -1,5 +1,4 @@
 import asyncio
-import subprocess
 
 import asyncpg
 import pytest

@@ -1,6 +1,4 @@
 import asyncio
-import time
-import uuid
 
 from shared.deps import Deps
 from shared.sweeper import Sweeper
