@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", default=d.log_level, choices=("DEBUG", "INFO", "WARNING", "ERROR"),
                    help="of the processes under test (default INFO, as in production)")
     p.add_argument("--sweeper", action="store_true", help="also run `leadsms sweeper`")
+    p.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                   help="extra environment for the processes under test (repeatable), e.g. "
+                        "--env dramatiq_worker_timeout=20")
     p.add_argument("--pg-url", default=None, help="PostgreSQL server to create the bench databases on")
     p.add_argument("--redis-url", default=None, help="a Redis db the bench owns (flushed); default db 6 locally")
     p.add_argument("--profile", default=None, metavar="DIR",
@@ -68,7 +71,14 @@ def parse(argv: Sequence[str]) -> Any:
 
     ns = build_parser().parse_args(list(argv))
     wanted = SCENARIOS if "all" in ns.scenarios else tuple(ns.scenarios)
-    fields = {k: v for k, v in vars(ns).items() if k != "scenarios"}
+    fields = {k: v for k, v in vars(ns).items() if k not in ("scenarios", "env")}
+    env = {}
+    for item in ns.env:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise SystemExit(f"leadsms bench: --env wants NAME=VALUE, got {item!r}")
+        env[name] = value
+    fields["env"] = env
     return Options(scenarios=[s for s in ORDER if s in wanted], **fields)
 
 

@@ -90,7 +90,8 @@ async def run_picker(settings: Settings, services: cl.Services, opts: Options, l
         two = await sample_queries(conn, firm_id, max(10, opts.picker_queries // 4), seed=8, chars="2")
     finally:
         await conn.close()
-    cluster = cl.Cluster(settings, dsn, services.redis_url, log_dir, log_level=opts.log_level)
+    cluster = cl.Cluster(settings, dsn, services.redis_url, log_dir, log_level=opts.log_level,
+                         env_overrides=dict(opts.env))
     try:
         await cluster.start(sim=False, worker=False)
         meter = Meter(cluster.groups("web"), backend_pids=cl.backend_pids_of(dsn))

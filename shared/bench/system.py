@@ -50,6 +50,7 @@ class Options:
     profile: str | None = None
     logs: str | None = None
     drain_timeout: float = 300.0
+    env: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -80,7 +81,8 @@ class System:
             finally:
                 await conn.close()
             self.cluster = cl.Cluster(self.settings, self.dsn, self.services.redis_url, self.log_dir,
-                                      worker_threads=self.opts.worker_threads, log_level=self.opts.log_level)
+                                      worker_threads=self.opts.worker_threads, log_level=self.opts.log_level,
+                                      env_overrides=dict(self.opts.env))
             await self.cluster.start(sweeper=self.opts.sweeper)
             self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120))
         except BaseException:
