@@ -25,6 +25,7 @@ from shared.bench import cluster as cl
 from shared.bench.accounting import Meter, per_unit
 from shared.bench.system import Options
 from shared.config import Settings
+from shared.errors import AppError
 from shared.web import hash_api_key, new_api_key
 
 CACHE_FROM = 100_000
@@ -61,17 +62,21 @@ async def prepare_database(services: cl.Services, count: int) -> tuple[str, str,
             return name, dsn, firm_id, True, 0.0
         await cl.drop_database(services.admin_dsn, name)
     name, dsn = await cl.create_database(services.admin_dsn, name)
-    await migrate(dsn)
     started = time.monotonic()
-    conn = await asyncpg.connect(dsn)
     try:
-        firm_id = await conn.fetchval(
-            "INSERT INTO firms (name, sms_number, api_key_sha256) VALUES ('Picker Bench', $1, $2) RETURNING id",
-            FIRM_NUMBER, hash_api_key(new_api_key()))
-        await generate_leads(conn, firm_id, count, seed=7)
-        await conn.execute("VACUUM ANALYZE leads")  # as autovacuum would: flush GIN pending lists
-    finally:
-        await conn.close()
+        await migrate(dsn)
+        conn = await asyncpg.connect(dsn)
+        try:
+            firm_id = await conn.fetchval(
+                "INSERT INTO firms (name, sms_number, api_key_sha256) VALUES ('Picker Bench', $1, $2) RETURNING id",
+                FIRM_NUMBER, hash_api_key(new_api_key()))
+            await generate_leads(conn, firm_id, count, seed=7)
+            await conn.execute("VACUUM ANALYZE leads")  # as autovacuum would: flush GIN pending lists
+        finally:
+            await conn.close()
+    except BaseException:  # a half-generated database would only be regenerated next time
+        await cl.drop_database(services.admin_dsn, name)
+        raise
     return name, dsn, firm_id, False, time.monotonic() - started
 
 
@@ -82,17 +87,19 @@ async def run_picker(settings: Settings, services: cl.Services, opts: Options, l
 
     name, dsn, firm_id, reused, gen_s = await prepare_database(services, opts.picker_leads)
     throwaway = picker_db_name(opts.picker_leads) is None
-    key = new_api_key()
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute("UPDATE firms SET api_key_sha256 = $1 WHERE id = $2", hash_api_key(key), firm_id)
-        three = await sample_queries(conn, firm_id, opts.picker_queries, seed=7)
-        two = await sample_queries(conn, firm_id, max(10, opts.picker_queries // 4), seed=8, chars="2")
-    finally:
-        await conn.close()
     cluster = cl.Cluster(settings, dsn, services.redis_url, log_dir, log_level=opts.log_level,
                          env_overrides=dict(opts.env))
     try:
+        key = new_api_key()
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute("UPDATE firms SET api_key_sha256 = $1 WHERE id = $2", hash_api_key(key), firm_id)
+            three = await sample_queries(conn, firm_id, opts.picker_queries, seed=7)
+            two = await sample_queries(conn, firm_id, max(10, opts.picker_queries // 4), seed=8, chars="2")
+        except SystemExit as exc:  # portal.bench's way of saying the sample came back empty
+            raise AppError(f"picker: {exc} (use --picker-leads 20000 or more)", code="bench_picker_sample") from None
+        finally:
+            await conn.close()
         await cluster.start(sim=False, worker=False)
         meter = Meter(cluster.groups("web"), backend_pids=cl.backend_pids_of(dsn))
         await bench_picker(cluster.web_url, key, three[:30], warmup=30)  # connections, caches
