@@ -5,10 +5,12 @@ and imports every actor module.
 """
 
 from shared import broker as brokers
+from shared import eventloop
 from shared.app import load_actors
 from shared.config import Settings
 from shared.logging import configure
 
+eventloop.install()  # before dramatiq's AsyncIO middleware makes its loop
 settings = Settings.for_command("worker")
 configure(settings.log_format, settings.log_level)
 broker = brokers.install(brokers.worker_broker(settings))
