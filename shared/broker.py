@@ -104,6 +104,13 @@ _send_pool = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_pr
 
 
 async def enqueue(actor_: dramatiq.Actor, *args: Any, delay_ms: int | None = None) -> None:
+    """Send a message to `actor_` from async code. A RedisBroker is driven on the loop
+    (`shared.async_enqueue`: the same messages, no thread hop); others through the pool."""
+    from shared import async_enqueue
+
+    if async_enqueue.supports(actor_.broker):
+        await async_enqueue.enqueue(actor_, *args, delay_ms=delay_ms or None)
+        return
     loop = asyncio.get_running_loop()
     options = {"delay": delay_ms} if delay_ms else {}
     await loop.run_in_executor(_send_pool, lambda: actor_.send_with_options(args=args, **options))
