@@ -113,3 +113,24 @@ async def enqueue_quietly(kind: str, inbox_id: int) -> bool:
         log.warning("inbox_enqueue_failed", kind=kind, inbox_id=inbox_id, error=f"{type(exc).__name__}: {exc}")
         return False
     return True
+
+
+async def enqueue_many_quietly(kind: str, inbox_ids: list[int]) -> bool:
+    """`enqueue_quietly` for a batch: one Redis round trip on a RedisBroker."""
+    if not inbox_ids:
+        return True
+    from shared import async_enqueue
+    from webhooks import actors
+
+    target = actors.apply_status if kind == "status" else actors.handle_inbound
+    try:
+        if async_enqueue.supports(target.broker):
+            await asyncio.wait_for(async_enqueue.enqueue_many(target.broker, [(target, (i,)) for i in inbox_ids]),
+                                   ENQUEUE_TIMEOUT_S)
+        else:
+            await asyncio.wait_for(asyncio.gather(*(enqueue(target, i) for i in inbox_ids)), ENQUEUE_TIMEOUT_S)
+    except Exception as exc:  # any broker trouble: Twilio must still get its 2xx
+        log.warning("inbox_enqueue_failed", kind=kind, inbox_ids=len(inbox_ids), first_inbox_id=inbox_ids[0],
+                    error=f"{type(exc).__name__}: {exc}")
+        return False
+    return True

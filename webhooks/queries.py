@@ -35,6 +35,37 @@ async def find_inbox(conn: asyncpg.Connection, kind: str, message_sid: str, twil
     )
 
 
+async def insert_status_batch(conn: asyncpg.Connection, sids: list[str], statuses: list[str],
+                              message_ids: list[int | None], params_json: list[str]) -> list[Row]:
+    """Store a batch of status callbacks in one statement (the group commit), in arrival
+    order; the rows actually inserted (id, message_sid, twilio_status). A (sid, status)
+    stored already, or twice in the batch, is skipped: `find_inbox_batch` finds it."""
+    return await conn.fetch(
+        """
+        INSERT INTO twilio_inbox (kind, message_sid, twilio_status, message_id, params)
+        SELECT 'status', t.sid, t.status, t.message_id, t.params::jsonb
+        FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[])
+             WITH ORDINALITY AS t(sid, status, message_id, params, ord)
+        ORDER BY t.ord
+        ON CONFLICT (kind, message_sid, twilio_status) DO NOTHING
+        RETURNING id, message_sid, twilio_status
+        """,
+        sids, statuses, message_ids, params_json,
+    )
+
+
+async def find_inbox_batch(conn: asyncpg.Connection, kind: str, sids: list[str], statuses: list[str]) -> list[Row]:
+    """The stored rows of these (sid, status) pairs: id, message_sid, twilio_status, processed_at."""
+    return await conn.fetch(
+        """
+        SELECT i.id, i.message_sid, i.twilio_status, i.processed_at
+        FROM unnest($2::text[], $3::text[]) AS k(sid, status)
+        JOIN twilio_inbox i ON i.kind = $1 AND i.message_sid = k.sid AND i.twilio_status = k.status
+        """,
+        kind, sids, statuses,
+    )
+
+
 async def lock_inbox(conn: asyncpg.Connection, inbox_id: int) -> Row | None:
     """The inbox row, locked until the transaction ends (one applier at a time)."""
     return await conn.fetchrow("SELECT * FROM twilio_inbox WHERE id = $1 FOR UPDATE", inbox_id)

@@ -15,10 +15,12 @@ from aiohttp import web
 from shared.errors import HttpError
 from shared.web import DEPS, FIRM_ID, json_response, path_id, read_json, user_id
 from webhooks import inbox, service
+from webhooks.batcher import StatusBatcher
 from webhooks.signature import SIGNATURE_HEADER, is_valid_signature, signed_url
 
 log = structlog.get_logger(__name__)
 
+STATUS_BATCHER = web.AppKey("webhooks_status_batcher", StatusBatcher)
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
@@ -46,6 +48,10 @@ async def _signed_form(request: web.Request) -> dict[str, str]:
 async def _receive(request: web.Request, kind: str, message_id: int | None) -> None:
     params = await _signed_form(request)
     try:
+        if kind == "status":
+            # Group commit: stored and enqueued with the callbacks that arrived with it.
+            await request.app[STATUS_BATCHER].store(request.app[DEPS], params, message_id)
+            return
         stored = await inbox.store_webhook(request.app[DEPS], kind, params, message_id)
     except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
         # Not stored, so not answered 2xx: Twilio retries later.
@@ -78,6 +84,7 @@ async def review_conversation(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     """Mount this package's routes on the app."""
+    app[STATUS_BATCHER] = StatusBatcher()
     app.router.add_post("/twilio/status", twilio_status)
     app.router.add_post("/twilio/inbound", twilio_inbound)
     app.router.add_post(r"/v1/conversations/{id:\d+}/review", review_conversation)

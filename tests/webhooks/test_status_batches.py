@@ -1,0 +1,132 @@
+"""Status callbacks arriving together are stored in one group commit, each answered after
+it, applied once each; a batch that cannot reach PostgreSQL answers 503 to every request."""
+
+import asyncio
+
+import dramatiq
+import pytest
+
+from shared import async_enqueue
+from shared.twilio_sim.signing import status_params
+from tests.support import wait_for
+from tests.webhooks.support import add_outbound, post_signed, send_status
+from tests.webhooks.test_signature import _Proxy
+
+PHONE = "+16465551234"
+
+
+async def test_concurrent_callbacks_are_each_stored_once_answered_204_and_applied_by_the_worker(
+        http, settings, pool, firm, webhook_worker):
+    ids = [await add_outbound(pool, firm.id, f"+1646555{2000 + i:04d}", sid=f"SMbatch{i}", status="sent")
+           for i in range(40)]
+    posts = [send_status(http, settings, message_id=m, sid=f"SMbatch{i}", status="delivered")
+             for i, m in enumerate(ids)]
+    # replays of the first ten, in the same burst (same batch or the next one)
+    posts += [send_status(http, settings, message_id=m, sid=f"SMbatch{i}", status="delivered")
+              for i, m in enumerate(ids[:10])]
+    answers = await asyncio.gather(*posts)
+    assert [a.status for a in answers] == [204] * 50
+    rows = await pool.fetch("SELECT message_id FROM twilio_inbox WHERE message_sid LIKE 'SMbatch%'")
+    assert sorted(r["message_id"] for r in rows) == sorted(ids)
+
+    async def all_delivered():
+        n = await pool.fetchval("SELECT count(*) FROM messages WHERE id = ANY($1) AND status = 'delivered'", ids)
+        return n == len(ids) or None
+
+    await wait_for(all_delivered, timeout=20, what="every message delivered by the worker")
+    outcomes = await pool.fetch("SELECT outcome FROM twilio_inbox WHERE message_sid LIKE 'SMbatch%'")
+    assert {o["outcome"] for o in outcomes} == {"status:delivered"}
+
+
+async def test_a_batch_answers_503_to_every_callback_when_postgresql_is_down(settings, services, deps, pool,
+                                                                          firm, broker):
+    import aiohttp
+    from aiohttp import web as aioweb
+    from urllib.parse import urlsplit, urlunsplit
+
+    from shared.app import create_app
+    from shared.db import create_pool
+    from shared.deps import Deps
+    from tests.support import free_port
+
+    parts = urlsplit(services.database_url)
+    if parts.hostname is None:
+        pytest.skip("PostgreSQL is reached over a unix socket here")
+    proxy = _Proxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+    proxy_port = await proxy.start()
+    netloc = parts.netloc.rsplit("@", 1)
+    host = f"127.0.0.1:{proxy_port}"
+    dsn = urlunsplit((parts.scheme, f"{netloc[0]}@{host}" if len(netloc) == 2 else host, parts.path, parts.query, ""))
+    port = free_port()
+    down_settings = settings.replace(public_base_url=f"http://127.0.0.1:{port}", port=port)
+    down_pool = await create_pool(dsn, max_size=2)
+    app = create_app(down_settings, deps=Deps(settings=down_settings, pool=down_pool, redis=deps.redis, twilio=None),
+                     broker=broker)
+    runner = aioweb.AppRunner(app, access_log=None)
+    await runner.setup()
+    await aioweb.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        await proxy.cut()
+        async with aiohttp.ClientSession(base_url=down_settings.public_base_url) as session:
+            answers = await asyncio.gather(*(
+                post_signed(session, down_settings, f"/twilio/status?m={100 + i}",
+                            status_params(account_sid=settings.twilio_account_sid, sid=f"SMdown{i}", to=PHONE,
+                                          from_=firm.number, status="delivered"))
+                for i in range(12)))
+        assert [a.status for a in answers] == [503] * 12
+        assert all('"code": "unavailable"' in a.text for a in answers)
+        assert await pool.fetchval("SELECT count(*) FROM twilio_inbox WHERE message_sid LIKE 'SMdown%'") == 0
+    finally:
+        await runner.cleanup()
+        down_pool.terminate()
+
+
+def _unconsumed_actor(broker):
+    """An actor on a queue no worker of the session consumes, to read its messages back."""
+    async def async_enqueue_probe(n: int) -> None:
+        return None
+
+    if "async_enqueue_probe" in broker.actors:
+        return broker.get_actor("async_enqueue_probe")
+    return dramatiq.actor(async_enqueue_probe, broker=broker, queue_name="test_async_enqueue")
+
+
+async def test_an_enqueue_on_the_loop_stores_the_message_dramatiq_itself_would(deps, broker):
+    probe = _unconsumed_actor(broker)
+    assert async_enqueue.supports(broker)
+    sent = await async_enqueue.enqueue(probe, 12345)
+    raw = await deps.redis.hget(f"{broker.namespace}:test_async_enqueue.msgs", sent.options["redis_message_id"])
+    queued = await deps.redis.lrange(f"{broker.namespace}:test_async_enqueue", 0, -1)
+    assert raw == sent.encode()
+    assert queued == [sent.options["redis_message_id"].encode()]
+    decoded = dramatiq.Message.decode(raw)
+    assert (decoded.queue_name, decoded.actor_name, decoded.args) == ("test_async_enqueue", "async_enqueue_probe",
+                                                                      (12345,))
+    # the same fields a synchronous send writes
+    reference = probe.send(12345)
+    assert set(reference.asdict()) == set(decoded.asdict())
+    assert set(reference.options) == set(decoded.options)
+    delayed = await async_enqueue.enqueue(probe, 1, delay_ms=60_000)
+    assert delayed.queue_name == "test_async_enqueue.DQ" and "eta" in delayed.options
+    assert await deps.redis.lrange(f"{broker.namespace}:test_async_enqueue.DQ", 0, -1) == [
+        delayed.options["redis_message_id"].encode()]
+
+
+async def test_a_batch_enqueue_is_one_message_per_job_in_order(deps, broker):
+    probe = _unconsumed_actor(broker)
+    sent = await async_enqueue.enqueue_many(broker, [(probe, (i,)) for i in (7, 8, 9)])
+    queued = await deps.redis.lrange(f"{broker.namespace}:test_async_enqueue", 0, -1)
+    assert [m.args for m in sent] == [(7,), (8,), (9,)]
+    assert queued[-3:] == [m.options["redis_message_id"].encode() for m in sent]
+
+
+async def test_a_callback_replayed_after_it_was_applied_is_answered_204_and_not_applied_again(
+        http, settings, pool, firm):
+    message_id = await add_outbound(pool, firm.id, PHONE, sid="SMdone", status="sent")
+    assert (await send_status(http, settings, message_id=message_id, sid="SMdone", status="delivered")).status == 204
+    await pool.execute("UPDATE twilio_inbox SET processed_at = now(), outcome = 'status:delivered' "
+                       "WHERE message_sid = 'SMdone'")
+    answers = await asyncio.gather(*(send_status(http, settings, message_id=message_id, sid="SMdone",
+                                                 status="delivered") for _ in range(5)))
+    assert [a.status for a in answers] == [204] * 5
+    assert await pool.fetchval("SELECT count(*) FROM twilio_inbox WHERE message_sid = 'SMdone'") == 1

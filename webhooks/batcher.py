@@ -1,0 +1,158 @@
+"""Group commit of status callbacks: many requests, one INSERT, one COMMIT, one enqueue.
+
+Per request, storing a callback was a pool acquire, BEGIN, INSERT, COMMIT and a Redis
+round trip: most of the web's CPU per callback. Here the requests that arrive while a
+batch is being written wait (a few ms at most) and go together in the next one: one
+`INSERT ... SELECT FROM unnest(...) ON CONFLICT DO NOTHING` in one transaction, then one
+pipelined enqueue of their jobs. Durability is unchanged: a request is answered only
+once its batch has committed (and its job's enqueue was tried), so nothing is
+acknowledged to Twilio before it is in PostgreSQL.
+
+Failure answers are today's: PostgreSQL unreachable fails every request of the batch with
+that error (the route answers 503 to each); a broker failure after the commit is logged
+and every request still gets its 2xx (the sweeper re-enqueues); any other error of a
+batch (one poisonous row) retries its requests one by one, so each gets its own answer.
+
+Only status callbacks come here. Inbound texts keep the per-request path: a consent
+keyword must change in the same transaction as its inbox row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import asyncpg
+import structlog
+
+from shared.deps import Deps
+from webhooks import inbox, queries
+
+log = structlog.get_logger(__name__)
+
+# Rows per INSERT. Under load a batch holds what arrived during the previous write.
+MAX_BATCH = 200
+# Batches in flight at once: while one waits for its COMMIT the next is being written, so a
+# slow commit (a busy PostgreSQL) does not stall every request behind it.
+MAX_WRITERS = 3
+# Errors that mean "PostgreSQL is not reachable": every request of the batch gets them.
+UNAVAILABLE = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError)
+
+
+@dataclass
+class _Waiting:
+    params: dict[str, str]
+    message_id: int | None
+    sid: str
+    twilio_status: str
+    future: asyncio.Future = field(repr=False)
+
+
+class StatusBatcher:
+    """One per web app (and event loop). `store` is `inbox.store_webhook` for kind
+    `status` plus the enqueue: the Stored row, once committed and its job sent."""
+
+    def __init__(self, max_batch: int = MAX_BATCH, max_writers: int = MAX_WRITERS) -> None:
+        self.max_batch = max_batch
+        self.max_writers = max_writers
+        self._waiting: list[_Waiting] = []
+        self._writers: set[asyncio.Task] = set()
+        self._deps: Deps | None = None
+
+    async def store(self, deps: Deps, params: Mapping[str, str], message_id: int | None) -> inbox.Stored:
+        loop = asyncio.get_running_loop()
+        item = _Waiting(dict(params), message_id, params["MessageSid"], inbox.twilio_status_of("status", params),
+                        loop.create_future())
+        self._deps = deps
+        self._waiting.append(item)
+        if len(self._writers) < self.max_writers:
+            # Started as a task: it runs after the callbacks already ready in this loop
+            # tick, so the requests that arrived together go in one batch.
+            writer = loop.create_task(self._write_all())
+            self._writers.add(writer)
+            writer.add_done_callback(self._writers.discard)
+        return await item.future
+
+    async def _write_all(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting[:self.max_batch], self._waiting[self.max_batch:]
+            assert self._deps is not None
+            try:
+                await self._write(self._deps, batch)
+            except Exception as exc:  # never leave a request waiting forever
+                log.error("webhook_batch_crashed", rows=len(batch), error=f"{type(exc).__name__}: {exc}")
+                _fail(batch, exc)
+
+    async def _write(self, deps: Deps, batch: list[_Waiting]) -> None:
+        try:
+            stored = await _insert(deps, batch)
+        except UNAVAILABLE as exc:
+            _fail(batch, exc)
+            return
+        except Exception as exc:
+            if len(batch) == 1:
+                _fail(batch, exc)
+                return
+            log.warning("webhook_batch_failed", rows=len(batch), error=f"{type(exc).__name__}: {exc}")
+            stored = await _one_by_one(deps, batch)
+        pending = sorted({s.inbox_id for s in stored if isinstance(s, inbox.Stored) and s.pending})
+        await inbox.enqueue_many_quietly("status", pending)
+        for item, result in zip(batch, stored):
+            if item.future.done():  # the client went away meanwhile
+                continue
+            if isinstance(result, BaseException):
+                item.future.set_exception(result)
+            else:
+                item.future.set_result(result)
+
+
+def _fail(batch: list[_Waiting], exc: BaseException) -> None:
+    for item in batch:
+        if not item.future.done():
+            item.future.set_exception(exc)
+
+
+async def _insert(deps: Deps, batch: list[_Waiting]) -> list[inbox.Stored]:
+    """One transaction for the batch; a Stored per request, in order."""
+    sids = [w.sid for w in batch]
+    statuses = [w.twilio_status for w in batch]
+    async with deps.pool.acquire() as conn:
+        async with conn.transaction():
+            inserted = await queries.insert_status_batch(
+                conn, sids, statuses, [w.message_id for w in batch], [json.dumps(w.params) for w in batch])
+            new = {(r["message_sid"], r["twilio_status"]): r["id"] for r in inserted}
+            existing = {}
+            if len(inserted) < len(batch):
+                missing = [(w.sid, w.twilio_status) for w in batch if (w.sid, w.twilio_status) not in new]
+                rows = await queries.find_inbox_batch(conn, "status", [m[0] for m in missing], [m[1] for m in missing])
+                existing = {(r["message_sid"], r["twilio_status"]): r for r in rows}
+    out: list[inbox.Stored] = []
+    for w in batch:
+        key = (w.sid, w.twilio_status)
+        if key in new:
+            # The first request of a pair is the one that created the row; a twin in the
+            # same batch is a replay of it.
+            out.append(inbox.Stored(new.pop(key), created=True, pending=True))
+            existing[key] = {"id": out[-1].inbox_id, "processed_at": None}
+            log.debug("webhook_stored", kind="status", message_sid=w.sid, inbox_id=out[-1].inbox_id,
+                      twilio_status=w.twilio_status)
+        else:
+            row = existing[key]
+            out.append(inbox.Stored(row["id"], created=False, pending=row["processed_at"] is None))
+            log.info("webhook_replayed", kind="status", message_sid=w.sid, inbox_id=row["id"])
+    created = sum(1 for s in out if s.created)
+    log.info("webhook_batch_stored", kind="status", rows=len(batch), created=created)
+    return out
+
+
+async def _one_by_one(deps: Deps, batch: list[_Waiting]) -> list[inbox.Stored | BaseException]:
+    """The per-request path for a batch that failed as a whole: each its own answer."""
+    out: list[inbox.Stored | BaseException] = []
+    for w in batch:
+        try:
+            out.append(await inbox.store_webhook(deps, "status", w.params, w.message_id))
+        except Exception as exc:
+            out.append(exc)
+    return out
