@@ -36,7 +36,7 @@ log = structlog.get_logger(__name__)
 MAX_BATCH = 200
 # Batches in flight at once: while one waits for its COMMIT the next is being written, so a
 # slow commit (a busy PostgreSQL) does not stall every request behind it.
-MAX_WRITERS = 3
+MAX_WRITERS = 6
 # Errors that mean "PostgreSQL is not reachable": every request of the batch gets them.
 UNAVAILABLE = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError)
 
