@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
+
+from shared.process_groups import group_alive, kill_group
 
 BACKOFF_MIN_S = 1.0
 BACKOFF_MAX_S = 30.0
@@ -80,7 +81,7 @@ class Supervisor:
             code = child.proc.poll()
             if code is None:
                 continue
-            _kill_group(child.proc.pid, signal.SIGKILL)  # whatever it left behind in its group
+            kill_group(child.proc.pid, signal.SIGKILL)  # whatever it left behind in its group
             if now - child.started_at > HEALTHY_AFTER_S:
                 child.failures = 0
             child.failures += 1
@@ -114,45 +115,11 @@ class Supervisor:
                 await asyncio.sleep(0.1)
             if child.proc.poll() is None:
                 self.say(f"demo: {child.name} did not stop within {timeout:.0f} s; killing it")
-                _kill_group(child.proc.pid, signal.SIGKILL)
+                kill_group(child.proc.pid, signal.SIGKILL)
                 with contextlib.suppress(Exception):
                     child.proc.wait(5)
             grace = time.monotonic() + GROUP_GRACE_S  # what the leader left in its group
-            while _group_alive(child.proc.pid) and time.monotonic() < grace:
+            while group_alive(child.proc.pid) and time.monotonic() < grace:
                 await asyncio.sleep(0.1)
-            if _group_alive(child.proc.pid):
-                _kill_group(child.proc.pid, signal.SIGKILL)
-
-
-def _kill_group(pgid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
-
-
-def _group_alive(pgid: int) -> bool:
-    """Whether any process (not a zombie) is left in the group."""
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return any(_in_group_not_zombie(pid, pgid) for pid in _pids())
-
-
-def _pids() -> list[int]:
-    try:
-        return [int(p) for p in os.listdir("/proc") if p.isdigit()]
-    except OSError:
-        return []
-
-
-def _in_group_not_zombie(pid: int, pgid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            stat = f.read()
-    except OSError:
-        return False
-    fields = stat.rsplit(")", 1)[-1].split()
-    return len(fields) > 2 and fields[0] != "Z" and int(fields[2]) == pgid
-
+            if group_alive(child.proc.pid):
+                kill_group(child.proc.pid, signal.SIGKILL)

