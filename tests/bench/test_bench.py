@@ -25,12 +25,26 @@ TINY = [
 ]
 
 
+def another_db(url: str) -> str:
+    """The same Redis server, a db index no other test uses (the bench flushes it)."""
+    from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        query = parse_qs(parts.query)
+        query["db"] = ["3"]
+        return urlunsplit(parts._replace(query=urlencode(query, doseq=True)))
+    return urlunsplit(parts._replace(path="/3"))
+
+
 @pytest.fixture(scope="module")
 async def bench_output(tmp_path_factory) -> dict[str, dict]:
     embedded = Embedded()
     try:
         pg = await resolve_postgres(embedded)
-        redis_url = resolve_redis(embedded)
+        # Its own Redis db: the session's `leadsms worker` (started by other test
+        # modules) consumes the test db's queues and would take the bench's jobs.
+        redis_url = another_db(resolve_redis(embedded))
         logs = tmp_path_factory.mktemp("bench-logs")
         env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "REDIS_", "BROKER_"))}
         started = time.monotonic()
