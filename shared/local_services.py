@@ -32,3 +32,24 @@ def redis_reachable(url: str) -> bool:
         return True
     except (redis.exceptions.RedisError, OSError):
         return False
+
+
+async def create_database(admin_dsn: str, prefix: str = "leadsms_", name: str | None = None) -> tuple[str, str]:
+    """Create a database (a fresh random name unless `name`); returns (name, its DSN)."""
+    import uuid
+
+    name = name or f"{prefix}{uuid.uuid4().hex[:10]}"
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return name, with_database(admin_dsn, name)
+
+
+async def drop_database(admin_dsn: str, name: str) -> None:
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()

@@ -8,19 +8,19 @@ the machine's defaults; when those cannot be reached, embedded servers are start
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable
 
-import asyncpg
 
-from shared.local_services import pg_reachable, redis_reachable, with_database
+from shared import local_services
+from shared.local_services import pg_reachable, redis_reachable
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -81,21 +81,25 @@ def resolve_redis(embedded: Embedded) -> str:
 
 
 async def create_database(admin_dsn: str) -> tuple[str, str]:
-    name = f"leadsms_test_{uuid.uuid4().hex[:10]}"
-    conn = await asyncpg.connect(admin_dsn)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    return name, with_database(admin_dsn, name)
+    return await local_services.create_database(admin_dsn, prefix="leadsms_test_")
 
 
-async def drop_database(admin_dsn: str, name: str) -> None:
-    conn = await asyncpg.connect(admin_dsn)
+drop_database = local_services.drop_database
+
+
+@contextlib.asynccontextmanager
+async def serve_app(app: Any, **handler_args: Any) -> AsyncIterator[str]:
+    """Serve an aiohttp app on a free loopback port; yields its base URL."""
+    from aiohttp import web
+
+    runner = web.AppRunner(app, access_log=None, **handler_args)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
     try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        yield f"http://127.0.0.1:{port}"
     finally:
-        await conn.close()
+        await runner.cleanup()
 
 
 async def wait_for(

@@ -32,6 +32,7 @@ import asyncpg
 
 from shared.config import Settings
 from shared.errors import AppError
+from shared import local_services
 from shared.local_services import pg_reachable, redis_reachable, with_database
 from shared.process_groups import group_alive, kill_group
 
@@ -100,13 +101,7 @@ async def resolve_services(settings: Settings, pg_url: str | None, redis_url: st
 
 
 async def create_database(admin_dsn: str, name: str | None = None) -> tuple[str, str]:
-    name = name or f"leadsms_bench_{uuid.uuid4().hex[:10]}"
-    conn = await asyncpg.connect(admin_dsn)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    return name, with_database(admin_dsn, name)
+    return await local_services.create_database(admin_dsn, prefix="leadsms_bench_", name=name)
 
 
 async def database_exists(admin_dsn: str, name: str) -> bool:
@@ -117,12 +112,7 @@ async def database_exists(admin_dsn: str, name: str) -> bool:
         await conn.close()
 
 
-async def drop_database(admin_dsn: str, name: str) -> None:
-    conn = await asyncpg.connect(admin_dsn)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
+drop_database = local_services.drop_database
 
 
 async def flush_redis(url: str) -> None:

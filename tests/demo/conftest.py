@@ -17,7 +17,7 @@ import pytest
 import pytest_asyncio
 
 from shared.demo_seed import Api
-from tests.support import free_port, wait_for
+from tests.support import serve_app, wait_for
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -42,22 +42,13 @@ def chromium_missing_reason() -> str | None:
 @pytest_asyncio.fixture(scope="session")
 async def inbox(settings, deps, broker, web, sim) -> AsyncIterator[str]:
     """The API with the inbox page and the demo reply route; yields its base URL."""
-    from aiohttp import web as aioweb
-
     from shared import inbox as inbox_routes
     from shared.app import create_app
 
     app = create_app(settings, deps=deps, broker=broker)
     inbox_routes.add_routes(app, demo_sim_url=sim)
-    runner = aioweb.AppRunner(app, access_log=None)
-    await runner.setup()
-    port = free_port()
-    site = aioweb.TCPSite(runner, "127.0.0.1", port)
-    await site.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+    async with serve_app(app) as url:
+        yield url
 
 
 @pytest_asyncio.fixture(scope="session")

@@ -14,36 +14,26 @@ import aiohttp
 import dramatiq
 import pytest
 import pytest_asyncio
-from aiohttp import web as aioweb
 
 from shared import broker as brokers
 from shared.config import Settings
 from shared.deps import Deps
 from shared.queues import DeadLetterErrors, queue_stats
 from tests.ops import jobs
-from tests.support import ROOT, free_port, wait_for
+from tests.support import ROOT, wait_for
+from tests.support import serve_app as serve
 
 OPS_TOKEN = "ops-token-for-tests-0123456789"
 
 
 @contextlib.asynccontextmanager
 async def serve_app(settings: Settings, deps: Deps, broker: Any) -> AsyncIterator[str]:
-    """The real app (every package's routes) plus the ops routes, on a free port."""
+    """The real app (every package's routes, the ops routes among them) on a free port."""
     from shared.app import create_app
-    from shared.ops import add_routes
 
     app = create_app(settings, deps=replace(deps, settings=settings), broker=broker)
-    if not any(r.canonical == "/metrics" for r in app.router.resources()):
-        add_routes(app)  # until shared/app.py mounts them itself
-    runner = aioweb.AppRunner(app, access_log=None)
-    await runner.setup()
-    port = free_port()
-    site = aioweb.TCPSite(runner, "127.0.0.1", port)
-    await site.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+    async with serve(app) as url:
+        yield url
 
 
 @pytest_asyncio.fixture(scope="session")
