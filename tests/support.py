@@ -88,13 +88,13 @@ drop_database = local_services.drop_database
 
 
 @contextlib.asynccontextmanager
-async def serve_app(app: Any, **handler_args: Any) -> AsyncIterator[str]:
-    """Serve an aiohttp app on a free loopback port; yields its base URL."""
+async def serve_app(app: Any, port: int | None = None, **handler_args: Any) -> AsyncIterator[str]:
+    """Serve an aiohttp app on a loopback port (a free one unless given); yields its base URL."""
     from aiohttp import web
 
     runner = web.AppRunner(app, access_log=None, **handler_args)
     await runner.setup()
-    port = free_port()
+    port = port or free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     try:
         yield f"http://127.0.0.1:{port}"

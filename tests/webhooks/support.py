@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, AsyncIterator
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 from twilio.request_validator import RequestValidator
@@ -145,3 +148,71 @@ async def post_message(http: aiohttp.ClientSession, firm: Any, conversation_id: 
     async with http.post(f"/v1/conversations/{conversation_id}/messages", json={"body": body},
                          headers=firm.user(user)) as r:
         return r.status, await r.json()
+
+
+class CuttableProxy:
+    """A TCP proxy to PostgreSQL that the test can cut, as if the database went away."""
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self.target = (target_host, target_port)
+        self.server: asyncio.Server | None = None
+        self.writers: list[asyncio.StreamWriter] = []
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return self.server.sockets[0].getsockname()[1]
+
+    async def _serve(self, reader, writer) -> None:
+        up_reader, up_writer = await asyncio.open_connection(*self.target)
+        self.writers += [writer, up_writer]
+
+        async def pipe(src, dst):
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    async def cut(self) -> None:
+        self.server.close()
+        for w in self.writers:
+            w.close()
+        await self.server.wait_closed()
+
+
+@contextlib.asynccontextmanager
+async def app_with_cuttable_database(settings: Settings, services: Any, deps: Deps,
+                                     broker: Any) -> AsyncIterator[tuple[Settings, CuttableProxy]]:
+    """The real app on its own port, reaching PostgreSQL through a proxy the test can cut.
+
+    Yields (the app's settings, the proxy); skips where PostgreSQL is on a unix socket.
+    """
+    import pytest
+
+    from shared.app import create_app
+    from shared.db import create_pool
+    from tests.support import free_port, serve_app
+
+    parts = urlsplit(services.database_url)
+    if parts.hostname is None:
+        pytest.skip("PostgreSQL is reached over a unix socket here")
+    proxy = CuttableProxy(parts.hostname, parts.port or 5432)
+    proxy_port = await proxy.start()
+    netloc = parts.netloc.rsplit("@", 1)
+    host = f"127.0.0.1:{proxy_port}"
+    dsn = urlunsplit((parts.scheme, f"{netloc[0]}@{host}" if len(netloc) == 2 else host, parts.path, parts.query, ""))
+    port = free_port()
+    down_settings = settings.replace(public_base_url=f"http://127.0.0.1:{port}", port=port)
+    down_pool = await create_pool(dsn, max_size=2)
+    app = create_app(down_settings, deps=Deps(settings=down_settings, pool=down_pool, redis=deps.redis, twilio=None),
+                     broker=broker)
+    try:
+        async with serve_app(app, port=port):
+            yield down_settings, proxy
+    finally:
+        down_pool.terminate()

@@ -1,11 +1,10 @@
 """Only Twilio's signed requests get in; a valid one is stored before it is answered."""
 
-import asyncio
 
-import pytest
 
 from shared.twilio_sim.signing import inbound_params, status_params
-from tests.webhooks.support import add_outbound, message, post_form, post_signed, send_status, sign
+from tests.webhooks.support import (add_outbound, app_with_cuttable_database, message, post_form, post_signed,
+                                    send_status, sign)
 
 PHONE = "+16465551234"
 
@@ -104,74 +103,13 @@ async def test_a_replayed_webhook_is_stored_once_and_still_answered(http, settin
     assert await _inbox_count(pool) == 1
 
 
-class _Proxy:
-    """A TCP proxy to PostgreSQL that the test can cut, as if the database went away."""
-
-    def __init__(self, target_host: str, target_port: int) -> None:
-        self.target = (target_host, target_port)
-        self.server: asyncio.Server | None = None
-        self.writers: list[asyncio.StreamWriter] = []
-
-    async def start(self) -> int:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        return self.server.sockets[0].getsockname()[1]
-
-    async def _serve(self, reader, writer) -> None:
-        up_reader, up_writer = await asyncio.open_connection(*self.target)
-        self.writers += [writer, up_writer]
-
-        async def pipe(src, dst):
-            try:
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            except (ConnectionError, OSError):
-                pass
-            finally:
-                dst.close()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-
-    async def cut(self) -> None:
-        self.server.close()
-        for w in self.writers:
-            w.close()
-        await self.server.wait_closed()
-
-
 async def test_webhooks_answer_503_when_postgresql_is_down(settings, services, deps, pool, firm, broker):
     import aiohttp
-    from aiohttp import web as aioweb
-    from urllib.parse import urlsplit, urlunsplit
 
-    from shared.app import create_app
-    from shared.db import create_pool
-    from shared.deps import Deps
-    from tests.support import free_port
-
-    parts = urlsplit(services.database_url)
-    proxy = _Proxy(parts.hostname or "127.0.0.1", parts.port or 5432)
-    if parts.hostname is None:
-        pytest.skip("PostgreSQL is reached over a unix socket here")
-    proxy_port = await proxy.start()
-    netloc = parts.netloc.rsplit("@", 1)
-    host = f"127.0.0.1:{proxy_port}"
-    dsn = urlunsplit((parts.scheme, f"{netloc[0]}@{host}" if len(netloc) == 2 else host, parts.path, parts.query, ""))
-    port = free_port()
-    down_settings = settings.replace(public_base_url=f"http://127.0.0.1:{port}", port=port)
-    down_pool = await create_pool(dsn, max_size=2)
-    down_deps = Deps(settings=down_settings, pool=down_pool, redis=deps.redis, twilio=None)
-    app = create_app(down_settings, deps=down_deps, broker=broker)
-    runner = aioweb.AppRunner(app, access_log=None)
-    await runner.setup()
-    await aioweb.TCPSite(runner, "127.0.0.1", port).start()
-    try:
+    async with app_with_cuttable_database(settings, services, deps, broker) as (down_settings, proxy):
         await proxy.cut()
         params = inbound_params(account_sid=settings.twilio_account_sid, from_=PHONE, to=firm.number, body="STOP")
         async with aiohttp.ClientSession(base_url=down_settings.public_base_url) as session:
             answer = await post_signed(session, down_settings, "/twilio/inbound", params)
         assert answer.status == 503 and '"code": "unavailable"' in answer.text
         assert await _inbox_count(pool) == 0
-    finally:
-        await runner.cleanup()
-        down_pool.terminate()

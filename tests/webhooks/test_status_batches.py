@@ -4,13 +4,11 @@ it, applied once each; a batch that cannot reach PostgreSQL answers 503 to every
 import asyncio
 
 import dramatiq
-import pytest
 
 from shared import async_enqueue
 from shared.twilio_sim.signing import status_params
 from tests.support import wait_for
-from tests.webhooks.support import add_outbound, post_signed, send_status
-from tests.webhooks.test_signature import _Proxy
+from tests.webhooks.support import add_outbound, app_with_cuttable_database, post_signed, send_status
 
 PHONE = "+16465551234"
 
@@ -41,31 +39,8 @@ async def test_concurrent_callbacks_are_each_stored_once_answered_204_and_applie
 async def test_a_batch_answers_503_to_every_callback_when_postgresql_is_down(settings, services, deps, pool,
                                                                           firm, broker):
     import aiohttp
-    from aiohttp import web as aioweb
-    from urllib.parse import urlsplit, urlunsplit
 
-    from shared.app import create_app
-    from shared.db import create_pool
-    from shared.deps import Deps
-    from tests.support import free_port
-
-    parts = urlsplit(services.database_url)
-    if parts.hostname is None:
-        pytest.skip("PostgreSQL is reached over a unix socket here")
-    proxy = _Proxy(parts.hostname or "127.0.0.1", parts.port or 5432)
-    proxy_port = await proxy.start()
-    netloc = parts.netloc.rsplit("@", 1)
-    host = f"127.0.0.1:{proxy_port}"
-    dsn = urlunsplit((parts.scheme, f"{netloc[0]}@{host}" if len(netloc) == 2 else host, parts.path, parts.query, ""))
-    port = free_port()
-    down_settings = settings.replace(public_base_url=f"http://127.0.0.1:{port}", port=port)
-    down_pool = await create_pool(dsn, max_size=2)
-    app = create_app(down_settings, deps=Deps(settings=down_settings, pool=down_pool, redis=deps.redis, twilio=None),
-                     broker=broker)
-    runner = aioweb.AppRunner(app, access_log=None)
-    await runner.setup()
-    await aioweb.TCPSite(runner, "127.0.0.1", port).start()
-    try:
+    async with app_with_cuttable_database(settings, services, deps, broker) as (down_settings, proxy):
         await proxy.cut()
         async with aiohttp.ClientSession(base_url=down_settings.public_base_url) as session:
             answers = await asyncio.gather(*(
@@ -76,9 +51,6 @@ async def test_a_batch_answers_503_to_every_callback_when_postgresql_is_down(set
         assert [a.status for a in answers] == [503] * 12
         assert all('"code": "unavailable"' in a.text for a in answers)
         assert await pool.fetchval("SELECT count(*) FROM twilio_inbox WHERE message_sid LIKE 'SMdown%'") == 0
-    finally:
-        await runner.cleanup()
-        down_pool.terminate()
 
 
 def _unconsumed_actor(broker):
