@@ -126,11 +126,18 @@ def _counter_ops(name: str, amount: int, labels: Mapping[str, Any]) -> tuple[str
     return KEY_PREFIX + name, label_string(labels), int(amount)
 
 
-def _histogram_ops(name: str, seconds: float, labels: Mapping[str, Any]) -> tuple[str, str, str, str, float]:
+def _observation_pipeline(redis: Any, name: str, seconds: float, labels: Mapping[str, Any]) -> Any:
+    """A transaction pipeline (async or sync, as `redis` is) holding one observation:
+    its bucket, the sum and the count. The caller executes it."""
     metric = _check(name, "histogram", labels)
     seconds = max(0.0, float(seconds))
     ls = label_string(labels)
-    return KEY_PREFIX + name, f"{bucket_bound(metric.buckets, seconds)}|{ls}", f"sum|{ls}", f"count|{ls}", seconds
+    key = KEY_PREFIX + name
+    pipe = redis.pipeline(transaction=True)
+    pipe.hincrby(key, f"{bucket_bound(metric.buckets, seconds)}|{ls}", 1)
+    pipe.hincrbyfloat(key, f"sum|{ls}", seconds)
+    pipe.hincrby(key, f"count|{ls}", 1)
+    return pipe
 
 
 # ---- recording (async: web handlers and actors) ---------------------------------------
@@ -148,12 +155,8 @@ async def incr(redis: Any, name: str, amount: int = 1, **labels: Any) -> None:
 
 async def observe(redis: Any, name: str, seconds: float, **labels: Any) -> None:
     """Record one observation of `seconds` in histogram `name`; never raises for Redis trouble."""
-    key, bucket, sum_field, count_field, seconds = _histogram_ops(name, seconds, labels)
+    pipe = _observation_pipeline(redis, name, seconds, labels)
     try:
-        pipe = redis.pipeline(transaction=True)
-        pipe.hincrby(key, bucket, 1)
-        pipe.hincrbyfloat(key, sum_field, seconds)
-        pipe.hincrby(key, count_field, 1)
         await asyncio.wait_for(pipe.execute(), WRITE_TIMEOUT_S)
     except asyncio.CancelledError:
         raise
@@ -229,12 +232,8 @@ def incr_sync(redis: Any, name: str, amount: int = 1, **labels: Any) -> None:
 
 def observe_sync(redis: Any, name: str, seconds: float, **labels: Any) -> None:
     """`observe` for a synchronous `redis.Redis` client."""
-    key, bucket, sum_field, count_field, seconds = _histogram_ops(name, seconds, labels)
+    pipe = _observation_pipeline(redis, name, seconds, labels)
     try:
-        pipe = redis.pipeline(transaction=True)
-        pipe.hincrby(key, bucket, 1)
-        pipe.hincrbyfloat(key, sum_field, seconds)
-        pipe.hincrby(key, count_field, 1)
         pipe.execute()
     except Exception as exc:
         log.debug("metric_write_failed", metric=name, error=f"{type(exc).__name__}: {exc}")
