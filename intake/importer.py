@@ -37,6 +37,7 @@ from typing import Any, Iterator, TextIO
 
 import structlog
 
+from conversations import queries as conversation_queries
 from intake import queries
 from intake.validation import LeadInputError, lead_from_row
 from shared.config import Settings
@@ -241,7 +242,7 @@ async def _store_batch(conn: Any, firm_id: int, batch: list[tuple], summary: Imp
         inserted = await queries.insert_import_batch(conn, firm_id)
         phones = {r["phone_e164"] for r in inserted if r["phone_e164"] is not None}
         if phones:
-            await queries.relink_conversations(conn, firm_id, sorted(phones))
+            await conversation_queries.relink_conversations(conn, firm_id, sorted(phones))
     summary.inserted += len(inserted)
     summary.duplicates += len(batch) - len(inserted)
     summary.phones.update(r["phone_status"] for r in inserted)

@@ -11,16 +11,6 @@ from lookup.queries import LOOKUP_INVALID
 
 Conn = asyncpg.Connection | asyncpg.Pool
 
-# The conversation of (firm, phone) points at the newest signup with that phone, by
-# signed_up_at then id (index leads_firm_phone_newest).
-_NEWEST_LEAD = """
-    SELECT l.id FROM leads l
-    WHERE l.firm_id = c.firm_id AND l.phone_e164 = c.phone_e164
-    ORDER BY l.signed_up_at DESC, l.id DESC
-    LIMIT 1
-"""
-
-
 async def insert_lead(conn: Conn, firm_id: int, lead: LeadInput) -> asyncpg.Record | None:
     """Store a signup as it came, `pending`; None when the firm already has this external_id."""
     return await conn.fetchrow(
@@ -73,27 +63,6 @@ async def set_phone(conn: Conn, lead_id: int, status: str, phone_e164: str | Non
         lead_id, status, phone_e164, error,
     )
     return bool(done)
-
-
-async def lock_conversation(conn: asyncpg.Connection, firm_id: int, phone_e164: str) -> None:
-    """Lock the phone's conversation (if any) for the transaction: two signups of one phone
-    validated at once then relink one after the other, the later seeing the earlier."""
-    await conn.execute(
-        "SELECT 1 FROM conversations WHERE firm_id = $1 AND phone_e164 = $2 FOR UPDATE", firm_id, phone_e164,
-    )
-
-
-async def relink_conversations(conn: Conn, firm_id: int, phones: Sequence[str]) -> int:
-    """Point each of these phones' conversations (if any) at the phone's newest signup."""
-    result = await conn.execute(
-        f"""
-        UPDATE conversations c SET lead_id = ({_NEWEST_LEAD})
-        WHERE c.firm_id = $1 AND c.phone_e164 = ANY($2::text[])
-          AND c.lead_id IS DISTINCT FROM ({_NEWEST_LEAD})
-        """,
-        firm_id, list(phones),
-    )
-    return int(result.split()[-1])
 
 
 async def stale_pending_leads(conn: Conn, stale_after_s: float, limit: int) -> list[int]:

@@ -2,7 +2,7 @@
 
 `GET` answers the sendable decision of design.md: the code comes from the SQL function
 `send_block_code` (one definition, migration 0002) inside the lead's query, and its
-words from `send_pipeline.sendable`, the one place the product's notice texts live.
+words from `conversations.sendable`, the one place the product's notice texts live.
 That import runs against the package diagram (intake -> lookup -> shared) on purpose:
 `sendable` is a leaf (no project imports, so no cycle can form) and copying the texts
 here would make two definitions of them.
@@ -16,7 +16,7 @@ from aiohttp import web
 from intake import service
 from intake.actors import validate_lead
 from intake.validation import LeadInputError, lead_from_json
-from send_pipeline.sendable import decision_from_code
+from conversations.sendable import decision_from_code
 from shared.broker import enqueue
 from shared.errors import HttpError
 from shared.web import DEPS, FIRM_ID, json_response, path_id, read_json

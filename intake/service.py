@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import asyncpg
 import structlog
 
+from conversations import queries as conversation_queries
 from intake import queries
 from intake.validation import LeadInput
 from lookup import actors as lookup_actors
@@ -71,14 +72,14 @@ async def validate_lead(deps: Deps, lead_id: int) -> Verdict | None:
         status, e164, error = check.status, check.e164, check.error
         async with deps.pool.acquire() as conn, conn.transaction():
             if e164 is not None:
-                await queries.lock_conversation(conn, lead["firm_id"], e164)
+                await conversation_queries.lock_conversation(conn, lead["firm_id"], e164)
                 cached = await lookup_queries.cached_line(conn, e164, ttl_seconds(deps))
                 fresh = bool(cached and cached["fresh"])
                 if cached is not None and cached["valid"] is False:
                     status, error = "invalid", lookup_queries.LOOKUP_INVALID
             changed = await queries.set_phone(conn, lead_id, status, e164, error)
             if changed and e164 is not None:
-                await queries.relink_conversations(conn, lead["firm_id"], [e164])
+                await conversation_queries.relink_conversations(conn, lead["firm_id"], [e164])
         if changed:
             log.info("lead_validated", lead_id=lead_id, phone_status=status, phone_error=error)
     elif e164 is not None:  # a repeated job: only make sure the line type gets looked up

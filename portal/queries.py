@@ -158,55 +158,6 @@ async def firm_region(conn: Conn, firm_id: int) -> str | None:
     return await conn.fetchval("SELECT default_region FROM firms WHERE id = $1", firm_id)
 
 
-# ---- conversations ----------------------------------------------------------------------
-
-PREVIEW_CHARS = 100
-
-# One row per conversation with everything the list shows: the newest signup's name, the
-# sendable decision (the lead's phone status, or 'valid' for an unknown sender), the line
-# type and the last message (LATERAL over messages_thread: no N+1).
-_CONVERSATION_SELECT = f"""
-SELECT c.id, c.lead_id, c.phone_e164, c.last_message_at, c.created_at,
-       COALESCE(c.last_message_at, c.created_at) AS activity,
-       l.name, l.phone_status,
-       send_block_code(c.firm_id, COALESCE(l.phone_status, 'valid'), c.phone_e164) AS block_code,
-       pl.line_type,
-       m.id AS m_id, m.direction AS m_direction, left(m.body, {PREVIEW_CHARS + 1}) AS m_body,
-       m.status AS m_status, m.created_at AS m_created_at
-FROM conversations c
-LEFT JOIN leads l ON l.id = c.lead_id AND l.firm_id = c.firm_id
-LEFT JOIN phone_lines pl ON pl.phone_e164 = c.phone_e164
-LEFT JOIN LATERAL (
-    SELECT id, direction, body, status, created_at FROM messages
-    WHERE messages.conversation_id = c.id
-    ORDER BY created_at DESC, id DESC
-    LIMIT 1) AS m ON true
-"""
-
-_RECENT_ORDER = "ORDER BY COALESCE(c.last_message_at, c.created_at) DESC, c.id DESC"
-
-
-async def list_conversations(conn: Conn, firm_id: int, limit: int) -> list[asyncpg.Record]:
-    """The firm's conversations, most recent activity first (first page)."""
-    return await conn.fetch(
-        f"{_CONVERSATION_SELECT} WHERE c.firm_id = $1 {_RECENT_ORDER} LIMIT $2", firm_id, limit
-    )
-
-
-async def list_conversations_before(conn: Conn, firm_id: int, limit: int, activity, conv_id: int) -> list[asyncpg.Record]:
-    """The page after the cursor (activity, id): keyset on the `conversations_recent` index."""
-    return await conn.fetch(
-        f"""{_CONVERSATION_SELECT}
-            WHERE c.firm_id = $1 AND (COALESCE(c.last_message_at, c.created_at), c.id) < ($3, $4)
-            {_RECENT_ORDER} LIMIT $2""",
-        firm_id, limit, activity, conv_id,
-    )
-
-
-async def fetch_conversation(conn: Conn, firm_id: int, conv_id: int) -> asyncpg.Record | None:
-    return await conn.fetchrow(f"{_CONVERSATION_SELECT} WHERE c.id = $2 AND c.firm_id = $1", firm_id, conv_id)
-
-
 async def line_is_known(conn: Conn, phone_e164: str) -> bool:
     """Whether Lookup has ever answered for this phone (thread open looks it up lazily if not)."""
     return bool(await conn.fetchval("SELECT true FROM phone_lines WHERE phone_e164 = $1", phone_e164))

@@ -14,7 +14,9 @@ import structlog
 
 from lookup import service as lookup_service
 from portal import picker, queries
-from portal.shapes import conversation_json, decode_cursor, encode_cursor, lead_item
+from conversations import queries as conversation_queries
+from conversations.shapes import conversation_json
+from portal.shapes import decode_cursor, encode_cursor, lead_item
 from shared.deps import Deps
 from shared.errors import NotFound
 
@@ -54,9 +56,9 @@ async def list_conversations(deps: Deps, firm_id: int, limit: int = DEFAULT_LIMI
     """
     if before:
         activity, conv_id = decode_cursor(before)
-        rows = await queries.list_conversations_before(deps.pool, firm_id, limit + 1, activity, conv_id)
+        rows = await conversation_queries.list_conversations_before(deps.pool, firm_id, limit + 1, activity, conv_id)
     else:
-        rows = await queries.list_conversations(deps.pool, firm_id, limit + 1)
+        rows = await conversation_queries.list_conversations(deps.pool, firm_id, limit + 1)
     page, more = rows[:limit], len(rows) > limit
     last = page[-1] if page else None
     return {
@@ -73,13 +75,13 @@ async def open_conversation(deps: Deps, firm_id: int, conv_id: int) -> dict[str,
     is cached in phone_lines, so later opens cost nothing.
     """
     structlog.contextvars.bind_contextvars(conversation_id=conv_id)
-    row = await queries.fetch_conversation(deps.pool, firm_id, conv_id)
+    row = await conversation_queries.fetch_conversation(deps.pool, firm_id, conv_id)
     if row is None:
         raise NotFound("No such conversation.")
     if _needs_line_type(row) and not await queries.line_is_known(deps.pool, row["phone_e164"]):
         await _lazy_line_type(deps, row["phone_e164"])
         # re-read: the answer may have made the phone a landline, or invalid everywhere
-        row = await queries.fetch_conversation(deps.pool, firm_id, conv_id) or row
+        row = await conversation_queries.fetch_conversation(deps.pool, firm_id, conv_id) or row
     return conversation_json(row)
 
 

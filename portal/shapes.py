@@ -1,4 +1,4 @@
-"""The JSON the portal sees (api.md shapes) and the list cursor: pure, no I/O.
+"""The picker item and the conversation list cursor: pure, no I/O.
 
 The cursor is opaque to clients but deliberately simple: the last item's activity time
 (microseconds since the epoch, PostgreSQL's own precision, so the keyset comparison is
@@ -13,9 +13,6 @@ import datetime as dt
 import re
 from typing import Any, Mapping
 
-from send_pipeline.sendable import NOTICES
-
-PREVIEW_CHARS = 100
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 _CURSOR_RE = re.compile(r"^(-?\d{1,19})\.(\d{1,19})$")
 _MAX_ID = 2**63 - 1
@@ -34,44 +31,6 @@ def lead_item(row: Mapping[str, Any]) -> dict[str, Any]:
         "phone": row["phone"],
         "event": row["event"],
         "signed_up_at": row["signed_up_at"],
-    }
-
-
-def preview(body: str | None) -> str | None:
-    """The start of a message for the list: at most PREVIEW_CHARS characters, then '…'."""
-    if body is None or len(body) <= PREVIEW_CHARS:
-        return body
-    return body[:PREVIEW_CHARS].rstrip() + "…"
-
-
-def notice_json(code: str | None) -> dict[str, str] | None:
-    return NOTICES[code].as_json() if code else None
-
-
-def conversation_json(row: Mapping[str, Any]) -> dict[str, Any]:
-    """api.md's conversation shape (list item and thread open), plus `line_type`."""
-    code = row["block_code"]
-    last = None
-    if row["m_id"] is not None:
-        body = row["m_body"]
-        last = {
-            "id": row["m_id"],
-            "direction": row["m_direction"],
-            "body": preview(body),
-            "truncated": body is not None and len(body) > PREVIEW_CHARS,
-            "status": row["m_status"],
-            "created_at": row["m_created_at"],
-        }
-    return {
-        "conversation_id": row["id"],
-        "lead_id": row["lead_id"],
-        "phone": row["phone_e164"],
-        "name": row["name"],
-        "can_send": code is None,
-        "notice": notice_json(code),
-        "line_type": row["line_type"],
-        "last_message_at": row["last_message_at"],
-        "last_message": last,
     }
 
 

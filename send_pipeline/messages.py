@@ -1,4 +1,4 @@
-"""Pure helpers of the send path: what a valid body is, the message JSON, retry backoff.
+"""Pure helpers of the send path: what a valid body is, its digest, retry backoff.
 
 No I/O here, so the rules can be read (and tested) on their own.
 """
@@ -11,30 +11,6 @@ from typing import Any, Mapping
 from shared.errors import HttpError
 
 MAX_BODY_CHARS = 1600
-
-# api.md's message shape, in its order.
-MESSAGE_FIELDS = (
-    "id", "conversation_id", "direction", "body", "status", "twilio_status", "blocked_reason",
-    "sent_by", "twilio_sid", "error_code", "error_message", "segments", "created_at",
-)
-
-
-def message_json(row: Mapping[str, Any], *, deduplicated: bool = False) -> dict[str, Any]:
-    """api.md's message shape for a `messages` row (any mapping with its columns).
-
-    `created_at` and `updated_at` are ISO-8601 strings; `deduplicated` says whether this
-    answer is the first request's message returned to a duplicate inside the window.
-    """
-    out: dict[str, Any] = {name: row[name] for name in MESSAGE_FIELDS}
-    out["created_at"] = _iso(row["created_at"])
-    out["updated_at"] = _iso(row["updated_at"]) if "updated_at" in row else None
-    out["deduplicated"] = deduplicated
-    return out
-
-
-def _iso(value: Any) -> Any:
-    return value.isoformat() if hasattr(value, "isoformat") else value
-
 
 def clean_body(data: Mapping[str, Any]) -> str:
     """The message text of a send request: trimmed, 1–1600 characters, valid text.

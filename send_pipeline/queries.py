@@ -41,28 +41,6 @@ async def lead_for_conversation(conn: Conn, firm_id: int, lead_id: int) -> async
     )
 
 
-async def conversation_view(conn: Conn, firm_id: int, conversation_id: int) -> asyncpg.Record | None:
-    """What the conversation shape needs: the row, its lead's name, the sendable code."""
-    return await conn.fetchrow(
-        """
-        SELECT c.id, c.lead_id, c.phone_e164, c.last_message_at, c.created_at,
-               coalesce(l.name, '') AS name,
-               send_block_code(c.firm_id, 'valid', c.phone_e164) AS code
-        FROM conversations c LEFT JOIN leads l ON l.id = c.lead_id
-        WHERE c.id = $1 AND c.firm_id = $2
-        """,
-        conversation_id, firm_id,
-    )
-
-
-async def last_message(conn: Conn, conversation_id: int) -> asyncpg.Record | None:
-    return await conn.fetchrow(
-        f"""SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = $1
-            ORDER BY created_at DESC, id DESC LIMIT 1""",
-        conversation_id,
-    )
-
-
 async def conversation_exists(conn: Conn, firm_id: int, conversation_id: int) -> bool:
     return bool(await conn.fetchval(
         "SELECT true FROM conversations WHERE id = $1 AND firm_id = $2", conversation_id, firm_id

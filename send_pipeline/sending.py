@@ -23,6 +23,7 @@ overwrite what the sweeper or a later claim decided.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -30,10 +31,10 @@ import asyncpg
 import structlog
 
 from lookup.service import record_invalid, record_landline
-from send_pipeline import consent, queries
+from send_pipeline import queries
+from consent import ledger as consent
 from send_pipeline.messages import backoff_ms
 from shared import metrics
-from shared.broker import enqueue
 from shared.deps import Deps
 from shared.twilio import TwilioAmbiguous, TwilioError, TwilioNotReceived
 
@@ -48,20 +49,29 @@ INVALID_NUMBER = 21211
 MAX_ATTEMPTS = 25
 
 
+@dataclass(frozen=True)
+class SendOutcome:
+    """What one attempt did (`result`: sent, blocked, requeued, early, ambiguous, failed or
+    skipped) and, when the message must be tried again, after how long: the actor enqueues
+    that retry, so this module never imports its own actor."""
+
+    result: str
+    retry_in_ms: int | None = None
+
+
 def status_callback_url(public_base_url: str, message_id: int) -> str:
     return f"{public_base_url}/twilio/status?m={message_id}"
 
 
-async def send_message(deps: Deps, message_id: int) -> str:
-    """Send one message at most once; returns what happened (for logs and tests):
-    sent, blocked, requeued, ambiguous, failed, or skipped (not ours to send)."""
+async def send_message(deps: Deps, message_id: int) -> SendOutcome:
+    """Send one message at most once; returns what happened and whether to come back."""
     structlog.contextvars.bind_contextvars(message_id=message_id)
     claim = await queries.claim_message(deps.pool, message_id)
     if claim is None:
         return await _not_claimed(deps, message_id)
     if claim["status"] == "blocked":
         log.info("send_blocked", reason=claim["blocked_reason"])
-        return "blocked"
+        return SendOutcome("blocked")
 
     try:
         sent = await deps.twilio.send_message(
@@ -75,10 +85,10 @@ async def send_message(deps: Deps, message_id: int) -> str:
     except TwilioAmbiguous as exc:
         await queries.mark_ambiguous(deps.pool, message_id, claim["claimed_at"], deps.settings.stale_after_s)
         log.warning("send_ambiguous", status=exc.status, code=exc.code, attempts=claim["attempts"])
-        return "ambiguous"
+        return SendOutcome("ambiguous")
     except TwilioError as exc:  # permanent
         await _permanent(deps, claim, exc)
-        return "failed"
+        return SendOutcome("failed")
 
     structlog.contextvars.bind_contextvars(message_sid=sent.sid)
     try:
@@ -87,38 +97,36 @@ async def send_message(deps: Deps, message_id: int) -> str:
         # Only possible when the sweeper adopted this very sid for another claim of the
         # same body: Twilio has one message, and one row says so.
         log.error("send_sid_already_recorded")
-        return "sent"
+        return SendOutcome("sent")
     if stored is not None and stored["twilio_sid"] != sent.sid:
         log.error("send_sid_mismatch", recorded_sid=stored["twilio_sid"])
     log.info("message_sent", segments=sent.num_segments, attempts=claim["attempts"])
     await metrics.observe_send_latency(deps.redis, (datetime.now(timezone.utc) - claim["created_at"]).total_seconds())
-    return "sent"
+    return SendOutcome("sent")
 
 
-async def _not_claimed(deps: Deps, message_id: int) -> str:
+async def _not_claimed(deps: Deps, message_id: int) -> SendOutcome:
     """Nothing to do, unless the row is queued but not yet due: then come back when it is
     (a delayed job that arrived a little early must not wait for the sweeper)."""
     wait_ms = await queries.queued_wait_ms(deps.pool, message_id)
     if wait_ms is not None:
-        await enqueue(_actor(), message_id, delay_ms=max(1, wait_ms))
-        return "early"
+        return SendOutcome("early", retry_in_ms=max(1, wait_ms))
     log.debug("send_skipped")
-    return "skipped"
+    return SendOutcome("skipped")
 
 
-async def _not_received(deps: Deps, claim: Any, exc: TwilioError) -> str:
+async def _not_received(deps: Deps, claim: Any, exc: TwilioError) -> SendOutcome:
     message_id, attempts = claim["id"], claim["attempts"]
     if attempts >= MAX_ATTEMPTS:
         await queries.mark_failed(deps.pool, message_id, claim["claimed_at"], exc.code,
                                   f"gave up after {attempts} attempts: {exc.detail}")
         log.warning("send_gave_up", attempts=attempts, code=exc.code)
-        return "failed"
+        return SendOutcome("failed")
     s = deps.settings
     delay = backoff_ms(attempts, s.retry_min_backoff_ms, s.retry_max_backoff_ms)
-    if await queries.requeue_after(deps.pool, message_id, claim["claimed_at"], delay):
-        await enqueue(_actor(), message_id, delay_ms=delay)
+    requeued = await queries.requeue_after(deps.pool, message_id, claim["claimed_at"], delay)
     log.info("send_retry_scheduled", status=exc.status, code=exc.code, attempts=attempts, delay_ms=delay)
-    return "requeued"
+    return SendOutcome("requeued", retry_in_ms=delay if requeued else None)
 
 
 async def _permanent(deps: Deps, claim: Any, exc: TwilioError) -> None:
@@ -134,9 +142,3 @@ async def _permanent(deps: Deps, claim: Any, exc: TwilioError) -> None:
             await record_invalid(conn, phone, "twilio_21211")
         await queries.mark_failed(conn, claim["id"], claim["claimed_at"], exc.code, exc.detail)
     log.info("send_failed", code=exc.code, status=exc.status)
-
-
-def _actor():
-    from send_pipeline.actors import send_message as actor
-
-    return actor

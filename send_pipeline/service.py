@@ -19,12 +19,12 @@ from typing import Any
 import redis.exceptions
 import structlog
 
+from conversations import queries as conversation_queries
+from conversations.shapes import conversation_json, message_json
 from send_pipeline import queries
 from send_pipeline.actors import send_message
-from send_pipeline.conversations import upsert_conversation
 from send_pipeline.limits import gate_for
-from send_pipeline.messages import message_json
-from send_pipeline.sendable import NOTICES, decision_from_code, rate_limit_text
+from conversations.sendable import NOTICES, rate_limit_text
 from shared.broker import enqueue
 from shared.deps import Deps
 from shared.errors import HttpError, not_found
@@ -63,22 +63,6 @@ def refusal(code: str) -> HttpError:
 # ---- conversations -----------------------------------------------------------------------
 
 
-def conversation_json(view: Any, last: Any | None) -> dict[str, Any]:
-    """api.md's conversation shape."""
-    decision = decision_from_code(view["code"])
-    notice = decision.notice
-    return {
-        "conversation_id": view["id"],
-        "lead_id": view["lead_id"],
-        "phone": view["phone_e164"],
-        "name": view["name"],
-        "can_send": decision.sendable,
-        "notice": notice.as_json() if notice else None,
-        "last_message_at": view["last_message_at"].isoformat() if view["last_message_at"] else None,
-        "last_message": message_json(last) if last is not None else None,
-    }
-
-
 async def open_conversation(deps: Deps, firm_id: int, lead_id: int) -> tuple[dict[str, Any], bool]:
     """The conversation for the lead's phone, and whether it was created now.
 
@@ -92,12 +76,11 @@ async def open_conversation(deps: Deps, firm_id: int, lead_id: int) -> tuple[dic
             raise not_found("lead")
         if lead["code"] in NO_CONVERSATION_CODES:
             raise refusal(lead["code"])
-        conversation_id, created = await upsert_conversation(conn, firm_id, lead["phone_e164"])
-        view = await queries.conversation_view(conn, firm_id, conversation_id)
-        last = None if created else await queries.last_message(conn, conversation_id)
+        conversation_id, created = await conversation_queries.upsert_conversation(conn, firm_id, lead["phone_e164"])
+        row = await conversation_queries.fetch_conversation(conn, firm_id, conversation_id)
     structlog.contextvars.bind_contextvars(conversation_id=conversation_id)
     log.info("conversation_opened", lead_id=lead_id, created=created)
-    return conversation_json(view, last), created
+    return conversation_json(row), created
 
 
 async def thread_page(deps: Deps, firm_id: int, conversation_id: int, *, after: int | None,

@@ -1,39 +1,49 @@
 """Composition: the only shared module (with cli.py and worker.py) that imports domain packages.
 
 - `create_app(settings)`: the aiohttp app with every package's routes.
-- `ACTOR_MODULES` / `load_actors()`: what a worker (and an enqueuing web process) imports.
+- `ACTOR_MODULES`: every actor module, imported here, so a worker (and an enqueuing
+  web process) knows every actor; `shared.broker.install` binds them to its broker.
 - `sweep_tasks()`: the sweeper's tasks, in the order they run.
+
+Every package is imported by name here, so the import-linter contracts see each edge.
 """
 
 from __future__ import annotations
 
-import importlib
 from typing import AsyncIterator
 
 import dramatiq
 from aiohttp import web
 
+import intake.actors
+import intake.routes
+import intake.sweeps
+import lookup.actors
+import ops.actors
+import ops.routes
+import portal.inbox_page
+import portal.routes
+import send_pipeline.actors
+import send_pipeline.routes
+import send_pipeline.sweeps
+import webhooks.actors
+import webhooks.routes
+import webhooks.sweeps
+from firms import auth
 from shared import broker as brokers
-from shared import inbox
-from shared import ops
 from shared.config import Settings
 from shared.deps import Deps, close_deps, open_deps
 from shared.sweeper import SweepTask
 from shared.web import BROKER, DEPS, base_app
 
-DOMAIN_PACKAGES = ("intake", "lookup", "send_pipeline", "webhooks", "portal")
-ACTOR_MODULES = ("shared.diagnostics", "intake.actors", "lookup.actors", "send_pipeline.actors", "webhooks.actors")
-
-
-def load_actors() -> None:
-    for module in ACTOR_MODULES:
-        importlib.import_module(module)
+ACTOR_MODULES = (ops.actors, intake.actors, lookup.actors, send_pipeline.actors, webhooks.actors)
+SWEEP_MODULES = {"intake": intake.sweeps, "send_pipeline": send_pipeline.sweeps, "webhooks": webhooks.sweeps}
+ROUTE_MODULES = (intake.routes, send_pipeline.routes, webhooks.routes, portal.routes, ops.routes)
 
 
 def sweep_tasks() -> dict[str, SweepTask]:
     tasks: dict[str, SweepTask] = {}
-    for package in DOMAIN_PACKAGES:
-        module = importlib.import_module(f"{package}.sweeps")
+    for package, module in SWEEP_MODULES.items():
         for name, task in module.SWEEPS.items():
             tasks[f"{package}.{name}"] = task
     return tasks
@@ -43,12 +53,12 @@ def create_app(settings: Settings, *, deps: Deps | None = None, broker: dramatiq
     """The web app. With `deps` given (tests), the caller owns them; else they are opened
     on the app's loop and closed at cleanup. With `broker` None, one is built from
     `BROKER_URL` and installed."""
-    app = base_app()
+    app = base_app(auth.firm_for_key)
+    app[auth.AUTH_CACHE] = {}
     if broker is None and settings.broker_url:
         broker = brokers.install(brokers.build_broker(settings.broker_url))
     if broker is not None:
         app[BROKER] = broker
-    load_actors()
 
     if deps is not None:
         app[DEPS] = deps
@@ -61,9 +71,8 @@ def create_app(settings: Settings, *, deps: Deps | None = None, broker: dramatiq
 
         app.cleanup_ctx.append(deps_ctx)
 
-    for package in DOMAIN_PACKAGES:
-        importlib.import_module(f"{package}.routes").add_routes(app)
-    ops.add_routes(app)
+    for module in ROUTE_MODULES:
+        module.add_routes(app)
     # The inbox page at `/`; `leadsms demo` sets DEMO_SIM_URL to add its reply control.
-    inbox.add_routes(app, demo_sim_url=settings.demo_sim_url)
+    portal.inbox_page.add_routes(app, demo_sim_url=settings.demo_sim_url)
     return app

@@ -12,6 +12,8 @@ import asyncio
 import concurrent.futures
 import os
 import socket
+import time
+import traceback as tb
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
@@ -130,6 +132,59 @@ def ping(broker: dramatiq.Broker) -> None:
     # StubBroker: always reachable.
 
 
+# ---- dead letters ------------------------------------------------------------------------
+# dramatiq's Redis layout per queue Q (dispatch.lua): `Q` ready ids, `Q.msgs` every unacked
+# message, `Q.DQ(.msgs)` delayed, `Q.XQ(.msgs)` dead-lettered. `ops/queues.py` reads it.
+
+_NOTE_LUA = """
+if redis.call('hexists', KEYS[1], ARGV[1]) == 1 then
+  redis.call('hset', KEYS[1], ARGV[1], ARGV[2])
+  return 1
+end
+return 0
+"""
+
+
+def canonical_queue(queue: str) -> str:
+    return queue[:-3] if queue.endswith(".DQ") else queue
+
+
+def redis_keys(broker: Any, queue: str) -> dict[str, str]:
+    base = f"{broker.namespace}:{queue}"
+    return {"q": base, "msgs": f"{base}.msgs", "dq_msgs": f"{base}.DQ.msgs",
+            "xq": f"{base}.XQ", "xq_msgs": f"{base}.XQ.msgs"}
+
+
+def is_redis(broker: Any) -> bool:
+    return hasattr(broker, "client") and hasattr(broker, "namespace")
+
+
+class DeadLetterErrors(Middleware):
+    """Writes why a message died into its dead-letter copy (error line, traceback, when).
+
+    dramatiq's nack moves the stored message as first enqueued, so without this the
+    dead letters would not say what failed. Best effort: never breaks the worker.
+    """
+
+    def after_nack(self, broker: dramatiq.Broker, message: Any) -> None:
+        if not is_redis(broker):
+            return
+        try:
+            options = dict(message.options)
+            exc = getattr(message, "_exception", None)
+            if exc is not None:
+                options["last_error"] = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+                options["traceback"] = "".join(tb.format_exception(exc, limit=30))[-8000:]
+            options["dead_at"] = int(time.time() * 1000)
+            data = message._message.copy(options=options).encode()
+            rid = options.get("redis_message_id")
+            if rid:
+                key = redis_keys(broker, canonical_queue(message.queue_name))["xq_msgs"]
+                broker.client.eval(_NOTE_LUA, 1, key, rid, data)
+        except Exception as exc:  # pragma: no cover - best effort
+            log.debug("dead_letter_note_failed", error=f"{type(exc).__name__}: {exc}")
+
+
 class DepsBootError(MiddlewareError):
     """The worker could not open its database, Redis or Twilio client: do not boot."""
 
@@ -179,7 +234,6 @@ class WorkerDeps(Middleware):
 def worker_broker(settings: Settings) -> dramatiq.Broker:
     """The broker of a worker process: project middleware, deps opened at boot."""
     settings.require("broker_url")
-    from shared.queues import DeadLetterErrors  # shared.queues imports this module
 
     extra: list[Middleware] = [DeadLetterErrors()]
     if settings.worker_metrics_port:

@@ -1,7 +1,8 @@
 """The `leadsms` command (api.md's command table).
 
 Each command checks only the variables it needs; a bad or missing one prints one line
-naming it and exits 2. Commands owned by a feature package are thin calls into it.
+naming it and exits 2. Commands owned by a package are thin calls into it, imported by
+name inside the command so that `leadsms web` does not load the benchmarks.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ import shutil
 import signal
 import sys
 import tempfile
-from typing import Callable, Sequence
+from typing import Sequence
 
+from firms import cli as firms_cli
 from shared.config import Settings
 from shared.errors import AppError, ConfigError
 from shared.logging import configure
@@ -100,12 +102,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 async def run_sweeper(settings: Settings, *, once: bool = False) -> None:
     from shared import broker as brokers
-    from shared.app import load_actors, sweep_tasks
+    from shared.app import sweep_tasks
     from shared.deps import close_deps, open_deps
     from shared.sweeper import Sweeper
 
     brokers.install(brokers.build_broker(settings.broker_url))
-    load_actors()
     deps = await open_deps(settings, pool_size=4)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -128,48 +129,42 @@ def cmd_sweeper(args: argparse.Namespace) -> int:
     return 0
 
 
-# ---- firm add ----------------------------------------------------------------------------
-
-async def add_firm(dsn: str, name: str, number: str, region: str = "US") -> dict:
-    from shared.db import connect
-    from shared.phones import normalize_firm_number
-    from shared.web import hash_api_key, new_api_key
-
-    number = normalize_firm_number(number)
-    name = name.strip()
-    if not 1 <= len(name) <= 200:
-        raise AppError("--name must be 1 to 200 characters", code="bad_name")
-    key = new_api_key()
-    conn = await connect(dsn)
-    try:
-        exists = await conn.fetchval("SELECT id FROM firms WHERE sms_number = $1", number)
-        if exists:
-            raise AppError(f"a firm already uses {number} (firm {exists})", code="number_taken")
-        firm_id = await conn.fetchval(
-            "INSERT INTO firms (name, sms_number, default_region, api_key_sha256) VALUES ($1, $2, $3, $4) RETURNING id",
-            name, number, region.upper(), hash_api_key(key),
-        )
-    finally:
-        await conn.close()
-    return {"firm_id": firm_id, "name": name, "sms_number": number, "api_key": key}
-
-
-def cmd_firm_add(args: argparse.Namespace) -> int:
-    settings = _settings("firm")
-    result = asyncio.run(add_firm(settings.database_url, args.name, args.number, args.region))
-    print(json.dumps(result))
-    return 0
-
-
 # ---- commands owned by feature packages -------------------------------------------------
 
-def _delegate(module: str, function: str) -> Callable[[argparse.Namespace], int]:
-    def run(args: argparse.Namespace) -> int:
-        import importlib
+def cmd_twilio_sim(args: argparse.Namespace) -> int:
+    from devtools.twilio_sim import cli
 
-        return importlib.import_module(module).__getattribute__(function)(args)
+    return cli.main(args)
 
-    return run
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from intake import importer
+
+    return importer.cmd_import(args)
+
+
+def cmd_unblock(args: argparse.Namespace) -> int:
+    from webhooks import unblock
+
+    return unblock.cmd_unblock(args)
+
+
+def cmd_queues(args: argparse.Namespace) -> int:
+    from ops import queues
+
+    return queues.main(args)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from devtools.demo import run
+
+    return run.main(args)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from devtools import bench
+
+    return bench.main(args)
 
 
 # Subcommands whose own parser reads every argument after the command word.
@@ -196,42 +191,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--once", action="store_true", help="run one pass and exit")
     p.set_defaults(run=cmd_sweeper)
 
-    p = sub.add_parser("firm", help="manage firms")
-    firm_sub = p.add_subparsers(dest="firm_command", required=True, metavar="ACTION")
-    fa = firm_sub.add_parser("add", help="create a firm; prints JSON with firm_id and api_key")
-    fa.add_argument("--name", required=True)
-    fa.add_argument("--number", required=True, help="the firm's SMS number, E.164 (+1...)")
-    fa.add_argument("--region", default="US", help="default region for leads' phones")
-    fa.set_defaults(run=cmd_firm_add)
+    firms_cli.add_parser(sub)
 
     p = sub.add_parser("twilio-sim", help="the Twilio simulator (and `inbound` to text us)")
     p.add_argument("sim_args", nargs=argparse.REMAINDER)
-    p.set_defaults(run=_delegate("shared.twilio_sim.cli", "main"))
+    p.set_defaults(run=cmd_twilio_sim)
 
     p = sub.add_parser("import", help="bulk intake of older leads from a CSV file")
     p.add_argument("file")
     p.add_argument("--firm", type=int, required=True)
     p.add_argument("--batch-size", type=int, default=1000)
     p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(run=_delegate("intake.importer", "cmd_import"))
+    p.set_defaults(run=cmd_import)
 
     p = sub.add_parser("unblock", help="lift an auto-block for a firm's phone (audited)")
     p.add_argument("--firm", type=int, required=True)
     p.add_argument("--phone", required=True)
     p.add_argument("--by", default="cli", help="who lifts it (recorded in the audit)")
-    p.set_defaults(run=_delegate("webhooks.unblock", "cmd_unblock"))
+    p.set_defaults(run=cmd_unblock)
 
     p = sub.add_parser("queues", help="queue depths, dead letters, retry")
     p.add_argument("queue_args", nargs=argparse.REMAINDER)
-    p.set_defaults(run=_delegate("shared.queues", "main"))
+    p.set_defaults(run=cmd_queues)
 
     p = sub.add_parser("demo", help="everything at once with demo data, for a first look")
     p.add_argument("demo_args", nargs=argparse.REMAINDER)
-    p.set_defaults(run=_delegate("shared.demo", "main"))
+    p.set_defaults(run=cmd_demo)
 
     p = sub.add_parser("bench", help="the benchmarks")
     p.add_argument("bench_args", nargs=argparse.REMAINDER)
-    p.set_defaults(run=_delegate("shared.bench", "main"))
+    p.set_defaults(run=cmd_bench)
     return parser
 
 

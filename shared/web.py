@@ -1,4 +1,4 @@
-"""Web plumbing: JSON errors, firm API-key auth, request ids, body parsing, health.
+"""Web plumbing: JSON errors, the /v1 auth middleware, request ids, body parsing, health.
 
 Every error a client sees is `{"error": "<sentence>", "code": "<machine_code>"}`; never
 HTML, never a traceback. Domain routes raise `HttpError` (or let `AppError`s through).
@@ -7,10 +7,7 @@ HTML, never a traceback. Domain routes raise `HttpError` (or let `AppError`s thr
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
-import secrets
-import time
 import uuid
 from typing import Any, Awaitable, Callable
 
@@ -27,14 +24,16 @@ log = structlog.get_logger(__name__)
 
 DEPS = web.AppKey("deps", Deps)
 BROKER = web.AppKey("broker", object)
-AUTH_CACHE = web.AppKey("auth_cache", dict)
+# (app, presented API key) -> the firm id, or None for a key that is not valid. Firms own
+# keys (firms/auth.py); composition hands the authenticator to `base_app`.
+Authenticator = Callable[[web.Application, str], Awaitable["int | None"]]
+AUTHENTICATOR = web.AppKey("authenticator", object)
 FIRM_ID = web.RequestKey("firm_id", int)  # set by auth_middleware on every /v1 request
 
 MAX_BODY_BYTES = 64 * 1024
 # Let over-long request lines reach our handlers, which answer them with a JSON 4xx;
 # aiohttp's own limit (8190) would answer a plain-text 400 before any middleware runs.
 HANDLER_ARGS = {"max_line_size": 64 * 1024, "max_field_size": 16 * 1024}
-AUTH_CACHE_TTL_S = 30.0
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -119,40 +118,6 @@ async def request_context_middleware(request: web.Request, handler: Handler) -> 
     return response
 
 
-def hash_api_key(key: str) -> str:
-    return hashlib.sha256(key.encode("utf-8")).hexdigest()
-
-
-def new_api_key() -> str:
-    return "lsk_" + secrets.token_urlsafe(32)
-
-
-async def firm_for_key(app: web.Application, key: str) -> int | None:
-    """The firm id for an API key, through a short in-process cache.
-
-    Keys are 32 random bytes, so the SHA-256 digest is looked up by index; the digest,
-    not the key, is what is compared and cached.
-    """
-    digest = hash_api_key(key)
-    cache: dict[str, tuple[int | None, float]] = app[AUTH_CACHE]
-    hit = cache.get(digest)
-    now = time.monotonic()
-    if hit is not None and hit[1] > now:
-        return hit[0]
-    deps = app[DEPS]
-    firm_id = await deps.pool.fetchval("SELECT id FROM firms WHERE api_key_sha256 = $1", digest)
-    if firm_id is not None:  # unknown keys are not cached, so a brute force fills nothing
-        if len(cache) > 10_000:
-            cache.clear()
-        cache[digest] = (firm_id, now + AUTH_CACHE_TTL_S)
-    return firm_id
-
-
-def forget_api_keys(app: web.Application) -> None:
-    """Invalidate the key cache (after a key is created, rotated or a firm removed)."""
-    app[AUTH_CACHE].clear()
-
-
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     if not request.path.startswith("/v1/"):
@@ -161,7 +126,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     scheme, _, key = header.partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
         raise HttpError(401, "unauthorized", "Send your API key as 'Authorization: Bearer <key>'.")
-    firm_id = await firm_for_key(request.app, key.strip())
+    firm_id = await request.app[AUTHENTICATOR](request.app, key.strip())
     if firm_id is None:
         raise HttpError(401, "unauthorized", "That API key is not valid.")
     request[FIRM_ID] = firm_id
@@ -260,12 +225,14 @@ async def readyz(request: web.Request) -> web.Response:
     return json_response({"ok": True})
 
 
-def base_app() -> web.Application:
+def base_app(authenticate: Authenticator) -> web.Application:
+    """The app with the middlewares and health routes; `/v1` requests are authenticated
+    by `authenticate`."""
     app = web.Application(
         client_max_size=MAX_BODY_BYTES,
         middlewares=[request_context_middleware, error_middleware, auth_middleware],
     )
-    app[AUTH_CACHE] = {}
+    app[AUTHENTICATOR] = authenticate
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     return app

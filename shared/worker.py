@@ -6,7 +6,7 @@ and imports every actor module.
 
 from shared import broker as brokers
 from shared import eventloop
-from shared.app import load_actors
+from shared import app  # noqa: F401  (imports every actor module)
 from shared.config import Settings
 from shared.logging import configure
 
@@ -14,4 +14,3 @@ eventloop.install()  # before dramatiq's AsyncIO middleware makes its loop
 settings = Settings.for_command("worker")
 configure(settings.log_format, settings.log_level)
 broker = brokers.install(brokers.worker_broker(settings))
-load_actors()

@@ -111,7 +111,7 @@ def broker(settings: Settings):
 @pytest_asyncio.fixture(scope="session")
 async def sim(settings: Settings, sim_port: int) -> AsyncIterator[str]:
     """The Twilio simulator on its port; yields its base URL."""
-    from shared.twilio_sim import SimConfig, run_sim
+    from devtools.twilio_sim import SimConfig, run_sim
 
     config = SimConfig.from_settings(settings)
     async with run_sim(config, host="127.0.0.1", port=sim_port) as url:
@@ -206,7 +206,7 @@ class Firm(dict):
 
 @pytest.fixture
 def make_firm(settings: Settings) -> Callable[..., Awaitable[Firm]]:
-    from shared.cli import add_firm
+    from firms.service import add_firm
 
     counter = {"n": 0}
 

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable
 
 
-from shared import local_services
-from shared.local_services import pg_reachable, redis_reachable
+from devtools import local_services
+from devtools.local_services import pg_reachable, redis_reachable
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"

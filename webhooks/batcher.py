@@ -28,7 +28,7 @@ import asyncpg
 import structlog
 
 from shared.deps import Deps
-from webhooks import inbox, queries
+from webhooks import dispatch, inbox, queries
 
 log = structlog.get_logger(__name__)
 
@@ -98,7 +98,7 @@ class StatusBatcher:
             log.warning("webhook_batch_failed", rows=len(batch), error=f"{type(exc).__name__}: {exc}")
             stored = await _one_by_one(deps, batch)
         pending = sorted({s.inbox_id for s in stored if isinstance(s, inbox.Stored) and s.pending})
-        await inbox.enqueue_many_quietly("status", pending)
+        await dispatch.enqueue_many_quietly("status", pending)
         for item, result in zip(batch, stored):
             if item.future.done():  # the client went away meanwhile
                 continue

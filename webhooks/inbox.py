@@ -3,32 +3,27 @@
 Why a row first: Twilio retries a webhook it got no 2xx for, and we must lose nothing
 (an opt-out is a legal duty). So the route stores the request, applies an inbound consent
 keyword in that same transaction (no send is claimed once Twilio has our 200), and only
-then enqueues the job that does the rest. If the broker is down the row is still there;
+then enqueues the job that does the rest (dispatch.py). If the broker is down the row is still there;
 the sweeper re-enqueues unprocessed rows. Replays collapse on (kind, MessageSid, status).
 """
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from typing import Any, Mapping
 
 import structlog
 
-from send_pipeline import consent
-from shared.broker import enqueue
+from consent import ledger as consent
 from shared.deps import Deps
 from shared.phones import E164_RE, check_phone
 from shared.web import parse_id
 from webhooks import queries
-from webhooks.keywords import Keyword, classify_keyword
+from consent.keywords import Keyword, classify_keyword
 
 log = structlog.get_logger(__name__)
 
 KINDS = ("status", "inbound")
-# How long a webhook waits for the broker before answering anyway. Twilio gives a webhook
-# 15 s; an unreachable (not refusing) broker host could otherwise eat all of it.
-ENQUEUE_TIMEOUT_S = 3.0
 
 
 @dataclass(frozen=True)
@@ -95,42 +90,3 @@ async def _apply_keyword(conn: Any, keyword: Keyword, params: Mapping[str, str])
         return False
     change = consent.opt_out if keyword.kind == "opt_out" else consent.opt_in
     return await change(conn, firm["id"], phone, keyword.source, message_sid=params.get("MessageSid"))
-
-
-async def enqueue_inbox(kind: str, inbox_id: int) -> None:
-    """Hand the row to its queue: `status` -> apply_status, `inbound` -> handle_inbound."""
-    from webhooks import actors
-
-    target = actors.apply_status if kind == "status" else actors.handle_inbound
-    await enqueue(target, inbox_id)
-
-
-async def enqueue_quietly(kind: str, inbox_id: int) -> bool:
-    """Enqueue, but a broker failure is only logged: the row is safe, the sweeper replays it."""
-    try:
-        await asyncio.wait_for(enqueue_inbox(kind, inbox_id), ENQUEUE_TIMEOUT_S)
-    except Exception as exc:  # any broker trouble: Twilio must still get its 2xx
-        log.warning("inbox_enqueue_failed", kind=kind, inbox_id=inbox_id, error=f"{type(exc).__name__}: {exc}")
-        return False
-    return True
-
-
-async def enqueue_many_quietly(kind: str, inbox_ids: list[int]) -> bool:
-    """`enqueue_quietly` for a batch: one Redis round trip on a RedisBroker."""
-    if not inbox_ids:
-        return True
-    from shared import async_enqueue
-    from webhooks import actors
-
-    target = actors.apply_status if kind == "status" else actors.handle_inbound
-    try:
-        if async_enqueue.supports(target.broker):
-            await asyncio.wait_for(async_enqueue.enqueue_many(target.broker, [(target, (i,)) for i in inbox_ids]),
-                                   ENQUEUE_TIMEOUT_S)
-        else:
-            await asyncio.wait_for(asyncio.gather(*(enqueue(target, i) for i in inbox_ids)), ENQUEUE_TIMEOUT_S)
-    except Exception as exc:  # any broker trouble: Twilio must still get its 2xx
-        log.warning("inbox_enqueue_failed", kind=kind, inbox_ids=len(inbox_ids), first_inbox_id=inbox_ids[0],
-                    error=f"{type(exc).__name__}: {exc}")
-        return False
-    return True

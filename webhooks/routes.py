@@ -14,7 +14,7 @@ from aiohttp import web
 
 from shared.errors import HttpError
 from shared.web import DEPS, FIRM_ID, json_response, path_id, read_json, user_id
-from webhooks import inbox, service
+from webhooks import dispatch, inbox, service
 from webhooks.batcher import StatusBatcher
 from webhooks.signature import SIGNATURE_HEADER, is_valid_signature, signed_url
 
@@ -59,7 +59,7 @@ async def _receive(request: web.Request, kind: str, message_id: int | None) -> N
         raise HttpError(503, "unavailable", "The database is unavailable. Try again shortly.",
                         headers={"Retry-After": "1"}) from exc
     if stored.pending:
-        await inbox.enqueue_quietly(kind, stored.inbox_id)
+        await dispatch.enqueue_quietly(kind, stored.inbox_id)
 
 
 async def twilio_status(request: web.Request) -> web.Response:

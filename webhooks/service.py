@@ -14,15 +14,15 @@ from typing import Any, Awaitable, Callable
 import asyncpg
 import structlog
 
-from send_pipeline import consent
-from send_pipeline.conversations import bump_conversation, upsert_conversation
-from send_pipeline.sendable import Decision, decide_for_phone
+from consent import ledger as consent
+from conversations.queries import bump_conversation, upsert_conversation
+from conversations.sendable import Decision, decide_for_phone
 from shared.broker import enqueue
 from shared.deps import Deps
 from shared.errors import HttpError
 from webhooks import queries
 from webhooks.inbox import sender_phone
-from webhooks.keywords import classify_keyword, reads_like_opt_out
+from consent.keywords import classify_keyword, reads_like_opt_out
 from webhooks.status_codes import (
     FINAL_FAILURES,
     OPT_OUT_SOURCE,

@@ -11,7 +11,7 @@ import structlog
 
 from shared.deps import Deps
 from webhooks import queries
-from webhooks.inbox import enqueue_inbox
+from webhooks.dispatch import enqueue_inbox
 
 log = structlog.get_logger(__name__)
 

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from shared.bench import accounting, load, profile, report
+from devtools.bench import accounting, load, profile, report
 from tests.support import ROOT, Embedded, resolve_postgres, resolve_redis
 
 TINY = [

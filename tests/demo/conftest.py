@@ -1,5 +1,5 @@
 """Fixtures for the inbox page and demo tests: the inbox served by a real app (the same
-`create_app` as `leadsms web`, plus `shared.inbox` mounted here), headless Chromium driven
+`create_app` as `leadsms web`, plus `portal.inbox_page` mounted here), headless Chromium driven
 by Playwright, and a firm seeded through the real API and worker.
 
 The inbox app listens on its own port; Twilio's callbacks still reach the `web` fixture's
@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
-from shared.demo_seed import Api
+from devtools.demo.seed import Api
 from tests.support import serve_app, wait_for
 
 CHROMIUM = "/usr/bin/chromium"
@@ -42,7 +42,7 @@ def chromium_missing_reason() -> str | None:
 @pytest_asyncio.fixture(scope="session")
 async def inbox(settings, deps, broker, web, sim) -> AsyncIterator[str]:
     """The API with the inbox page and the demo reply route; yields its base URL."""
-    from shared import inbox as inbox_routes
+    from portal import inbox_page as inbox_routes
     from shared.app import create_app
 
     app = create_app(settings, deps=deps, broker=broker)

@@ -45,7 +45,7 @@ def _inbox_is_mounted() -> bool:
 
 requires_inbox = pytest.mark.skipif(
     not _inbox_is_mounted(),
-    reason="shared/app.py does not mount shared.inbox yet (see the demo integration patch)",
+    reason="shared/app.py does not mount portal.inbox_page yet (see the demo integration patch)",
 )
 
 

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from send_pipeline.sendable import NOTICES, rate_limit_text
-from shared.demo_seed import Api
+from conversations.sendable import NOTICES, rate_limit_text
+from devtools.demo.seed import Api
 from tests.demo.conftest import add_lead
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]

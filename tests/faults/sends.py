@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 
-from shared.cli import add_firm
+from firms.service import add_firm
 from tests.faults.stack import Stack, Witness
 
 IN_FLIGHT = ("queued", "sending")

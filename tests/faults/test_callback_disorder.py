@@ -17,7 +17,7 @@ from collections import Counter
 import aiohttp
 import pytest
 
-from shared.twilio_sim.signing import new_sid, status_params
+from devtools.twilio_sim.signing import new_sid, status_params
 from tests.faults.conftest import record
 from tests.faults.sends import add_conversations, make_firm, post_sends, wait_settled
 from tests.faults.stack import SID, connect, private_stack

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from intake.importer import INVALID_ROWS_SHOWN, Progress, ImportSummary, import_file
-from send_pipeline.conversations import upsert_conversation
+from conversations.queries import upsert_conversation
 from shared.errors import AppError
 from tests.conftest import last_json_line
 from tests.intake.helpers import post_lead, sim_lookups

@@ -10,7 +10,7 @@ import pytest
 from intake import queries, service
 from intake.sweeps import requeue_pending_leads
 from intake.validation import LeadInput
-from send_pipeline.conversations import upsert_conversation
+from conversations.queries import upsert_conversation
 from tests.intake.helpers import external_id
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)

@@ -18,7 +18,8 @@ import pytest_asyncio
 from shared import broker as brokers
 from shared.config import Settings
 from shared.deps import Deps
-from shared.queues import DeadLetterErrors, queue_stats
+from ops.queues import queue_stats
+from shared.broker import DeadLetterErrors
 from tests.ops import jobs
 from tests.support import ROOT, wait_for
 from tests.support import serve_app as serve

@@ -9,7 +9,7 @@ from typing import Any, Iterator
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from shared.ops import WORKER_EXPORTER_METRICS
+from ops.metrics import WORKER_EXPORTER_METRICS
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "docs" / "grafana-dashboard.json"
 PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "offset", "bool",

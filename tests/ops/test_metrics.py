@@ -9,7 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from shared import metrics
 from shared.deps import redis_client
-from shared.ops import render_metrics
+from ops.metrics import render_metrics
 from tests.ops import jobs, seed
 from tests.ops.conftest import wait_dead
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 
-from shared.diagnostics import ping_worker
+from ops.actors import ping_worker
 from tests.ops import jobs
 from tests.ops.conftest import cli_env, dead_count, run_queues, wait_dead
 from tests.support import wait_for

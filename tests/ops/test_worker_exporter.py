@@ -7,8 +7,8 @@ import uuid
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from shared.diagnostics import ping_worker
-from shared.ops import WORKER_EXPORTER_METRICS
+from ops.actors import ping_worker
+from ops.metrics import WORKER_EXPORTER_METRICS
 from tests.support import free_port, stop_process, wait_for
 
 

@@ -1,6 +1,6 @@
 import uuid
 
-from shared.diagnostics import ping_worker
+from ops.actors import ping_worker
 from tests.support import wait_for
 
 

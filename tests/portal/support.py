@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 
-from send_pipeline.conversations import bump_conversation, upsert_conversation
+from conversations.queries import bump_conversation, upsert_conversation
 
 _ids = itertools.count(1)
 NOW = dt.datetime.now(dt.timezone.utc)

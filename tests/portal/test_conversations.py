@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import aiohttp
-from send_pipeline.sendable import NOTICES
+from conversations.sendable import NOTICES
 from tests.portal.support import add_conversation, add_lead, add_message, get_json, set_flag, set_line
 
 LIST = "/v1/conversations"

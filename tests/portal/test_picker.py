@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from portal.generate_leads import generate_leads
+from devtools.bench.generate_leads import generate_leads
 from portal.picker import BadQuery, country_code, digits_only, escape_like, normalize_query
 from tests.portal.support import add_lead, days_ago, get_json, set_flag, set_line
 

@@ -6,7 +6,8 @@ import datetime as dt
 
 import pytest
 
-from portal.shapes import PREVIEW_CHARS, BadCursor, decode_cursor, encode_cursor, preview
+from conversations.shapes import PREVIEW_CHARS, preview
+from portal.shapes import BadCursor, decode_cursor, encode_cursor
 
 
 def test_a_cursor_round_trips_to_the_microsecond():

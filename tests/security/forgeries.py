@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from twilio.request_validator import RequestValidator
 
-from shared.twilio_sim.signing import inbound_params, new_sid, status_params
+from devtools.twilio_sim.signing import inbound_params, new_sid, status_params
 
 SIGNATURE = "X-Twilio-Signature"
 

@@ -1,6 +1,6 @@
 """API keys are never compared as strings an attacker can probe byte by byte.
 
-`shared/web.py` hashes the presented key (SHA-256) and looks the digest up by index, so
+`firms/auth.py` hashes the presented key (SHA-256) and looks the digest up by index, so
 what PostgreSQL compares is a digest the caller cannot steer: a key sharing the real
 key's first 40 characters has a digest as unrelated as any other, and timing reveals
 nothing about the key. The raw key is stored nowhere (the auth cache is keyed by digest too); the ops token is
@@ -12,7 +12,8 @@ from __future__ import annotations
 import ast
 import inspect
 
-from shared import ops, web
+from firms import auth
+from ops import page
 
 
 def _compares(fn) -> list[str]:
@@ -23,11 +24,11 @@ def _compares(fn) -> list[str]:
 
 
 def test_the_key_lookup_hashes_before_it_compares_anything():
-    source = inspect.getsource(web.firm_for_key)
+    source = inspect.getsource(auth.firm_for_key)
     assert "digest = hash_api_key(key)" in source
     assert "api_key_sha256 = $1\", digest" in source
-    assert not [c for c in _compares(web.firm_for_key) if "key" in c.split("==")[0]], _compares(web.firm_for_key)
-    assert "compare_digest" in inspect.getsource(ops.check_ops_token)
+    assert not [c for c in _compares(auth.firm_for_key) if "key" in c.split("==")[0]], _compares(auth.firm_for_key)
+    assert "compare_digest" in inspect.getsource(page.check_ops_token)
 
 
 async def test_the_raw_key_is_stored_nowhere_only_its_digest(http, firm, pool):
@@ -36,7 +37,7 @@ async def test_the_raw_key_is_stored_nowhere_only_its_digest(http, firm, pool):
     key = firm["api_key"]
     row = await pool.fetchrow("SELECT * FROM firms WHERE id = $1", firm.id)
     assert key not in " ".join(str(v) for v in row.values())
-    assert row["api_key_sha256"] == web.hash_api_key(key)
+    assert row["api_key_sha256"] == auth.hash_api_key(key)
     assert len(key) >= 40, "keys carry 32 random bytes"
 
 

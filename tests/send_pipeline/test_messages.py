@@ -2,7 +2,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from send_pipeline.messages import MAX_BODY_CHARS, backoff_ms, clean_body, message_json
+from conversations.shapes import message_json
+from send_pipeline.messages import MAX_BODY_CHARS, backoff_ms, clean_body
 from shared.errors import HttpError
 
 

@@ -3,7 +3,7 @@
 import aiohttp
 import pytest
 
-from send_pipeline.sendable import NOTICES
+from conversations.sendable import NOTICES
 from tests.send_pipeline.conftest import add_lead, open_conversation, post_send
 
 PHONE = "+12125551234"
@@ -19,8 +19,8 @@ async def test_opening_a_conversation_creates_it_once(http, firm, pool):
         again = await resp.json()
     assert first["conversation_id"] == again["conversation_id"]
     assert first == {"conversation_id": first["conversation_id"], "lead_id": lead_id, "phone": PHONE,
-                     "name": "Dana Ruiz", "can_send": True, "notice": None, "last_message_at": None,
-                     "last_message": None}
+                     "name": "Dana Ruiz", "can_send": True, "notice": None, "line_type": None,
+                     "last_message_at": None, "last_message": None, "needs_reply": False}
 
 
 async def test_a_second_signup_with_the_same_phone_shares_the_conversation(http, firm, pool):

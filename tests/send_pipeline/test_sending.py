@@ -4,8 +4,9 @@ import asyncio
 
 import pytest
 
-from send_pipeline import consent, queries, sending
-from send_pipeline.sendable import NOTICES, rate_limit_text
+from send_pipeline import queries, sending
+from consent import ledger as consent
+from conversations.sendable import NOTICES, rate_limit_text
 from tests.send_pipeline.conftest import add_lead, post_send, sim_view
 from tests.support import wait_for
 
@@ -127,11 +128,11 @@ async def test_a_stop_recorded_after_enqueue_blocks_the_send(deps, firm, thread,
     await queries.insert_queued_message(pool, row["id"], firm.id, conv, "Last chance to register!", "u1", 1)
     async with pool.acquire() as conn, conn.transaction():
         await consent.opt_out(conn, firm.id, PHONE, "keyword:stop")
-    assert await sending.send_message(deps, row["id"]) == "blocked"
+    assert (await sending.send_message(deps, row["id"])).result == "blocked"
     stored = await pool.fetchrow("SELECT status, blocked_reason, twilio_sid FROM messages WHERE id = $1", row["id"])
     assert tuple(stored) == ("blocked", "opted_out", None)
     assert (await sim_view(sim))["attempts"] == []
-    assert await sending.send_message(deps, row["id"]) == "skipped"
+    assert (await sending.send_message(deps, row["id"])).result == "skipped"
 
 
 async def test_a_stop_recorded_between_enqueue_and_the_worker_blocks_the_send(worker, firm, thread, pool, sim):
@@ -153,7 +154,7 @@ async def test_a_message_that_is_not_queued_is_left_alone(deps, firm, thread, po
     msg_id = await pool.fetchval("SELECT nextval('messages_id_seq')")
     await queries.insert_queued_message(pool, msg_id, firm.id, conv, "Hi", "u1", 1)
     await pool.execute("UPDATE messages SET status = 'sent', twilio_sid = 'SMx' WHERE id = $1", msg_id)
-    assert await sending.send_message(deps, msg_id) == "skipped"
+    assert (await sending.send_message(deps, msg_id)).result == "skipped"
     assert (await sim_view(sim))["attempts"] == []
 
 

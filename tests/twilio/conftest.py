@@ -16,7 +16,7 @@ from aiohttp import web
 from twilio.request_validator import RequestValidator
 
 from shared.twilio import TwilioClient
-from shared.twilio_sim import SimConfig, run_sim
+from devtools.twilio_sim import SimConfig, run_sim
 
 ACCOUNT_SID = "AC" + "1" * 32
 AUTH_TOKEN = "test-auth-token-0123456789"

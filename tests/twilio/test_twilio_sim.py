@@ -15,7 +15,7 @@ from twilio.request_validator import RequestValidator
 
 from shared.config import Settings
 from shared.twilio import TwilioPermanent
-from shared.twilio_sim import DEFAULT_PORT, SimConfig, scenario_for
+from devtools.twilio_sim import DEFAULT_PORT, SimConfig, scenario_for
 
 FIRM_NUMBER = "+14155559000"
 LEAD = "+14155554321"

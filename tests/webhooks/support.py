@@ -15,7 +15,7 @@ from twilio.request_validator import RequestValidator
 
 from shared.config import Settings
 from shared.deps import Deps
-from shared.twilio_sim.signing import inbound_params, new_sid, status_params
+from devtools.twilio_sim.signing import inbound_params, new_sid, status_params
 from webhooks import service
 
 SIGNATURE = "X-Twilio-Signature"

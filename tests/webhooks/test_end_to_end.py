@@ -1,7 +1,7 @@
 """Through the real send path: the portal sends, a worker calls the simulator, the
 simulator's signed callbacks come back to /twilio/status, a worker applies them."""
 
-from send_pipeline.sendable import NOTICES
+from conversations.sendable import NOTICES
 from tests.support import wait_for
 from tests.webhooks.support import flag_events, open_thread, post_message
 

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 import aiohttp
 import pytest
 
-from send_pipeline.sendable import NOTICES, decide_for_phone
+from conversations.sendable import NOTICES, decide_for_phone
 from tests.support import wait_for
 from tests.webhooks.support import (
     add_lead,

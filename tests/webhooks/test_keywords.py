@@ -1,6 +1,6 @@
 import pytest
 
-from webhooks.keywords import classify_keyword, reads_like_opt_out
+from consent.keywords import classify_keyword, reads_like_opt_out
 from webhooks.status_codes import advances, effect_of, our_status
 
 

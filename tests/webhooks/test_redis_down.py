@@ -8,7 +8,7 @@ import aiohttp
 import redis
 from aiohttp import web as aioweb
 
-from send_pipeline.sendable import decide_for_phone
+from conversations.sendable import decide_for_phone
 from shared import broker as brokers
 from shared.app import create_app
 from shared.deps import Deps, redis_client

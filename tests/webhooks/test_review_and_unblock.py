@@ -3,7 +3,7 @@
 import json
 import subprocess
 
-from send_pipeline.sendable import decide_for_phone
+from conversations.sendable import decide_for_phone
 from tests.support import leadsms_command
 from tests.webhooks.support import (
     add_outbound,

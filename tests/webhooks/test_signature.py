@@ -2,7 +2,7 @@
 
 
 
-from shared.twilio_sim.signing import inbound_params, status_params
+from devtools.twilio_sim.signing import inbound_params, status_params
 from tests.webhooks.support import (add_outbound, app_with_cuttable_database, message, post_form, post_signed,
                                     send_status, sign)
 

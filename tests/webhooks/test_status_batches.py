@@ -6,7 +6,7 @@ import asyncio
 import dramatiq
 
 from shared import async_enqueue
-from shared.twilio_sim.signing import status_params
+from devtools.twilio_sim.signing import status_params
 from tests.support import wait_for
 from tests.webhooks.support import add_outbound, app_with_cuttable_database, post_signed, send_status
 

@@ -4,7 +4,7 @@ import asyncio
 
 import aiohttp
 
-from send_pipeline.sendable import NOTICES, decide_for_phone
+from conversations.sendable import NOTICES, decide_for_phone
 from tests.support import wait_for
 from tests.webhooks.support import (
     add_outbound,

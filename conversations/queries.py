@@ -1,0 +1,122 @@
+"""SQL of conversations: one per (firm, phone), linked to the newest signup with that phone,
+and the row the conversation shape is built from."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import asyncpg
+
+from conversations.shapes import PREVIEW_CHARS
+
+Conn = asyncpg.Connection | asyncpg.Pool
+
+# The newest signup of the firm with this phone (by signed_up_at, then id).
+NEWEST_LEAD_SQL = """
+    SELECT id FROM leads
+    WHERE firm_id = $1 AND phone_e164 = $2
+    ORDER BY signed_up_at DESC, id DESC
+    LIMIT 1
+"""
+
+
+async def upsert_conversation(conn: asyncpg.Connection, firm_id: int, phone_e164: str) -> tuple[int, bool]:
+    """The conversation id for (firm, phone) and whether it was created now.
+
+    Race-free: concurrent callers converge on one row through the unique key.
+    """
+    row = await conn.fetchrow(
+        f"""
+        INSERT INTO conversations (firm_id, phone_e164, lead_id)
+        VALUES ($1, $2, ({NEWEST_LEAD_SQL}))
+        ON CONFLICT (firm_id, phone_e164) DO UPDATE
+            SET lead_id = COALESCE(EXCLUDED.lead_id, conversations.lead_id)
+        RETURNING id, (xmax = 0) AS created
+        """,
+        firm_id, phone_e164,
+    )
+    return row["id"], row["created"]
+
+
+async def bump_conversation(conn: asyncpg.Connection, conversation_id: int) -> None:
+    """Move the conversation to the top of the list (last activity now)."""
+    await conn.execute(
+        "UPDATE conversations SET last_message_at = greatest(coalesce(last_message_at, '-infinity'), clock_timestamp()) WHERE id = $1",
+        conversation_id,
+    )
+
+
+# The conversation of (firm, phone) points at the newest signup with that phone, by
+# signed_up_at then id (index leads_firm_phone_newest).
+_NEWEST_LEAD_OF_ROW = """
+    SELECT l.id FROM leads l
+    WHERE l.firm_id = c.firm_id AND l.phone_e164 = c.phone_e164
+    ORDER BY l.signed_up_at DESC, l.id DESC
+    LIMIT 1
+"""
+
+
+async def lock_conversation(conn: asyncpg.Connection, firm_id: int, phone_e164: str) -> None:
+    """Lock the phone's conversation (if any) for the transaction: two signups of one phone
+    validated at once then relink one after the other, the later seeing the earlier."""
+    await conn.execute(
+        "SELECT 1 FROM conversations WHERE firm_id = $1 AND phone_e164 = $2 FOR UPDATE", firm_id, phone_e164,
+    )
+
+
+async def relink_conversations(conn: Conn, firm_id: int, phones: Sequence[str]) -> int:
+    """Point each of these phones' conversations (if any) at the phone's newest signup."""
+    result = await conn.execute(
+        f"""
+        UPDATE conversations c SET lead_id = ({_NEWEST_LEAD_OF_ROW})
+        WHERE c.firm_id = $1 AND c.phone_e164 = ANY($2::text[])
+          AND c.lead_id IS DISTINCT FROM ({_NEWEST_LEAD_OF_ROW})
+        """,
+        firm_id, list(phones),
+    )
+    return int(result.split()[-1])
+
+
+# One row per conversation with everything the list shows: the newest signup's name, the
+# sendable decision (the lead's phone status, or 'valid' for an unknown sender), the line
+# type and the last message (LATERAL over messages_thread: no N+1).
+_CONVERSATION_SELECT = f"""
+SELECT c.id, c.lead_id, c.phone_e164, c.last_message_at, c.created_at,
+       COALESCE(c.last_message_at, c.created_at) AS activity,
+       l.name, l.phone_status,
+       send_block_code(c.firm_id, COALESCE(l.phone_status, 'valid'), c.phone_e164) AS block_code,
+       pl.line_type,
+       m.id AS m_id, m.direction AS m_direction, left(m.body, {PREVIEW_CHARS + 1}) AS m_body,
+       m.status AS m_status, m.created_at AS m_created_at
+FROM conversations c
+LEFT JOIN leads l ON l.id = c.lead_id AND l.firm_id = c.firm_id
+LEFT JOIN phone_lines pl ON pl.phone_e164 = c.phone_e164
+LEFT JOIN LATERAL (
+    SELECT id, direction, body, status, created_at FROM messages
+    WHERE messages.conversation_id = c.id
+    ORDER BY created_at DESC, id DESC
+    LIMIT 1) AS m ON true
+"""
+
+_RECENT_ORDER = "ORDER BY COALESCE(c.last_message_at, c.created_at) DESC, c.id DESC"
+
+
+async def list_conversations(conn: Conn, firm_id: int, limit: int) -> list[asyncpg.Record]:
+    """The firm's conversations, most recent activity first (first page)."""
+    return await conn.fetch(
+        f"{_CONVERSATION_SELECT} WHERE c.firm_id = $1 {_RECENT_ORDER} LIMIT $2", firm_id, limit
+    )
+
+
+async def list_conversations_before(conn: Conn, firm_id: int, limit: int, activity, conv_id: int) -> list[asyncpg.Record]:
+    """The page after the cursor (activity, id): keyset on the `conversations_recent` index."""
+    return await conn.fetch(
+        f"""{_CONVERSATION_SELECT}
+            WHERE c.firm_id = $1 AND (COALESCE(c.last_message_at, c.created_at), c.id) < ($3, $4)
+            {_RECENT_ORDER} LIMIT $2""",
+        firm_id, limit, activity, conv_id,
+    )
+
+
+async def fetch_conversation(conn: Conn, firm_id: int, conv_id: int) -> asyncpg.Record | None:
+    return await conn.fetchrow(f"{_CONVERSATION_SELECT} WHERE c.id = $2 AND c.firm_id = $1", firm_id, conv_id)

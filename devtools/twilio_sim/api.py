@@ -1,0 +1,265 @@
+"""The part of Twilio's REST API we use: Messages create/list/fetch and Lookup v2.
+
+Shapes, status codes and error bodies are Twilio's, because the real SDK parses them:
+an error is `{"code", "message", "more_info", "status"}` with the HTTP status, a create
+answers 201, a list is a page with `next_page_uri`. Behaviour per destination comes from
+`scenarios.py`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+from typing import Any
+from urllib.parse import urlencode
+
+import phonenumbers
+from aiohttp import web
+
+from shared.segments import segment_info
+from devtools.twilio_sim.callbacks import progress_message
+from devtools.twilio_sim.faults import list_fails, pick_create_fault
+from devtools.twilio_sim.scenarios import CARRIERS, ERROR_429, ERROR_500, CreateError, scenario_for
+from devtools.twilio_sim.signing import new_sid
+from devtools.twilio_sim.state import SIM_STATE, SimState
+from devtools.twilio_sim.store import API_VERSION, SimMessage, now
+
+MAX_BODY = 1600
+MAX_PAGE_SIZE = 1000
+DEFAULT_PAGE_SIZE = 50
+
+
+def twilio_error(status: int, code: int, message: str, **extra: Any) -> web.Response:
+    body = {"code": code, "message": message,
+            "more_info": f"https://www.twilio.com/docs/errors/{code}", "status": status, **extra}
+    return web.json_response(body, status=status)
+
+
+def _credentials(header: str) -> tuple[str, str] | None:
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        login, sep, password = base64.b64decode(encoded, validate=True).decode("utf-8").partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return (login, password) if sep else None
+
+
+def authenticate(request: web.Request, state: SimState, account_sid: str | None = None) -> web.Response | None:
+    """None when Basic auth matches the configured sid/token (and the path's account)."""
+    header = request.headers.get("Authorization", "")
+    config = state.config
+    if header != request.app[EXPECTED_AUTH] and _credentials(header) != (config.account_sid, config.auth_token):
+        state.store.counters["auth_failures"] += 1
+        response = twilio_error(401, 20003, "Authenticate",
+                                detail="Your AccountSid or AuthToken was incorrect.")
+        response.headers["WWW-Authenticate"] = 'Basic realm="Twilio API"'
+        return response
+    if account_sid is not None and account_sid != config.account_sid:
+        return twilio_error(404, 20404, f"The requested resource {request.path} was not found")
+    return None
+
+
+EXPECTED_AUTH = web.AppKey("sim_expected_auth", str)
+
+
+# ---- Messages ----------------------------------------------------------------------------
+
+def _refuse(state: SimState, error: CreateError, to: str, attempt: dict[str, Any]) -> web.Response:
+    state.store.add_attempt(**attempt, outcome="refused", http_status=error.status, error_code=error.code)
+    return twilio_error(error.status, error.code, error.message.format(to=to))
+
+
+async def create_message(request: web.Request) -> web.Response:
+    state = request.app[SIM_STATE]
+    denied = authenticate(request, state, request.match_info["account_sid"])
+    if denied is not None:
+        return denied
+    form = await request.post()
+    to, from_ = str(form.get("To") or ""), str(form.get("From") or "")
+    body, callback = str(form.get("Body") or ""), form.get("StatusCallback")
+    attempt: dict[str, Any] = {"to": to, "from": from_, "body": body, "status_callback": callback}
+    if not to:
+        return _refuse(state, CreateError(400, 21604, "A 'To' phone number is required."), to, attempt)
+    if not from_ and not form.get("MessagingServiceSid"):
+        return _refuse(state, CreateError(400, 21603, "A 'From' phone number is required."), to, attempt)
+    if not body and not form.get("MediaUrl"):
+        return _refuse(state, CreateError(400, 21602, "Message body is required."), to, attempt)
+    if len(body) > MAX_BODY:
+        return _refuse(state, CreateError(400, 21617, "The concatenated message body exceeds the 1600 character limit."), to, attempt)
+
+    fault = pick_create_fault(state.config, state.rng, state.burst_429_left)
+    if state.config.slow_s:
+        await asyncio.sleep(state.config.slow_s)
+    if fault is not None:
+        state.store.counters[f"fault_{fault}"] += 1
+        attempt["fault"] = fault
+    if fault == "429":
+        state.burst_429_left = max(0, state.burst_429_left - 1)
+        return _refuse(state, ERROR_429, to, attempt)
+    if fault == "500":
+        return _refuse(state, ERROR_500, to, attempt)
+
+    scenario = scenario_for(to)
+    attempt["try"] = state.store.next_try(to)
+    attempt["scenario"] = scenario.name
+    if scenario.late:
+        await asyncio.sleep(state.config.late_delay_s)
+    if scenario.create_error is not None:
+        return _refuse(state, scenario.create_error, to, attempt)
+    if attempt["try"] <= scenario.fail_first_tries:
+        return _refuse(state, ERROR_500, to, attempt)
+    if attempt["try"] <= scenario.rate_limit_first_tries:
+        return _refuse(state, ERROR_429, to, attempt)
+
+    encoding, segments = segment_info(body)
+    message = SimMessage(
+        sid=new_sid("SM"), account_sid=state.config.account_sid, to=to, from_=from_, body=body,
+        status_callback=str(callback) if callback else None, num_segments=segments,
+        encoding=encoding, scenario=scenario.name, date_created=now(),
+    )
+    state.store.add_message(message)
+    state.spawn(progress_message(state, message, scenario))
+    if fault == "hang":  # Twilio has it, and the answer comes after the client gave up
+        state.store.add_attempt(**attempt, outcome="created_then_hung", http_status=201,
+                                error_code=None, sid=message.sid)
+        await asyncio.sleep(state.config.hang_s)
+        return web.json_response(message.to_twilio(), status=201)
+    if attempt["try"] <= scenario.created_but_500_tries or fault == "created_500":
+        state.store.add_attempt(**attempt, outcome="created_but_500", http_status=500,
+                                error_code=ERROR_500.code, sid=message.sid)
+        return twilio_error(ERROR_500.status, ERROR_500.code, ERROR_500.message)
+    state.store.add_attempt(**attempt, outcome="created", http_status=201, error_code=None, sid=message.sid)
+    return web.json_response(message.to_twilio(), status=201)
+
+
+def _int_param(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
+    try:
+        return max(lo, min(hi, int(request.query.get(name, default))))
+    except ValueError:
+        return default
+
+
+async def list_messages(request: web.Request) -> web.Response:
+    """Newest first, paged by PageSize; PageToken `PA<n>` marks where the next page starts,
+    so a page stays stable while new messages arrive."""
+    state = request.app[SIM_STATE]
+    account_sid = request.match_info["account_sid"]
+    denied = authenticate(request, state, account_sid)
+    if denied is not None:
+        return denied
+    state.store.counters["list_requests"] += 1
+    if list_fails(state.config, state.rng):
+        state.store.counters["fault_list_500"] += 1
+        return twilio_error(ERROR_500.status, ERROR_500.code, ERROR_500.message)
+    to, from_ = request.query.get("To"), request.query.get("From")
+    items = state.store.matching(to, from_)
+    size = _int_param(request, "PageSize", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
+    page = _int_param(request, "Page", 0, 0, 1 << 30)
+    token = request.query.get("PageToken", "")
+    upper = len(items) - page * size
+    if token.startswith("PA") and token[2:].isdigit():
+        upper = int(token[2:])
+    upper = max(0, min(upper, len(items)))
+    lower = max(0, upper - size)
+    chosen = items[lower:upper][::-1]
+
+    base = f"/{API_VERSION}/Accounts/{account_sid}/Messages.json"
+    filters = {k: v for k, v in (("To", to), ("From", from_)) if v}
+    query = urlencode({**filters, "PageSize": size})
+    next_uri = f"{base}?{query}&Page={page + 1}&PageToken=PA{lower}" if lower > 0 else None
+    return web.json_response({
+        "messages": [m.to_twilio() for m in chosen],
+        "end": page * size + max(len(chosen) - 1, 0),
+        "first_page_uri": f"{base}?{query}&Page=0",
+        "next_page_uri": next_uri,
+        "page": page,
+        "page_size": size,
+        "previous_page_uri": None if page == 0 else f"{base}?{query}&Page={page - 1}",
+        "start": page * size,
+        "uri": request.path_qs,
+    })
+
+
+async def fetch_message(request: web.Request) -> web.Response:
+    state = request.app[SIM_STATE]
+    denied = authenticate(request, state, request.match_info["account_sid"])
+    if denied is not None:
+        return denied
+    message = state.store.by_sid.get(request.match_info["sid"])
+    if message is None:
+        return twilio_error(404, 20404, f"The requested resource {request.path} was not found")
+    return web.json_response(message.to_twilio())
+
+
+# ---- Lookup v2 ---------------------------------------------------------------------------
+
+def _parse_number(raw: str, country: str | None) -> tuple[str, str | None, str | None, str | None]:
+    """(E.164 or raw, ISO country, calling code, national format); Nones when unparseable."""
+    try:
+        parsed = phonenumbers.parse(raw, country)
+    except phonenumbers.NumberParseException:
+        return raw, None, None, None
+    return (
+        phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164),
+        phonenumbers.region_code_for_country_code(parsed.country_code),
+        str(parsed.country_code),
+        phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.NATIONAL),
+    )
+
+
+async def lookup_phone_number(request: web.Request) -> web.Response:
+    state = request.app[SIM_STATE]
+    denied = authenticate(request, state)
+    if denied is not None:
+        return denied
+    raw = request.match_info["number"]
+    fields = {f.strip() for f in request.query.get("Fields", "").split(",") if f.strip()}
+    number, country, calling, national = _parse_number(raw, request.query.get("CountryCode"))
+    scenario = scenario_for(number)
+    if scenario.late:
+        await asyncio.sleep(state.config.late_delay_s)
+
+    valid = scenario.valid and country is not None
+    errors: list[str] = [] if valid else (["INVALID_BUT_POSSIBLE"] if country else ["NOT_A_NUMBER"])
+    intelligence = None
+    if valid and "line_type_intelligence" in fields:
+        intelligence = {
+            "error_code": None,
+            "mobile_country_code": "310" if scenario.line_type == "mobile" else None,
+            "mobile_network_code": "999" if scenario.line_type == "mobile" else None,
+            "carrier_name": CARRIERS.get(scenario.line_type or ""),
+            "type": scenario.line_type,
+        }
+    state.store.add_lookup(phone_number=number, fields=sorted(fields), valid=valid,
+                           line_type=intelligence["type"] if intelligence else None,
+                           scenario=scenario.name)
+    return web.json_response({
+        "calling_country_code": calling,
+        "country_code": country,
+        "phone_number": number,
+        "national_format": national,
+        "valid": valid,
+        "validation_errors": errors,
+        "caller_name": None,
+        "sim_swap": None,
+        "call_forwarding": None,
+        "line_status": None,
+        "line_type_intelligence": intelligence,
+        "identity_match": None,
+        "reassigned_number": None,
+        "sms_pumping_risk": None,
+        "phone_number_quality_score": None,
+        "pre_fill": None,
+        "url": f"https://lookups.twilio.com/v2/PhoneNumbers/{number}",
+    })
+
+
+def add_routes(app: web.Application) -> None:
+    accounts = f"/{API_VERSION}/Accounts/{{account_sid}}"
+    app.router.add_post(f"{accounts}/Messages.json", create_message)
+    app.router.add_get(f"{accounts}/Messages.json", list_messages)
+    app.router.add_get(f"{accounts}/Messages/{{sid}}.json", fetch_message)
+    app.router.add_get("/v2/PhoneNumbers/{number}", lookup_phone_number)

@@ -1,0 +1,29 @@
+"""`leadsms firm …`: managing firms from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+
+from firms.service import add_firm
+from shared.config import Settings
+from shared.logging import configure
+
+
+def cmd_firm_add(args: argparse.Namespace) -> int:
+    settings = Settings.for_command("firm")
+    configure(settings.log_format, settings.log_level)
+    result = asyncio.run(add_firm(settings.database_url, args.name, args.number, args.region))
+    print(json.dumps(result))
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("firm", help="manage firms")
+    firm_sub = p.add_subparsers(dest="firm_command", required=True, metavar="ACTION")
+    fa = firm_sub.add_parser("add", help="create a firm; prints JSON with firm_id and api_key")
+    fa.add_argument("--name", required=True)
+    fa.add_argument("--number", required=True, help="the firm's SMS number, E.164 (+1...)")
+    fa.add_argument("--region", default="US", help="default region for leads' phones")
+    fa.set_defaults(run=cmd_firm_add)

@@ -1,3 +1,0 @@
-"""Sweep tasks of this package: name -> async fn(deps). Run by `leadsms sweeper`."""
-
-SWEEPS: dict = {}

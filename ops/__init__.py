@@ -1,0 +1,1 @@
+"""Operations: Prometheus exposition (/metrics), queue tools, the read-only /ops page."""

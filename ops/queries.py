@@ -1,0 +1,69 @@
+"""SQL the ops figures read: a handful of indexed counts (see migration 0007)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+_SCALARS = """
+SELECT
+  (SELECT count(*) FROM phone_flags WHERE blocked) AS phones_blocked,
+  (SELECT count(*) FROM phone_flags WHERE opted_out) AS phones_opted_out,
+  (SELECT count(*) FROM phone_flags WHERE review_pending) AS phones_review_pending,
+  (SELECT count(*) FROM phone_flag_events WHERE kind = 'blocked') AS auto_blocks,
+  (SELECT count(*) FROM twilio_inbox WHERE processed_at IS NULL) AS inbox_unprocessed,
+  (SELECT EXTRACT(EPOCH FROM now() - min(received_at))::float8
+     FROM twilio_inbox WHERE processed_at IS NULL) AS inbox_oldest_age_s,
+  (SELECT count(*) FROM leads WHERE phone_status = 'pending') AS leads_pending,
+  (SELECT EXTRACT(EPOCH FROM now() - min(created_at))::float8
+     FROM leads WHERE phone_status = 'pending') AS leads_pending_oldest_age_s,
+  (SELECT EXTRACT(EPOCH FROM now() - min(COALESCE(next_attempt_at, created_at)))::float8
+     FROM messages WHERE status = 'queued') AS queued_oldest_age_s,
+  (SELECT EXTRACT(EPOCH FROM now() - min(claimed_at))::float8
+     FROM messages WHERE status = 'sending') AS sending_oldest_age_s,
+  (SELECT EXTRACT(EPOCH FROM finished_at)::float8
+     FROM sweeper_passes ORDER BY id DESC LIMIT 1) AS sweeper_last_pass_ts,
+  EXTRACT(EPOCH FROM now())::float8 AS now_ts
+"""
+
+
+async def fetch_figures(conn: Any) -> dict[str, Any]:
+    """Everything `/metrics` reads from PostgreSQL, in one read-only transaction."""
+    async with conn.transaction(readonly=True):
+        await conn.execute("SET LOCAL statement_timeout = '4s'")
+        scalars = dict(await conn.fetchrow(_SCALARS))
+        by_status = await conn.fetch("SELECT status, count(*) AS n FROM messages GROUP BY status")
+        by_error = await conn.fetch(
+            "SELECT error_code, status, count(*) AS n FROM messages WHERE error_code IS NOT NULL GROUP BY 1, 2")
+        blocked = await conn.fetch(
+            "SELECT blocked_reason, count(*) AS n FROM messages WHERE status = 'blocked' GROUP BY 1")
+        consent = await conn.fetch("SELECT kind, count(*) AS n FROM consent_events GROUP BY kind")
+    return {
+        **scalars,
+        "messages_by_status": {r["status"]: r["n"] for r in by_status},
+        "messages_by_error": [(r["error_code"], r["status"], r["n"]) for r in by_error],
+        "messages_blocked": {r["blocked_reason"] or "": r["n"] for r in blocked},
+        "consent": {r["kind"]: r["n"] for r in consent},
+    }
+
+
+async def fetch_recent_failures(conn: Any, limit: int = 20) -> list[dict[str, Any]]:
+    rows = await conn.fetch(
+        """SELECT id, firm_id, conversation_id, status, twilio_status, error_code,
+                  left(error_message, 200) AS error_message, attempts, updated_at
+             FROM messages WHERE status IN ('failed', 'undelivered')
+            ORDER BY updated_at DESC, id DESC LIMIT $1""", limit)
+    return [dict(r) for r in rows]
+
+
+async def fetch_last_sweep(conn: Any) -> dict[str, Any] | None:
+    row = await conn.fetchrow(
+        """SELECT host_pid, started_at, finished_at, summary,
+                  EXTRACT(EPOCH FROM now() - finished_at)::float8 AS age_s
+             FROM sweeper_passes ORDER BY id DESC LIMIT 1""")
+    if row is None:
+        return None
+    out = dict(row)
+    if isinstance(out["summary"], str):
+        out["summary"] = json.loads(out["summary"])
+    return out
