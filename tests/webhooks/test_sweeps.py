@@ -31,3 +31,27 @@ async def test_a_stale_unprocessed_row_is_enqueued_again_and_a_worker_applies_it
     assert outcome == "filed"
     assert await pool.fetchval("SELECT body FROM messages WHERE twilio_sid = 'SMlost'") == "Thanks!"
     assert await replay_inbox(deps) == 0  # processed rows are never replayed
+
+
+async def test_stale_rows_are_enqueued_once_per_stale_after_not_on_every_pass(deps, broker, pool, firm):
+    ids = [await _unqueued_row(pool, "inbound", f"SMrepeat{n}", deps.settings.stale_after_s + 5, firm.number)
+           for n in range(3)]
+    jobs = [await replay_inbox(deps) for _ in range(4)]
+    assert sum(jobs) == 3, jobs
+    # STALE_AFTER_S after its re-enqueue, a row still unprocessed is enqueued again.
+    await pool.execute(
+        "UPDATE twilio_inbox SET requeued_at = requeued_at - make_interval(secs => $2) WHERE id = $1",
+        ids[0], float(deps.settings.stale_after_s + 1),
+    )
+    if await pool.fetchval("SELECT processed_at IS NULL FROM twilio_inbox WHERE id = $1", ids[0]):
+        assert await replay_inbox(deps) == 1
+
+
+async def test_newer_lost_rows_are_reached_when_older_ones_fill_a_batch(deps, broker, pool, firm):
+    stale = deps.settings.stale_after_s
+    older = [await _unqueued_row(pool, "inbound", f"SMold{n}", stale + 60 - n, firm.number) for n in range(3)]
+    newer = [await _unqueued_row(pool, "inbound", f"SMnew{n}", stale + 5 - n, firm.number) for n in range(2)]
+    assert await replay_inbox(deps, batch=3) == 3
+    assert await replay_inbox(deps, batch=3) == 2
+    marked = await pool.fetch("SELECT id FROM twilio_inbox WHERE requeued_at IS NOT NULL ORDER BY id")
+    assert [r["id"] for r in marked] == sorted(older + newer)
