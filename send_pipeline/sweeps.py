@@ -6,8 +6,11 @@
   duplicate job harmless.
 - `reconcile_stale_sends`: a `sending` row whose outcome is unknown (an ambiguous answer,
   or a worker that died during the call). Before anything is retried, Twilio's Messages
-  list for that To/From is searched for this body created after the claim: found → the
-  sid is adopted (`sent`); not found → back to `queued`. A row with a sid is never sent
+  list for that To/From is searched for this body created inside the claim's window
+  (after the claim, before its call's timeout ran out: a later send of the same text to
+  the same phone is not adopted): found → the sid is adopted (`sent`). Not found, a status
+  callback already stored for the message (`?m=` names it, and it carries the sid: Twilio
+  has it, its list lags) gives the sid instead; neither → back to `queued`. A row with a sid is never sent
   again. A row is only looked at once no Twilio call for it can still be in flight: an
   ambiguous answer marks it (`next_attempt_at`, STALE_AFTER_S later, giving Twilio's list
   time to catch up), otherwise its claim must be older than the client's timeout.
@@ -60,17 +63,32 @@ def in_flight_limit_s(stale_after_s: float) -> float:
     return max(float(stale_after_s), DEFAULT_TIMEOUT_S + IN_FLIGHT_MARGIN_S)
 
 
+def claim_window_end(claimed_at: datetime) -> datetime:
+    """The latest creation time at Twilio a claim's own call can have: the call starts
+    after the claim and gives up after the client's timeout."""
+    return claimed_at + timedelta(seconds=DEFAULT_TIMEOUT_S + IN_FLIGHT_MARGIN_S)
+
+
 def find_match(records: list[MessageRecord], body: str, claimed_at: datetime, taken: set[str]) -> MessageRecord | None:
-    """The oldest message at Twilio with this body, created after the claim (less the
-    clock skew), whose sid no row of ours holds yet."""
+    """The oldest message at Twilio with this body, created inside the claim's window
+    (from the claim to the end of its call, widened by the clock skew), whose sid no row
+    of ours holds yet. A later send of the same text to the same phone is not this one."""
     floor = claimed_at - CLOCK_SKEW
+    ceiling = claim_window_end(claimed_at) + CLOCK_SKEW
     for record in reversed(records):  # Twilio lists newest first
         if record.sid in taken or record.body != body:
             continue
-        if record.date_created is not None and record.date_created < floor:
+        if record.date_created is not None and not floor <= record.date_created <= ceiling:
             continue
         return record
     return None
+
+
+async def _adopt(deps: Deps, row: Any, sid: str, twilio_status: str | None) -> bool:
+    try:
+        return await queries.adopt_sid(deps.pool, row["id"], row["claimed_at"], sid, twilio_status)
+    except asyncpg.UniqueViolationError:  # its own worker (or a callback) stored it meanwhile
+        return False
 
 
 async def reconcile_stale_sends(deps: Deps) -> dict[str, int] | int:
@@ -99,14 +117,16 @@ async def reconcile_stale_sends(deps: Deps) -> dict[str, int] | int:
         for row in sorted(group, key=lambda r: r["claimed_at"]):
             match = find_match(records, row["body"], row["claimed_at"], taken)
             if match is not None:
-                try:
-                    adopted = await queries.adopt_sid(deps.pool, row["id"], row["claimed_at"], match.sid, match.status)
-                except asyncpg.UniqueViolationError:  # its own worker stored it meanwhile
-                    adopted = False
-                if adopted:
+                if await _adopt(deps, row, match.sid, match.status):
                     taken.add(match.sid)
                     counts["adopted"] += 1
-                    log.info("send_reconciled_adopted", message_id=row["id"], message_sid=match.sid)
+                    log.info("send_reconciled_adopted", message_id=row["id"], message_sid=match.sid, found_by="list")
+            elif (sid := await queries.callback_sid(deps.pool, row["id"])) is not None:
+                # Twilio's list lags, but its callback for this message is stored already.
+                if await _adopt(deps, row, sid, None):
+                    taken.add(sid)
+                    counts["adopted"] += 1
+                    log.info("send_reconciled_adopted", message_id=row["id"], message_sid=sid, found_by="callback")
             elif row["attempts"] >= MAX_ATTEMPTS:
                 if await queries.mark_failed(deps.pool, row["id"], row["claimed_at"], None,
                                              f"gave up after {row['attempts']} attempts without an answer from Twilio"):

@@ -38,7 +38,9 @@ async def test_a_queued_message_whose_job_was_lost_is_sent_after_a_sweep(worker,
 async def test_a_dead_workers_send_that_reached_twilio_is_adopted_without_a_second_send(deps, broker, firm, thread, pool, sim):
     message_id = await queued_row(pool, firm, await thread(PHONE))
     at_twilio = await deps.twilio.send_message(to=PHONE, from_=firm.number, body="Doors open at 6", status_callback=None)
-    await make_sending(pool, message_id, claimed_ago_s=30)
+    # Claimed just past the in-flight limit: its call (the message above) fell inside the
+    # claim's window, which ends when the client's timeout does.
+    await make_sending(pool, message_id, claimed_ago_s=in_flight_limit_s(deps.settings.stale_after_s) + 2)
     assert await reconcile_stale_sends(deps) == {"adopted": 1}
     row = await pool.fetchrow("SELECT status, twilio_sid FROM messages WHERE id = $1", message_id)
     assert tuple(row) == ("sent", at_twilio.sid)
@@ -100,3 +102,28 @@ async def test_a_send_twilio_never_confirms_is_given_up_after_many_attempts(deps
     assert await reconcile_stale_sends(deps) == {"failed": 1}
     row = await pool.fetchrow("SELECT status, error_message FROM messages WHERE id = $1", message_id)
     assert row["status"] == "failed" and "gave up" in row["error_message"]
+
+
+async def test_a_later_send_of_the_same_text_to_the_same_phone_is_not_adopted(deps, broker, firm, thread, pool, sim):
+    message_id = await queued_row(pool, firm, await thread(PHONE), "See you there")
+    await make_sending(pool, message_id, claimed_ago_s=60)  # its call ended long before this one
+    later = await deps.twilio.send_message(to=PHONE, from_=firm.number, body="See you there", status_callback=None)
+    assert await reconcile_stale_sends(deps) == {"requeued": 1}
+    row = await pool.fetchrow("SELECT status, twilio_sid FROM messages WHERE id = $1", message_id)
+    assert row["twilio_sid"] != later.sid
+
+
+async def test_a_stored_status_callback_gives_its_sid_when_twilios_list_lags(deps, broker, firm, thread, pool, sim):
+    message_id = await queued_row(pool, firm, await thread(PHONE))
+    await make_sending(pool, message_id, claimed_ago_s=30)
+    # Twilio has it (its callback, naming the sid, is stored and not yet applied); its list
+    # does not show it yet.
+    await pool.execute(
+        """INSERT INTO twilio_inbox (kind, message_sid, twilio_status, message_id, params)
+           VALUES ('status', 'SMseenbycallback', 'sent', $1, $2)""",
+        message_id, {"MessageSid": "SMseenbycallback", "MessageStatus": "sent"},
+    )
+    assert await reconcile_stale_sends(deps) == {"adopted": 1}
+    row = await pool.fetchrow("SELECT status, twilio_sid FROM messages WHERE id = $1", message_id)
+    assert tuple(row) == ("sent", "SMseenbycallback")
+    assert (await sim_view(sim))["attempts"] == []
