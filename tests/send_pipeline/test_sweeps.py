@@ -1,9 +1,13 @@
 """The sweeper's part of "sends happen once": lost jobs and unknown outcomes."""
 
+import time
+
 from send_pipeline import queries
-from send_pipeline.sweeps import in_flight_limit_s, reconcile_stale_sends, requeue_stale_queued
-from tests.send_pipeline.conftest import sim_view
+from send_pipeline.sweeps import LIST_CONCURRENCY, in_flight_limit_s, reconcile_stale_sends, requeue_stale_queued
+from shared.sweeper import Sweeper
+from tests.send_pipeline.conftest import set_sim, sim_view
 from tests.support import wait_for
+from webhooks.sweeps import replay_inbox
 
 PHONE = "+12125551234"
 
@@ -127,3 +131,39 @@ async def test_a_stored_status_callback_gives_its_sid_when_twilios_list_lags(dep
     row = await pool.fetchrow("SELECT status, twilio_sid FROM messages WHERE id = $1", message_id)
     assert tuple(row) == ("sent", "SMseenbycallback")
     assert (await sim_view(sim))["attempts"] == []
+
+
+async def test_twilio_list_calls_for_many_stale_sends_run_concurrently(deps, broker, firm, thread, pool, sim):
+    phones = [f"+1212555{3001 + n}" for n in range(LIST_CONCURRENCY)]
+    for phone in phones:
+        await make_sending(pool, await queued_row(pool, firm, await thread(phone)), claimed_ago_s=30)
+    await set_sim(sim, list_slow_s=1.0)
+    try:
+        started = time.monotonic()
+        assert await reconcile_stale_sends(deps) == {"requeued": len(phones)}
+        elapsed = time.monotonic() - started
+    finally:
+        await set_sim(sim, list_slow_s=0)
+    assert elapsed < LIST_CONCURRENCY / 2, f"{len(phones)} lists of 1 s each took {elapsed:.1f} s"
+
+
+async def test_a_slow_twilio_list_does_not_hold_up_the_inbox_replay(deps, broker, firm, thread, pool, sim):
+    message_id = await queued_row(pool, firm, await thread(PHONE))
+    await make_sending(pool, message_id, claimed_ago_s=30)
+    await pool.execute(
+        """INSERT INTO twilio_inbox (kind, message_sid, twilio_status, params, received_at)
+           VALUES ('inbound', 'SMwaiting', 'received', $1, now() - interval '1 minute')""",
+        {"MessageSid": "SMwaiting", "From": PHONE, "To": firm.number, "Body": "Hi", "SmsStatus": "received"},
+    )
+    sweeper = Sweeper(deps, {"reconcile": reconcile_stale_sends, "replay": replay_inbox}, task_budget_s=1.0)
+    await set_sim(sim, list_slow_s=5.0)
+    try:
+        started = time.monotonic()
+        summary = await sweeper.run_pass()
+        elapsed = time.monotonic() - started
+    finally:
+        await set_sim(sim, list_slow_s=0)
+    assert summary == {"reconcile": {"error": "over_budget"}, "replay": 1}
+    assert elapsed < 4, f"the pass took {elapsed:.1f} s"
+    # What the cut pass did not get to is still due: the next pass resolves it.
+    assert (await sweeper.run_pass())["reconcile"] == {"requeued": 1}
