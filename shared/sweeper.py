@@ -10,6 +10,9 @@ cancelled and recorded as `over_budget`, and the pass goes on to the next task, 
 Twilio (one task's list calls) cannot hold up the others (the inbox replay) for minutes.
 Tasks are written so that a cancel loses nothing: what they did is committed, and what
 they did not get to is still due at the next pass.
+
+The sweeper's own task, `prune_passes`, deletes the pass records (`sweeper_passes`, one
+per pass) older than PASSES_RETENTION, a small batch at a time.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Awaitable, Callable, Mapping
 
 import structlog
@@ -31,6 +34,9 @@ SweepTask = Callable[[Deps], Awaitable[Any]]
 
 # Per task and pass: two Twilio client timeouts, a few times the default pass interval.
 TASK_BUDGET_S = 20.0
+PASSES_RETENTION = timedelta(days=1)
+PRUNE_BATCH = 500
+PRUNE_BATCHES = 20
 
 
 class Sweeper:
@@ -96,3 +102,36 @@ class Sweeper:
                 await asyncio.wait_for(stop.wait(), interval_s)
             except asyncio.TimeoutError:
                 pass
+
+
+async def in_batches(delete_batch: Callable[[int], Awaitable[int]], batch: int, batches: int) -> int:
+    """Run `delete_batch(batch)` (one short statement, returning how many rows it deleted)
+    until it deletes fewer than `batch`, at most `batches` times; how many in all."""
+    deleted = 0
+    for _ in range(batches):
+        n = await delete_batch(batch)
+        deleted += n
+        if n < batch:
+            break
+    return deleted
+
+
+async def prune_passes(deps: Deps, *, batch: int = PRUNE_BATCH, batches: int = PRUNE_BATCHES) -> int:
+    """Delete pass records older than PASSES_RETENTION, oldest first, a batch at a time; how many."""
+
+    async def delete_batch(limit: int) -> int:
+        rows = await deps.pool.fetch(
+            """
+            DELETE FROM sweeper_passes
+            WHERE id IN (SELECT id FROM sweeper_passes WHERE started_at < now() - $1::interval
+                         ORDER BY started_at LIMIT $2)
+            RETURNING id
+            """,
+            PASSES_RETENTION, limit,
+        )
+        return len(rows)
+
+    return await in_batches(delete_batch, batch, batches)
+
+
+SWEEPS: dict[str, SweepTask] = {"prune_passes": prune_passes}

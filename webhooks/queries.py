@@ -99,6 +99,26 @@ async def take_stale_inbox(conn: asyncpg.Connection | asyncpg.Pool, stale_after_
     )
 
 
+async def delete_old_processed_inbox(conn: asyncpg.Connection | asyncpg.Pool, retention_days: int, limit: int) -> int:
+    """Delete up to `limit` processed inbox rows received more than `retention_days` ago,
+    oldest first; how many. Unprocessed rows are never deleted."""
+    rows = await conn.fetch(
+        """
+        DELETE FROM twilio_inbox
+        WHERE id IN (
+            SELECT id FROM twilio_inbox
+            WHERE processed_at IS NOT NULL
+              AND received_at < clock_timestamp() - make_interval(days => $1)
+            ORDER BY received_at
+            LIMIT $2
+            FOR UPDATE SKIP LOCKED)
+        RETURNING id
+        """,
+        retention_days, limit,
+    )
+    return len(rows)
+
+
 async def newer_status_applied(conn: asyncpg.Connection, message_sid: str, inbox_id: int, received_at: Any) -> bool:
     """True when a status callback received after this one has been applied already."""
     return await conn.fetchval(

@@ -7,6 +7,11 @@ re-enqueue is marked (`requeued_at`), as the other sweeps mark theirs: a row is 
 again only STALE_AFTER_S later, so a worker outage does not pile up copies every pass,
 and the rows re-enqueued least recently go first, so newer lost rows are reached rather
 than starving behind the same oldest batch.
+
+`prune_inbox`: processed inbox rows received more than INBOX_RETENTION_DAYS ago are
+deleted, in batches of PRUNE_BATCH rows (one short statement each, so no long lock and
+no long transaction), at most PRUNE_BATCHES a pass. A row not yet processed is kept
+whatever its age: the replay still owes it its job.
 """
 
 from __future__ import annotations
@@ -14,12 +19,15 @@ from __future__ import annotations
 import structlog
 
 from shared.deps import Deps
+from shared.sweeper import in_batches
 from webhooks import queries
 from webhooks.dispatch import enqueue_inbox
 
 log = structlog.get_logger(__name__)
 
 BATCH = 1000
+PRUNE_BATCH = 500
+PRUNE_BATCHES = 20
 
 
 async def replay_inbox(deps: Deps, *, batch: int = BATCH) -> int:
@@ -32,4 +40,14 @@ async def replay_inbox(deps: Deps, *, batch: int = BATCH) -> int:
     return len(rows)
 
 
-SWEEPS: dict = {"replay_inbox": replay_inbox}
+async def prune_inbox(deps: Deps, *, batch: int = PRUNE_BATCH, batches: int = PRUNE_BATCHES) -> int:
+    """Delete processed inbox rows past INBOX_RETENTION_DAYS, a batch at a time; how many."""
+    days = deps.settings.inbox_retention_days
+    deleted = await in_batches(lambda limit: queries.delete_old_processed_inbox(deps.pool, days, limit),
+                               batch, batches)
+    if deleted:
+        log.info("inbox_pruned", count=deleted, retention_days=days)
+    return deleted
+
+
+SWEEPS: dict = {"replay_inbox": replay_inbox, "prune_inbox": prune_inbox}
