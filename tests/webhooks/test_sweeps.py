@@ -35,17 +35,23 @@ async def test_a_stale_unprocessed_row_is_enqueued_again_and_a_worker_applies_it
 
 
 async def test_stale_rows_are_enqueued_once_per_stale_after_not_on_every_pass(deps, broker, pool, firm):
-    ids = [await _unqueued_row(pool, "inbound", f"SMrepeat{n}", deps.settings.stale_after_s + 5, firm.number)
-           for n in range(3)]
+    for n in range(3):
+        await _unqueued_row(pool, "inbound", f"SMrepeat{n}", deps.settings.stale_after_s + 5, firm.number)
     jobs = [await replay_inbox(deps) for _ in range(4)]
     assert sum(jobs) == 3, jobs
-    # STALE_AFTER_S after its re-enqueue, a row still unprocessed is enqueued again.
-    await pool.execute(
-        "UPDATE twilio_inbox SET requeued_at = requeued_at - make_interval(secs => $2) WHERE id = $1",
-        ids[0], float(deps.settings.stale_after_s + 1),
-    )
-    if await pool.fetchval("SELECT processed_at IS NULL FROM twilio_inbox WHERE id = $1", ids[0]):
-        assert await replay_inbox(deps) == 1
+
+
+async def test_a_row_still_unprocessed_stale_after_s_after_its_replay_is_enqueued_again(deps, broker, pool, firm):
+    stale = float(deps.settings.stale_after_s)
+    due = await _unqueued_row(pool, "inbound", "SMreplayedlongago", stale + 60, firm.number)
+    recent = await _unqueued_row(pool, "inbound", "SMreplayedjustnow", stale + 60, firm.number)
+    await pool.execute("UPDATE twilio_inbox SET requeued_at = now() - make_interval(secs => $2) WHERE id = $1",
+                       due, stale + 1)
+    await pool.execute("UPDATE twilio_inbox SET requeued_at = now() WHERE id = $1", recent)
+    assert await replay_inbox(deps) == 1
+    marked = await pool.fetchval("SELECT requeued_at > now() - interval '1 second' FROM twilio_inbox WHERE id = $1",
+                                 due)
+    assert marked
 
 
 async def test_newer_lost_rows_are_reached_when_older_ones_fill_a_batch(deps, broker, pool, firm):
