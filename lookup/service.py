@@ -14,7 +14,9 @@ per `AUTH_ALARM_S` across all workers (the same bad credentials fail every looku
 
 The lazy lookup (`lazy_line_type`) serves thread open: it waits at most
 `LAZY_LOOKUP_WAIT_MS`, then answers "unknown" (None) and lets the lookup finish in the
-background, where it fills the cache for next time.
+background, where it fills the cache for next time. A lazy lookup that fails is
+remembered for `LAZY_FAILURE_TTL_S` (in Redis, so for every web process): thread opens
+within it answer "unknown" at once instead of calling a failing Lookup inline again.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ FORCE_MIN_AGE_S = 60.0
 AUTH_ALARM_S = 3600
 AUTH_ALARM_KEY = "leadsms:lookup:auth_failed"
 POLL_INTERVAL_S = 0.05
+# How long thread open stops asking Lookup about a phone after a lazy lookup failed.
+LAZY_FAILURE_TTL_S = 60
 # Intake-to-line-type latency is observed for signups at most this old (an imported lead
 # whose line is first needed a year later is not waiting on intake).
 OBSERVE_HORIZON_S = 86400.0
@@ -71,6 +75,10 @@ def ttl_seconds(deps: Deps) -> float:
 
 def lock_key(phone_e164: str) -> str:
     return f"leadsms:lookup:lock:{phone_e164}"
+
+
+def failed_key(phone_e164: str) -> str:
+    return f"leadsms:lookup:lazy_failed:{phone_e164}"
 
 
 async def lookup_line_type(deps: Deps, phone_e164: str, *, force: bool = False,
@@ -182,9 +190,21 @@ def _jsonable(value: Any) -> Any:
 _background: set[asyncio.Task] = set()
 
 
+async def _lazy_lookup(deps: Deps, phone_e164: str) -> PhoneLine | None:
+    """lookup_line_type for thread open; a failure is remembered for LAZY_FAILURE_TTL_S."""
+    try:
+        # An imported lead's wait for its line type is not intake latency: not observed.
+        return await lookup_line_type(deps, phone_e164, observe_intake=False)
+    except (TwilioError, PermanentError):
+        try:
+            await deps.redis.set(failed_key(phone_e164), "1", ex=LAZY_FAILURE_TTL_S)
+        except Exception:  # Redis down: the next open asks again, no worse than before
+            pass
+        raise
+
+
 def _in_background(deps: Deps, phone_e164: str) -> asyncio.Task:
-    # An imported lead's wait for its line type is not intake latency: not observed.
-    task = asyncio.get_running_loop().create_task(lookup_line_type(deps, phone_e164, observe_intake=False))
+    task = asyncio.get_running_loop().create_task(_lazy_lookup(deps, phone_e164))
     _background.add(task)
     task.add_done_callback(_finished)
     return task
@@ -201,13 +221,16 @@ async def lazy_line_type(deps: Deps, phone_e164: str, *, wait_ms: int | None = N
     """The line for thread open: cached, or looked up inline within `LAZY_LOOKUP_WAIT_MS`.
 
     A stale answer is returned at once and refreshed in the background. None means
-    unknown (the lookup failed, or is still running and will fill the cache).
+    unknown (the lookup failed, lately or now, or is still running and will fill the cache).
     """
     row = await queries.cached_line(deps.pool, phone_e164, ttl_seconds(deps))
     if row is not None:
         if not row["fresh"]:
             _in_background(deps, phone_e164)
         return PhoneLine.from_row(row)
+    if await deps.redis.exists(failed_key(phone_e164)):
+        log.info("lazy_lookup_skipped_after_failure", phone=phone_e164)
+        return None
     wait_s = (deps.settings.lazy_lookup_wait_ms if wait_ms is None else wait_ms) / 1000
     deadline = time.monotonic() + wait_s
     task = _in_background(deps, phone_e164)

@@ -270,6 +270,22 @@ async def adopt_sid(conn: Conn, message_id: int, claimed_at: datetime, sid: str,
     ))
 
 
+async def callback_sid(conn: Conn, message_id: int) -> str | None:
+    """The sid named by a status callback stored for this message (`?m=`) and not yet
+    applied: Twilio has the message even when its list does not show it yet. (An applied
+    callback has stored its sid on the message already.) Reads the unprocessed inbox
+    rows only, through their partial index."""
+    return await conn.fetchval(
+        """
+        SELECT message_sid FROM twilio_inbox
+        WHERE processed_at IS NULL AND kind = 'status' AND message_id = $1
+        ORDER BY received_at, id
+        LIMIT 1
+        """,
+        message_id,
+    )
+
+
 async def settle_sending_with_sid(conn: Conn, message_id: int, claimed_at: datetime) -> bool:
     """A `sending` row that already has a sid (a callback stored it): it is `sent`."""
     return bool(await conn.fetchval(

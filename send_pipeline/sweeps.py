@@ -6,16 +6,23 @@
   duplicate job harmless.
 - `reconcile_stale_sends`: a `sending` row whose outcome is unknown (an ambiguous answer,
   or a worker that died during the call). Before anything is retried, Twilio's Messages
-  list for that To/From is searched for this body created after the claim: found → the
-  sid is adopted (`sent`); not found → back to `queued`. A row with a sid is never sent
-  again. A row is only looked at once no Twilio call for it can still be in flight: an
-  ambiguous answer marks it (`next_attempt_at`, STALE_AFTER_S later, giving Twilio's list
-  time to catch up), otherwise its claim must be older than the client's timeout.
+  list for that To/From is searched for this body created inside the claim's window
+  (after the claim, before its call's timeout ran out: a later send of the same text to
+  the same phone is not adopted): found → the sid is adopted (`sent`). Not found, a status
+  callback already stored for the message (`?m=` names it, and it carries the sid: Twilio
+  has it, its list lags) gives the sid instead; neither → back to `queued`. A row with a
+  sid is never sent again. A row is only looked at once no Twilio call for it can still
+  be in flight: an ambiguous answer marks it (`next_attempt_at`, STALE_AFTER_S later,
+  giving Twilio's list time to catch up), otherwise its claim must be older than the
+  client's timeout. The list calls run concurrently (LIST_CONCURRENCY at most), and each
+  To/From is settled as soon as its list answers, so the sweeper's time budget cutting a
+  pass short loses nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -38,6 +45,9 @@ CLOCK_SKEW = timedelta(seconds=3)
 IN_FLIGHT_MARGIN_S = 2.0
 # How many of Twilio's newest messages per To/From are searched.
 LIST_LIMIT = 100
+# Twilio list calls in flight at once: one slow answer no longer holds up every other pair,
+# and a pass with many stale sends does not open hundreds of requests to Twilio.
+LIST_CONCURRENCY = 8
 ENQUEUE_CONCURRENCY = 8
 
 
@@ -60,25 +70,44 @@ def in_flight_limit_s(stale_after_s: float) -> float:
     return max(float(stale_after_s), DEFAULT_TIMEOUT_S + IN_FLIGHT_MARGIN_S)
 
 
+def claim_window_end(claimed_at: datetime) -> datetime:
+    """The latest creation time at Twilio a claim's own call can have: the call starts
+    after the claim and gives up after the client's timeout."""
+    return claimed_at + timedelta(seconds=DEFAULT_TIMEOUT_S + IN_FLIGHT_MARGIN_S)
+
+
 def find_match(records: list[MessageRecord], body: str, claimed_at: datetime, taken: set[str]) -> MessageRecord | None:
-    """The oldest message at Twilio with this body, created after the claim (less the
-    clock skew), whose sid no row of ours holds yet."""
+    """The oldest message at Twilio with this body, created inside the claim's window
+    (from the claim to the end of its call, widened by the clock skew), whose sid no row
+    of ours holds yet. A later send of the same text to the same phone is not this one."""
     floor = claimed_at - CLOCK_SKEW
+    ceiling = claim_window_end(claimed_at) + CLOCK_SKEW
     for record in reversed(records):  # Twilio lists newest first
         if record.sid in taken or record.body != body:
             continue
-        if record.date_created is not None and record.date_created < floor:
+        if record.date_created is not None and not floor <= record.date_created <= ceiling:
             continue
         return record
     return None
 
 
+async def _adopt(deps: Deps, row: Any, sid: str, twilio_status: str | None) -> bool:
+    try:
+        return await queries.adopt_sid(deps.pool, row["id"], row["claimed_at"], sid, twilio_status)
+    except asyncpg.UniqueViolationError:  # its own worker (or a callback) stored it meanwhile
+        return False
+
+
 async def reconcile_stale_sends(deps: Deps) -> dict[str, int] | int:
-    """Resolve `sending` rows whose outcome is unknown; returns counts by outcome."""
+    """Resolve `sending` rows whose outcome is unknown; returns counts by outcome.
+
+    One Twilio list call per To/From, at most LIST_CONCURRENCY at once; each pair is
+    resolved and its re-queued rows enqueued as soon as its list answers, so a pass cut
+    short by the sweeper's budget keeps what it finished (the rest is due next pass)."""
     rows = await queries.stale_sending(deps.pool, in_flight_limit_s(deps.settings.stale_after_s), BATCH)
     if not rows:
         return 0
-    counts = {"adopted": 0, "requeued": 0, "settled": 0, "failed": 0, "unreachable": 0}
+    counts: Counter[str] = Counter()
     pending = [r for r in rows if r["twilio_sid"] is None]
     for row in rows:
         if row["twilio_sid"] is not None and await queries.settle_sending_with_sid(deps.pool, row["id"], row["claimed_at"]):
@@ -87,38 +116,52 @@ async def reconcile_stale_sends(deps: Deps) -> dict[str, int] | int:
     pairs: dict[tuple[str, str], list[Any]] = {}
     for row in pending:
         pairs.setdefault((row["to_phone"], row["from_phone"]), []).append(row)
+    lists = asyncio.Semaphore(LIST_CONCURRENCY)
+
+    async def reconcile(to: str, from_: str, group: list[Any]) -> None:
+        async with lists:
+            try:
+                records = await deps.twilio.list_messages(to=to, from_=from_, limit=LIST_LIMIT)
+            except TwilioError as exc:  # cannot look: decide nothing, next pass asks again
+                log.warning("reconcile_list_failed", kind=exc.kind, status=exc.status, code=exc.code)
+                counts["unreachable"] += len(group)
+                return
+        await _resolve_pair(deps, records, group, counts)
+
+    async with asyncio.TaskGroup() as group_tasks:  # one failing pair cancels the rest
+        for (to, from_), group in pairs.items():
+            group_tasks.create_task(reconcile(to, from_, group))
+    return {k: v for k, v in counts.items() if v}
+
+
+async def _resolve_pair(deps: Deps, records: list[MessageRecord], group: list[Any], counts: Counter[str]) -> None:
+    """Adopt, give up on or re-queue each row of one To/From, given Twilio's list for it."""
+    taken = await queries.known_sids(deps.pool, [r.sid for r in records]) if records else set()
     requeued: list[int] = []
-    for (to, from_), group in pairs.items():
-        try:
-            records = await deps.twilio.list_messages(to=to, from_=from_, limit=LIST_LIMIT)
-        except TwilioError as exc:  # cannot look: decide nothing, next pass asks again
-            log.warning("reconcile_list_failed", kind=exc.kind, status=exc.status, code=exc.code)
-            counts["unreachable"] += len(group)
-            continue
-        taken = await queries.known_sids(deps.pool, [r.sid for r in records]) if records else set()
-        for row in sorted(group, key=lambda r: r["claimed_at"]):
-            match = find_match(records, row["body"], row["claimed_at"], taken)
-            if match is not None:
-                try:
-                    adopted = await queries.adopt_sid(deps.pool, row["id"], row["claimed_at"], match.sid, match.status)
-                except asyncpg.UniqueViolationError:  # its own worker stored it meanwhile
-                    adopted = False
-                if adopted:
-                    taken.add(match.sid)
-                    counts["adopted"] += 1
-                    log.info("send_reconciled_adopted", message_id=row["id"], message_sid=match.sid)
-            elif row["attempts"] >= MAX_ATTEMPTS:
-                if await queries.mark_failed(deps.pool, row["id"], row["claimed_at"], None,
-                                             f"gave up after {row['attempts']} attempts without an answer from Twilio"):
-                    counts["failed"] += 1
-                    log.warning("send_gave_up", message_id=row["id"], attempts=row["attempts"])
-            elif await queries.return_to_queued(deps.pool, row["id"], row["claimed_at"]):
-                requeued.append(row["id"])
-                counts["requeued"] += 1
-                log.info("send_reconciled_requeued", message_id=row["id"], attempts=row["attempts"])
+    for row in sorted(group, key=lambda r: r["claimed_at"]):
+        match = find_match(records, row["body"], row["claimed_at"], taken)
+        if match is not None:
+            if await _adopt(deps, row, match.sid, match.status):
+                taken.add(match.sid)
+                counts["adopted"] += 1
+                log.info("send_reconciled_adopted", message_id=row["id"], message_sid=match.sid, found_by="list")
+        elif (sid := await queries.callback_sid(deps.pool, row["id"])) is not None:
+            # Twilio's list lags, but its callback for this message is stored already.
+            if await _adopt(deps, row, sid, None):
+                taken.add(sid)
+                counts["adopted"] += 1
+                log.info("send_reconciled_adopted", message_id=row["id"], message_sid=sid, found_by="callback")
+        elif row["attempts"] >= MAX_ATTEMPTS:
+            if await queries.mark_failed(deps.pool, row["id"], row["claimed_at"], None,
+                                         f"gave up after {row['attempts']} attempts without an answer from Twilio"):
+                counts["failed"] += 1
+                log.warning("send_gave_up", message_id=row["id"], attempts=row["attempts"])
+        elif await queries.return_to_queued(deps.pool, row["id"], row["claimed_at"]):
+            requeued.append(row["id"])
+            counts["requeued"] += 1
+            log.info("send_reconciled_requeued", message_id=row["id"], attempts=row["attempts"])
     if requeued:
         await _enqueue_all(requeued)
-    return {k: v for k, v in counts.items() if v}
 
 
 SWEEPS: dict = {

@@ -31,13 +31,15 @@ import webhooks.routes
 import webhooks.sweeps
 from firms import auth
 from shared import broker as brokers
+from shared import sweeper
 from shared.config import Settings
 from shared.deps import Deps, close_deps, open_deps
 from shared.sweeper import SweepTask
 from shared.web import BROKER, DEPS, base_app
 
 ACTOR_MODULES = (ops.actors, intake.actors, lookup.actors, send_pipeline.actors, webhooks.actors)
-SWEEP_MODULES = {"intake": intake.sweeps, "send_pipeline": send_pipeline.sweeps, "webhooks": webhooks.sweeps}
+SWEEP_MODULES = {"intake": intake.sweeps, "send_pipeline": send_pipeline.sweeps, "webhooks": webhooks.sweeps,
+                 "sweeper": sweeper}
 ROUTE_MODULES = (intake.routes, send_pipeline.routes, webhooks.routes, portal.routes, ops.routes)
 
 

@@ -78,6 +78,7 @@ _VARS: dict[str, _Var] = {
     "demo_sim_url": _Var("DEMO_SIM_URL", _url(("http", "https"))),
     "log_format": _Var("LOG_FORMAT", lambda n, r: _choice(n, r, ("json", "console")), None),
     "log_level": _Var("LOG_LEVEL", lambda n, r: _choice(n, r.upper(), ("DEBUG", "INFO", "WARNING", "ERROR")), "INFO"),
+    "inbox_retention_days": _Var("INBOX_RETENTION_DAYS", _int(1), 30),
 }
 
 # Which variables each command needs (api.md's "needed by" column).
@@ -126,6 +127,7 @@ class Settings:
     demo_sim_url: str | None = None  # set by `leadsms demo` only: enables the page's reply control
     log_format: str | None = None
     log_level: str = "INFO"
+    inbox_retention_days: int = 30
     extra: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod

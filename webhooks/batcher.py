@@ -72,18 +72,24 @@ class StatusBatcher:
             # tick, so the requests that arrived together go in one batch.
             writer = loop.create_task(self._write_all())
             self._writers.add(writer)
-            writer.add_done_callback(self._writers.discard)
+            writer.add_done_callback(self._writers.discard)  # also when cancelled before it ran
         return await item.future
 
     async def _write_all(self) -> None:
-        while self._waiting:
-            batch, self._waiting = self._waiting[:self.max_batch], self._waiting[self.max_batch:]
-            assert self._deps is not None
-            try:
-                await self._write(self._deps, batch)
-            except Exception as exc:  # never leave a request waiting forever
-                log.error("webhook_batch_crashed", rows=len(batch), error=f"{type(exc).__name__}: {exc}")
-                _fail(batch, exc)
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting[:self.max_batch], self._waiting[self.max_batch:]
+                assert self._deps is not None
+                try:
+                    await self._write(self._deps, batch)
+                except Exception as exc:  # never leave a request waiting forever
+                    log.error("webhook_batch_crashed", rows=len(batch), error=f"{type(exc).__name__}: {exc}")
+                    _fail(batch, exc)
+        finally:
+            # Leave the writer count in the same step that found nothing waiting: a done
+            # callback runs a loop tick later, and a request stored in between would see
+            # every writer slot taken, start none, and wait for ever.
+            self._writers.discard(asyncio.current_task())  # type: ignore[arg-type]
 
     async def _write(self, deps: Deps, batch: list[_Waiting]) -> None:
         try:

@@ -78,17 +78,45 @@ async def mark_processed(conn: asyncpg.Connection, inbox_id: int, outcome: str) 
     )
 
 
-async def stale_inbox(conn: asyncpg.Connection | asyncpg.Pool, older_than_s: float, limit: int) -> list[Row]:
-    """Unprocessed inbox rows older than `older_than_s`, oldest first (their job was lost)."""
+async def take_stale_inbox(conn: asyncpg.Connection | asyncpg.Pool, stale_after_s: float, limit: int) -> list[Row]:
+    """Unprocessed inbox rows older than `stale_after_s` (their job was lost) and not
+    re-enqueued within it, least recently re-enqueued first; marks them re-enqueued now."""
     return await conn.fetch(
         """
-        SELECT id, kind FROM twilio_inbox
-        WHERE processed_at IS NULL AND received_at < clock_timestamp() - make_interval(secs => $1)
-        ORDER BY received_at, id
-        LIMIT $2
+        UPDATE twilio_inbox SET requeued_at = clock_timestamp()
+        WHERE id IN (
+            SELECT id FROM twilio_inbox
+            WHERE processed_at IS NULL
+              AND received_at < clock_timestamp() - make_interval(secs => $1)
+              AND (requeued_at IS NULL OR requeued_at < clock_timestamp() - make_interval(secs => $1))
+            ORDER BY coalesce(requeued_at, received_at), id
+            LIMIT $2
+            FOR UPDATE SKIP LOCKED)
+          AND processed_at IS NULL
+        RETURNING id, kind
         """,
-        float(older_than_s), limit,
+        float(stale_after_s), limit,
     )
+
+
+async def delete_old_processed_inbox(conn: asyncpg.Connection | asyncpg.Pool, retention_days: int, limit: int) -> int:
+    """Delete up to `limit` processed inbox rows received more than `retention_days` ago,
+    oldest first; how many. Unprocessed rows are never deleted."""
+    rows = await conn.fetch(
+        """
+        DELETE FROM twilio_inbox
+        WHERE id IN (
+            SELECT id FROM twilio_inbox
+            WHERE processed_at IS NOT NULL
+              AND received_at < clock_timestamp() - make_interval(days => $1)
+            ORDER BY received_at
+            LIMIT $2
+            FOR UPDATE SKIP LOCKED)
+        RETURNING id
+        """,
+        retention_days, limit,
+    )
+    return len(rows)
 
 
 async def newer_status_applied(conn: asyncpg.Connection, message_sid: str, inbox_id: int, received_at: Any) -> bool:

@@ -19,7 +19,7 @@ from aiohttp import web
 
 from shared.segments import segment_info
 from devtools.twilio_sim.callbacks import progress_message
-from devtools.twilio_sim.faults import list_fails, pick_create_fault
+from devtools.twilio_sim.faults import list_fails, lookup_fails, pick_create_fault
 from devtools.twilio_sim.scenarios import CARRIERS, ERROR_429, ERROR_500, CreateError, scenario_for
 from devtools.twilio_sim.signing import new_sid
 from devtools.twilio_sim.state import SIM_STATE, SimState
@@ -151,6 +151,8 @@ async def list_messages(request: web.Request) -> web.Response:
     if denied is not None:
         return denied
     state.store.counters["list_requests"] += 1
+    if state.config.list_slow_s:
+        await asyncio.sleep(state.config.list_slow_s)
     if list_fails(state.config, state.rng):
         state.store.counters["fault_list_500"] += 1
         return twilio_error(ERROR_500.status, ERROR_500.code, ERROR_500.message)
@@ -215,6 +217,10 @@ async def lookup_phone_number(request: web.Request) -> web.Response:
     denied = authenticate(request, state)
     if denied is not None:
         return denied
+    state.store.counters["lookup_requests"] += 1
+    if lookup_fails(state.config, state.rng):
+        state.store.counters["fault_lookup_500"] += 1
+        return twilio_error(ERROR_500.status, ERROR_500.code, ERROR_500.message)
     raw = request.match_info["number"]
     fields = {f.strip() for f in request.query.get("Fields", "").split(",") if f.strip()}
     number, country, calling, national = _parse_number(raw, request.query.get("CountryCode"))

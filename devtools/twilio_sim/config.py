@@ -19,8 +19,8 @@ DEFAULT_PORT = 8081
 RUNTIME_FIELDS = ("public_base_url", "callbacks_enabled", "callback_delay_s", "late_delay_s",
                   # fault knobs (faults.py): off by default
                   "fail_500_rate", "created_500_rate", "hang_rate", "list_500_rate", "slow_s", "hang_s",
-                  "burst_429", "fault_seed")
-_RATES = ("fail_500_rate", "created_500_rate", "hang_rate", "list_500_rate")
+                  "burst_429", "fault_seed", "list_slow_s", "lookup_500_rate")
+_RATES = ("fail_500_rate", "created_500_rate", "hang_rate", "list_500_rate", "lookup_500_rate")
 _COUNTS = ("burst_429", "fault_seed")
 
 
@@ -39,6 +39,8 @@ class SimConfig:
     hang_rate: float = 0.0  # created, then answered only after hang_s
     list_500_rate: float = 0.0  # Messages list answered 500
     slow_s: float = 0.0  # every create answers this much later
+    list_slow_s: float = 0.0  # every Messages list answers this much later
+    lookup_500_rate: float = 0.0  # Lookup answered 500
     hang_s: float = 15.0
     burst_429: int = 0  # the next N creates are answered 429 (set to start a burst)
     fault_seed: int = 0  # seeds the draws, so a run can be repeated

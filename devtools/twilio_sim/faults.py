@@ -4,7 +4,7 @@ The scenario table makes one number misbehave in one way, which is what a functi
 needs. A fault run needs the whole API to misbehave at random: a fraction of creates
 answered 500 (nothing created), a fraction created and then answered 500 (Twilio has it,
 we cannot tell), bursts of 429, slow answers, and answers so late the client times out
-after the message was created. Set them with `POST /sim/config`, e.g.
+after the message was created; a slow or failing Messages list, a failing Lookup. Set them with `POST /sim/config`, e.g.
 `{"fail_500_rate": 0.2, "burst_429": 50, "fault_seed": 7}`; all default to off.
 
 Faults are drawn before the scenario's per-number tries are counted, so an injected
@@ -20,8 +20,8 @@ from devtools.twilio_sim.config import SimConfig
 
 Fault = Literal["429", "500", "created_500", "hang"]
 
-RATE_FIELDS = ("fail_500_rate", "created_500_rate", "hang_rate", "list_500_rate")
-SECONDS_FIELDS = ("slow_s", "hang_s")
+RATE_FIELDS = ("fail_500_rate", "created_500_rate", "hang_rate", "list_500_rate", "lookup_500_rate")
+SECONDS_FIELDS = ("slow_s", "hang_s", "list_slow_s")
 COUNT_FIELDS = ("burst_429", "fault_seed")
 
 
@@ -40,3 +40,7 @@ def pick_create_fault(config: SimConfig, rng: random.Random, burst_left: int) ->
 
 def list_fails(config: SimConfig, rng: random.Random) -> bool:
     return config.list_500_rate > 0 and rng.random() < config.list_500_rate
+
+
+def lookup_fails(config: SimConfig, rng: random.Random) -> bool:
+    return config.lookup_500_rate > 0 and rng.random() < config.lookup_500_rate

@@ -17,7 +17,7 @@ API_VERSION = "2010-04-01"
 
 # Shown at 0 before anything happened, so a reader never has to guess a missing key.
 COUNTERS = (
-    "messages_created", "create_attempts", "create_refused", "lookups", "list_requests",
+    "messages_created", "create_attempts", "create_refused", "lookups", "lookup_requests", "list_requests",
     "status_posts", "status_posts_failed", "inbound_posts", "auth_failures",
 )
 

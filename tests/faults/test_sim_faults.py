@@ -8,7 +8,7 @@ import aiohttp
 import pytest
 
 OFF = {"fail_500_rate": 0, "created_500_rate": 0, "hang_rate": 0, "list_500_rate": 0, "slow_s": 0,
-       "burst_429": 0, "fault_seed": 0, "hang_s": 15}
+       "burst_429": 0, "fault_seed": 0, "hang_s": 15, "list_slow_s": 0, "lookup_500_rate": 0}
 
 
 @pytest.fixture
@@ -72,6 +72,19 @@ async def test_slow_answers_and_failing_lists(twilio, settings):
         assert resp.status == 500
 
 
+async def test_a_slow_list_answers_late_and_a_failing_lookup_is_counted(twilio, settings):
+    await configure(twilio, list_slow_s=0.3, lookup_500_rate=1.0)
+    started = time.monotonic()
+    async with twilio.get(f"/2010-04-01/Accounts/{settings.twilio_account_sid}/Messages.json") as resp:
+        assert resp.status == 200
+    assert time.monotonic() - started >= 0.3
+    async with twilio.get("/v2/PhoneNumbers/+12125557777", params={"Fields": "line_type_intelligence"}) as resp:
+        assert resp.status == 500
+    async with twilio.get("/sim/counters") as resp:
+        counters = await resp.json()
+    assert (counters["lookup_requests"], counters["lookups"], counters["fault_lookup_500"]) == (1, 0, 1)
+
+
 async def test_the_same_seed_draws_the_same_faults(twilio, settings):
     runs = []
     for _ in range(2):
@@ -81,7 +94,8 @@ async def test_the_same_seed_draws_the_same_faults(twilio, settings):
 
 
 @pytest.mark.parametrize("bad", [{"fail_500_rate": 1.5}, {"hang_rate": -0.1}, {"burst_429": -1},
-                                 {"burst_429": 2.5}, {"fault_seed": True}, {"slow_s": -1}])
+                                 {"burst_429": 2.5}, {"fault_seed": True}, {"slow_s": -1},
+                                 {"list_slow_s": -1}, {"lookup_500_rate": 2}])
 async def test_malformed_knobs_are_refused(twilio, bad):
     async with twilio.post("/sim/config", json=bad) as resp:
         assert resp.status == 400

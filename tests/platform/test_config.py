@@ -42,3 +42,11 @@ def test_a_command_without_database_url_prints_one_line_and_exits_non_zero(comma
     assert len(lines) == 1, proc.stderr
     assert "DATABASE_URL" in lines[0]
     assert "Traceback" not in proc.stderr
+
+
+def test_inbox_retention_defaults_to_30_days_and_is_read_from_the_environment():
+    assert Settings.from_env({}).inbox_retention_days == 30
+    assert Settings.from_env({"INBOX_RETENTION_DAYS": "7"}).inbox_retention_days == 7
+    with pytest.raises(ConfigError) as err:
+        Settings.from_env({"INBOX_RETENTION_DAYS": "0"})
+    assert "INBOX_RETENTION_DAYS" in str(err.value)

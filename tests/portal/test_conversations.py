@@ -162,6 +162,28 @@ async def test_thread_open_of_a_known_line_calls_nothing(http, pool, firm, sim):
     assert await lookups(sim) == []
 
 
+async def sim_counter(sim: str, name: str) -> int:
+    async with aiohttp.ClientSession() as s, s.get(f"{sim}/sim/counters") as resp:
+        return (await resp.json())[name]
+
+
+async def test_a_failing_lookup_is_not_asked_again_by_the_next_thread_open(http, pool, firm, sim):
+    await add_lead(pool, firm.id, "Fay Failing", "+16465552402")  # imported: never looked up
+    conv = await add_conversation(pool, firm.id, "+16465552402")
+    async with aiohttp.ClientSession() as s, s.post(f"{sim}/sim/config", json={"lookup_500_rate": 1.0}) as resp:
+        assert resp.status == 200
+    try:
+        opened = await get_json(http, f"{LIST}/{conv}", firm.headers)
+        assert opened["can_send"] is True and opened["line_type"] is None  # unknown: sendable
+        assert await sim_counter(sim, "lookup_requests") == 1
+        again = await get_json(http, f"{LIST}/{conv}", firm.headers)
+        assert again == opened
+        assert await sim_counter(sim, "lookup_requests") == 1  # the failure is remembered
+    finally:
+        async with aiohttp.ClientSession() as s, s.post(f"{sim}/sim/config", json={"lookup_500_rate": 0}) as resp:
+            assert resp.status == 200
+
+
 async def test_thread_open_of_another_firms_or_no_conversation_is_404(http, pool, firm, make_firm):
     other = await make_firm()
     await add_lead(pool, firm.id, "Mine", "+16465552402")

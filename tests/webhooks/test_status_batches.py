@@ -102,3 +102,22 @@ async def test_a_callback_replayed_after_it_was_applied_is_answered_204_and_not_
                                                  status="delivered") for _ in range(5)))
     assert [a.status for a in answers] == [204] * 5
     assert await pool.fetchval("SELECT count(*) FROM twilio_inbox WHERE message_sid = 'SMdone'") == 1
+
+
+async def test_a_callback_arriving_as_the_last_writer_finishes_is_still_stored(deps, broker, pool, firm):
+    from webhooks.batcher import StatusBatcher
+
+    batcher = StatusBatcher(max_writers=1)
+
+    def params(n: int) -> dict:
+        return status_params(account_sid=deps.settings.twilio_account_sid, sid=f"SMtick{n}", to=PHONE,
+                             from_=firm.number, status="delivered")
+
+    async def one_after_another() -> None:
+        # The second request comes in the very loop tick the first one's answer (and the
+        # end of the only writer) does.
+        await batcher.store(deps, params(1), None)
+        await batcher.store(deps, params(2), None)
+
+    await asyncio.wait_for(one_after_another(), 5)
+    assert await pool.fetchval("SELECT count(*) FROM twilio_inbox WHERE message_sid LIKE 'SMtick%'") == 2
