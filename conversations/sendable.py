@@ -61,15 +61,6 @@ def decision_from_code(code: str | None) -> Decision:
     return Decision(sendable=code is None, code=code)
 
 
-async def decide_for_lead(conn: asyncpg.Connection | asyncpg.Pool, firm_id: int, lead_id: int) -> Decision | None:
-    """The decision for one signup of the firm; None when the lead is not the firm's."""
-    row = await conn.fetchrow(
-        "SELECT send_block_code(firm_id, phone_status, phone_e164) AS code FROM leads WHERE id = $1 AND firm_id = $2",
-        lead_id, firm_id,
-    )
-    return None if row is None else decision_from_code(row["code"])
-
-
 async def decide_for_phone(conn: asyncpg.Connection | asyncpg.Pool, firm_id: int, phone_e164: str) -> Decision:
     """The decision for a conversation's phone (a valid E.164 number by construction)."""
     code = await conn.fetchval("SELECT send_block_code($1, 'valid', $2)", firm_id, phone_e164)

@@ -219,26 +219,6 @@ async def incr_grouped(redis: Any, name: str, amount: int = 1, **labels: Any) ->
     await found[1].add(key, field, amount)
 
 
-# ---- recording (sync: dramatiq middleware, scripts) -----------------------------------
-
-def incr_sync(redis: Any, name: str, amount: int = 1, **labels: Any) -> None:
-    """`incr` for a synchronous `redis.Redis` client."""
-    key, field, amount = _counter_ops(name, amount, labels)
-    try:
-        redis.hincrby(key, field, amount)
-    except Exception as exc:
-        log.debug("metric_write_failed", metric=name, error=f"{type(exc).__name__}: {exc}")
-
-
-def observe_sync(redis: Any, name: str, seconds: float, **labels: Any) -> None:
-    """`observe` for a synchronous `redis.Redis` client."""
-    pipe = _observation_pipeline(redis, name, seconds, labels)
-    try:
-        pipe.execute()
-    except Exception as exc:
-        log.debug("metric_write_failed", metric=name, error=f"{type(exc).__name__}: {exc}")
-
-
 # ---- the named helpers the feature packages call ---------------------------------------
 
 async def record_send_refused(redis: Any, code: str) -> None:
