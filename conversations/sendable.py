@@ -1,4 +1,4 @@
-"""The sendable decision: design.md's table, one definition.
+"""The sendable decision: the sendable table (docs/send-pipeline.md), one definition.
 
 The rule itself lives in SQL (`send_block_code(firm_id, phone_status, phone_e164)`,
 migration 0002) so the picker can filter thousands of rows with it and the send path
@@ -24,7 +24,7 @@ class Notice:
         return {"level": self.level, "code": self.code, "text": self.text}
 
 
-# design.md's table, in its order. Texts are the product's words: do not paraphrase.
+# The sendable table, in its order. Texts are the product's words: do not paraphrase.
 NOTICES: dict[str, Notice] = {
     n.code: n
     for n in (

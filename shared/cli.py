@@ -1,4 +1,4 @@
-"""The `leadsms` command (api.md's command table).
+"""The `leadsms` command (docs/cli.md).
 
 Each command checks only the variables it needs; a bad or missing one prints one line
 naming it and exits 2. Commands owned by a package are thin calls into it, imported by

@@ -267,7 +267,7 @@ def _answer_code(response: web.StreamResponse) -> str | None:
 
 
 async def _count_answer(redis: Any, request: web.Request, status: int, code: str | None) -> None:
-    """Counters read off api.md's answers, so the feature handlers need no metric calls:
+    """Counters read off the API's answers, so the feature handlers need no metric calls:
     a send answered 409/429 was refused with that code, 200 was a duplicate (202 is new);
     a Twilio webhook answered 2xx was taken, 403 `bad_signature` was forged, else error."""
     kind = _WEBHOOKS.get(request.path)
