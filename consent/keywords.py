@@ -2,7 +2,7 @@
 
 Pure functions, no I/O. Two different questions with two different bars:
 
-- `classify_keyword`: the carrier-standard keywords (design.md). The WHOLE body counts,
+- `classify_keyword`: the carrier-standard keywords (docs/webhooks.md). The WHOLE body counts,
   trimmed, case-insensitive, trailing punctuation ignored, so "Stop." opts out and
   "We have got to STOP this bill" does not. Twilio answers these keywords itself; the
   webhook applies the state change in the same transaction as the inbox row.

@@ -1,4 +1,4 @@
-"""The sendable decision: design.md's table, one definition.
+"""The sendable decision: the sendable table (docs/send-pipeline.md), one definition.
 
 The rule itself lives in SQL (`send_block_code(firm_id, phone_status, phone_e164)`,
 migration 0002) so the picker can filter thousands of rows with it and the send path
@@ -24,7 +24,7 @@ class Notice:
         return {"level": self.level, "code": self.code, "text": self.text}
 
 
-# design.md's table, in its order. Texts are the product's words: do not paraphrase.
+# The sendable table, in its order. Texts are the product's words: do not paraphrase.
 NOTICES: dict[str, Notice] = {
     n.code: n
     for n in (
@@ -59,15 +59,6 @@ class Decision:
 
 def decision_from_code(code: str | None) -> Decision:
     return Decision(sendable=code is None, code=code)
-
-
-async def decide_for_lead(conn: asyncpg.Connection | asyncpg.Pool, firm_id: int, lead_id: int) -> Decision | None:
-    """The decision for one signup of the firm; None when the lead is not the firm's."""
-    row = await conn.fetchrow(
-        "SELECT send_block_code(firm_id, phone_status, phone_e164) AS code FROM leads WHERE id = $1 AND firm_id = $2",
-        lead_id, firm_id,
-    )
-    return None if row is None else decision_from_code(row["code"])
 
 
 async def decide_for_phone(conn: asyncpg.Connection | asyncpg.Pool, firm_id: int, phone_e164: str) -> Decision:

@@ -1,4 +1,4 @@
-"""The JSON shapes of messages and conversations (api.md), one function each: pure, no I/O.
+"""The JSON shapes of messages and conversations (docs/openapi.yaml), one function each: pure, no I/O.
 
 Every answer and every event that carries a message or a conversation is built here, so
 the portal, the send path and the change feed cannot disagree on a field.
@@ -12,7 +12,7 @@ from conversations.sendable import NOTICES
 
 PREVIEW_CHARS = 100
 
-# api.md's message shape, in its order.
+# The API's message shape, in its order.
 MESSAGE_FIELDS = (
     "id", "conversation_id", "direction", "body", "status", "twilio_status", "blocked_reason",
     "sent_by", "twilio_sid", "error_code", "error_message", "segments", "created_at",
@@ -20,7 +20,7 @@ MESSAGE_FIELDS = (
 
 
 def message_json(row: Mapping[str, Any], *, deduplicated: bool = False) -> dict[str, Any]:
-    """api.md's message shape for a `messages` row (any mapping with its columns).
+    """The API's message shape for a `messages` row (any mapping with its columns).
 
     `created_at` and `updated_at` are ISO-8601 strings; `deduplicated` says whether this
     answer is the first request's message returned to a duplicate inside the window.
@@ -48,7 +48,7 @@ def notice_json(code: str | None) -> dict[str, str] | None:
 
 
 def conversation_json(row: Mapping[str, Any]) -> dict[str, Any]:
-    """api.md's conversation shape (list item, thread open, conversation create), plus
+    """The API's conversation shape (list item, thread open, conversation create), plus
     `line_type`, from a `conversations.queries` conversation row. `name` is null when no
     signup names the phone; `needs_reply` is true when the last message is the lead's."""
     code = row["block_code"]

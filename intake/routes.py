@@ -1,6 +1,6 @@
 """The CRM hook and the signup read: `POST /v1/leads`, `GET /v1/leads/{id}`.
 
-`GET` answers the sendable decision of design.md: the code comes from the SQL function
+`GET` answers the sendable decision (docs/send-pipeline.md): the code comes from the SQL function
 `send_block_code` (one definition, migration 0002) inside the lead's query, and its
 words from `conversations.sendable`, the one place the product's notice texts live.
 That import runs against the package diagram (intake -> lookup -> shared) on purpose:

@@ -1,6 +1,6 @@
 """The inbox page: `/` and `/static/...`, plain files with no build step.
 
-The page is a client of the portal API (`/v1/...`, api.md) and nothing more: it holds no
+The page is a client of the portal API (`/v1/...`, docs/openapi.yaml) and nothing more: it holds no
 data of its own and reads the firm's API key from the URL fragment (`#key=...`), which
 browsers never send to a server. Serving it from the same aiohttp app keeps it on the
 API's origin, so no CORS is needed.

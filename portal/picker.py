@@ -1,7 +1,7 @@
 """The lead picker's pure side: what a typed `q` means, before any SQL runs.
 
-design.md's rule: at least 2 characters; a match on name, email or phone of any signup;
-digits typed in any format ("(212) 555", "212-555-01", "+1212555") match the stored
+The picker's rule (docs/portal-api.md): at least 2 characters; a match on name, email or
+phone of any signup; digits typed in any format ("(212) 555", "212-555-01", "+1212555") match the stored
 E.164 number. Deciding the mode here keeps the SQL simple and the rule testable without a
 database.
 

@@ -1,4 +1,4 @@
-"""HTTP routes of the portal's read API (api.md): picker, conversation list, thread open.
+"""HTTP routes of the portal's read API (docs/openapi.yaml): picker, conversation list, thread open.
 
 Handlers parse, call `portal.service`, and map its errors; the firm comes from the /v1
 auth middleware (`request[FIRM_ID]`), so every read is the caller's firm only.

@@ -1,7 +1,7 @@
 """The portal's read API as plain functions of (deps, firm id, ...): picker, list, thread open.
 
 All reads are scoped to the caller's firm; a conversation of another firm is `NotFound`,
-never a 403 (design.md: a firm cannot even learn that an id exists).
+never a 403 (a firm cannot even learn that an id exists).
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ MAX_LIMIT = 100
 
 
 async def sendable_leads(deps: Deps, firm_id: int, raw_q: str | None) -> list[dict[str, Any]]:
-    """design.md's picker: up to 20 sendable phones matching `q`, each as its newest signup.
+    """The picker (docs/portal-api.md): up to 20 sendable phones matching `q`, each as its
+    newest signup.
 
     Raises `picker.BadQuery` for a q that cannot be searched (too long, NUL).
     """

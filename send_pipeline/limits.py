@@ -1,6 +1,6 @@
 """The duplicate window and the per-user rate limit, in Redis, in one atomic script.
 
-design.md: the first request of (firm, user, conversation, body) takes a key with
+docs/send-pipeline.md: the first request of (firm, user, conversation, body) takes a key with
 SET NX PX <window> holding its pre-allocated message id; a duplicate inside the window
 gets that id back. Then `SEND_RATE_LIMIT` accepted sends per rolling 60 s per (firm,
 user), counted in a sorted set scored by Redis's own clock (so every web process shares

@@ -1,6 +1,6 @@
 """The worker side of a send: claim, call Twilio once, record what happened.
 
-design.md's "sends happen once", step by step:
+docs/send-pipeline.md's "sends happen once", step by step:
 
 1. Claim: one UPDATE takes a due `queued` row without a sid to `sending` (claimed_at,
    attempts + 1), re-checking the sendable decision in the same statement; a row that

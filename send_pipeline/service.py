@@ -1,6 +1,6 @@
 """The send pipeline's web-side behaviour: open a conversation, read a thread, accept a send.
 
-Accepting a send is the order design.md gives, each step able to refuse before anything
+Accepting a send is the order docs/send-pipeline.md gives, each step able to refuse before anything
 is stored: the sendable decision (409) → the duplicate window → the per-user rate limit
 (429) → one statement that inserts the message `queued` and bumps the conversation →
 the `send_message` job. A row in PostgreSQL first, then the job: if the enqueue fails,

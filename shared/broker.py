@@ -77,10 +77,6 @@ def install(broker: dramatiq.Broker) -> dramatiq.Broker:
     return broker
 
 
-def installed() -> dramatiq.Broker:
-    return _current_broker()
-
-
 def build_broker(url: str, *, middleware: list[Middleware] | None = None) -> dramatiq.Broker:
     """A RedisBroker or RabbitmqBroker for `url`, with the project's middleware."""
     scheme = urlsplit(url).scheme

@@ -1,4 +1,4 @@
-"""The `leadsms` command (api.md's command table).
+"""The `leadsms` command (docs/cli.md).
 
 Each command checks only the variables it needs; a bad or missing one prints one line
 naming it and exits 2. Commands owned by a package are thin calls into it, imported by
@@ -158,13 +158,13 @@ def cmd_queues(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from devtools.demo import run
 
-    return run.main(args)
+    return run.main(args.demo_args)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from devtools import bench
 
-    return bench.main(args)
+    return bench.main(args.bench_args)
 
 
 # Subcommands whose own parser reads every argument after the command word.
@@ -234,8 +234,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # argparse's REMAINDER refuses a leading option ("twilio-sim --port 9"): hand the
         # rest over untouched to the subcommand's own parser.
         args = parser.parse_args([argv[0]])
+        rest = argv[2:] if argv[1:2] == ["--"] else argv[1:]
         setattr(args, {"twilio-sim": "sim_args", "queues": "queue_args", "demo": "demo_args",
-                       "bench": "bench_args"}[argv[0]], argv[1:])
+                       "bench": "bench_args"}[argv[0]], rest)
     else:
         args = parser.parse_args(argv)
     try:

@@ -1,7 +1,7 @@
 """Configuration: one frozen `Settings`, read from the environment once.
 
 Nothing else in the project reads `os.environ`. Each command names the variables it
-needs (see ../shared/api.md); a missing or malformed one raises `ConfigError`, which the
+needs (NEEDS below; the README's configuration section); a missing or malformed one raises `ConfigError`, which the
 CLI prints as one line naming the variable.
 """
 
@@ -52,7 +52,7 @@ class _Var:
     default: Any = None
 
 
-# attribute name -> how to read it. Defaults are api.md's.
+# attribute name -> how to read it. Defaults as in the README's configuration table.
 _VARS: dict[str, _Var] = {
     "database_url": _Var("DATABASE_URL", _url(("postgresql", "postgres"))),
     "redis_url": _Var("REDIS_URL", _url(("redis", "rediss", "unix"))),
@@ -81,7 +81,7 @@ _VARS: dict[str, _Var] = {
     "inbox_retention_days": _Var("INBOX_RETENTION_DAYS", _int(1), 30),
 }
 
-# Which variables each command needs (api.md's "needed by" column).
+# Which variables each command needs (the README's configuration section lists them).
 NEEDS: dict[str, tuple[str, ...]] = {
     "web": ("database_url", "redis_url", "twilio_account_sid", "twilio_auth_token"),
     "worker": ("database_url", "redis_url", "twilio_account_sid", "twilio_auth_token"),

@@ -52,9 +52,5 @@ class HttpError(AppError):
         self.extra = extra
 
 
-def bad_request(message: str, code: str = "bad_request") -> HttpError:
-    return HttpError(400, code, message)
-
-
 def not_found(what: str = "resource") -> HttpError:
     return HttpError(404, "not_found", f"No such {what}.")

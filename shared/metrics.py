@@ -219,26 +219,6 @@ async def incr_grouped(redis: Any, name: str, amount: int = 1, **labels: Any) ->
     await found[1].add(key, field, amount)
 
 
-# ---- recording (sync: dramatiq middleware, scripts) -----------------------------------
-
-def incr_sync(redis: Any, name: str, amount: int = 1, **labels: Any) -> None:
-    """`incr` for a synchronous `redis.Redis` client."""
-    key, field, amount = _counter_ops(name, amount, labels)
-    try:
-        redis.hincrby(key, field, amount)
-    except Exception as exc:
-        log.debug("metric_write_failed", metric=name, error=f"{type(exc).__name__}: {exc}")
-
-
-def observe_sync(redis: Any, name: str, seconds: float, **labels: Any) -> None:
-    """`observe` for a synchronous `redis.Redis` client."""
-    pipe = _observation_pipeline(redis, name, seconds, labels)
-    try:
-        pipe.execute()
-    except Exception as exc:
-        log.debug("metric_write_failed", metric=name, error=f"{type(exc).__name__}: {exc}")
-
-
 # ---- the named helpers the feature packages call ---------------------------------------
 
 async def record_send_refused(redis: Any, code: str) -> None:
@@ -287,7 +267,7 @@ def _answer_code(response: web.StreamResponse) -> str | None:
 
 
 async def _count_answer(redis: Any, request: web.Request, status: int, code: str | None) -> None:
-    """Counters read off api.md's answers, so the feature handlers need no metric calls:
+    """Counters read off the API's answers, so the feature handlers need no metric calls:
     a send answered 409/429 was refused with that code, 200 was a duplicate (202 is new);
     a Twilio webhook answered 2xx was taken, 403 `bad_signature` was forged, else error."""
     kind = _WEBHOOKS.get(request.path)

@@ -50,7 +50,7 @@ class Services:
         self.database_url = database_url
         self.redis_url = redis_url
         self.embedded = embedded
-        self.tmp = embedded.tmp
+        self.tmp = embedded.data_dir
 
 
 @pytest_asyncio.fixture(scope="session")

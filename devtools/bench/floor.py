@@ -171,16 +171,17 @@ async def run_floor(system) -> dict:
     """`send / floor` in one run: rounds of the send path's saturation phase and the
     floor's, interleaved (their order alternating) on the same database, firms and
     simulator, so a change in the machine's background load touches both alike."""
-    from devtools.bench import cluster as cl
+    from devtools.local_services import free_port
     from devtools.bench.send import measure_sends, send_requests
     from devtools.bench.system import warmup_count
+    from devtools.twilio_sim.config import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN
 
     opts = system.opts
     cluster = system.cluster
-    port = cl.free_port()
+    port = free_port()
     cluster.spawn("floor", floor_argv(
         port=port, database_url=system.dsn, redis_url=system.services.redis_url, sim_url=cluster.sim_url,
-        account_sid=cl.SIM_ACCOUNT_SID, auth_token=cl.SIM_AUTH_TOKEN, public_base_url=cluster.web_url,
+        account_sid=DEFAULT_ACCOUNT_SID, auth_token=DEFAULT_AUTH_TOKEN, public_base_url=cluster.web_url,
         consumers=opts.floor_consumers))
     floor_url = f"http://127.0.0.1:{port}"
     await cluster.wait_http("floor", f"{floor_url}/healthz")

@@ -6,30 +6,37 @@ simulator) → `phone_lines`. "Line type known" is the moment that row was writt
 `checked_at`, PostgreSQL's clock on the same machine as ours).
 
 - steady: `intake_rate` leads/s for `intake_duration` s (open loop, one firm), measured by
-  the intake package's own `devtools.bench.intake_load.bench_intake`: p50/p95/p99 POST → line type known;
+  `bench_intake` (below; a test runs it too): p50/p95/p99 POST → line type known;
 - bulk: `intake_bulk` leads POSTed as fast as the web takes them (every firm): leads/s
   accepted, and leads/s through to a known line type;
-- import: `leadsms import` of an `import_rows`-row CSV (`devtools.bench.intake_load.write_leads_csv`):
-  leads/s (validated inline, line types left to the lazy lookup).
+- import: `leadsms import` of an `import_rows`-row CSV (`write_leads_csv`): leads/s
+  (validated inline, line types left to the lazy lookup).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import csv
 import json
+import random
 import time
 from typing import Any
+
+import aiohttp
+import asyncpg
 
 from devtools.bench import load
 from devtools.bench.accounting import per_unit
 from devtools.bench.seed import phones
 from devtools.bench.system import System, wait_for_count
+from shared.phones import check_phone
 
 
 def lead_requests(system: System, count: int, start: int, tag: str) -> list[load.Request]:
     firms = system.firms
     out = []
-    # 332: an area code devtools.bench.intake_load's steady phase does not draw from
+    # 332: an area code bench_intake's steady phase does not draw from
     for i, phone in enumerate(phones("332", 5_000_000 + start, count)):
         firm = firms[i % len(firms)]
         national = phone[2:]
@@ -87,9 +94,7 @@ async def _phase(system: System, requests: list[load.Request], tag: str, *, rate
 
 
 async def _steady(system: System) -> dict[str, Any]:
-    """devtools.bench.intake_load's own steady-rate measurement (open loop, phone_lines.checked_at)."""
-    from devtools.bench.intake_load import bench_intake
-
+    """bench_intake's steady-rate measurement (open loop, phone_lines.checked_at)."""
     opts = system.opts
     meter = system.meter("web", "worker", "twilio-sim")
     count = max(1, int(opts.intake_rate * opts.intake_duration))
@@ -114,10 +119,8 @@ async def _steady(system: System) -> dict[str, Any]:
 
 
 async def _import(system: System) -> dict[str, Any]:
-    """`leadsms import` of a generated CSV (devtools.bench.intake_load.write_leads_csv): leads/s of the
-    bulk path that validates inline and leaves line types to the lazy lookup."""
-    from devtools.bench.intake_load import write_leads_csv
-
+    """`leadsms import` of a generated CSV (write_leads_csv): leads/s of the bulk path that
+    validates inline and leaves line types to the lazy lookup."""
     opts = system.opts
     assert system.cluster is not None
     path = write_leads_csv(str(system.log_dir / "import.csv"), opts.import_rows)
@@ -163,3 +166,117 @@ async def run_intake(system: System) -> dict[str, Any]:
     if opts.import_rows:
         result["import"] = await _import(system)
     return result
+
+
+# ---- the steady-rate timer and the import's CSV -----------------------------------------------
+
+
+def _phones(count: int, rng: random.Random) -> list[str]:
+    """Distinct valid numbers the simulator answers `mobile` (last four 1000-9999), drawn at
+    random so a rerun is hardly ever answered from the Lookup cache."""
+    area = rng.choice(("646", "917", "347", "718"))
+    out: list[str] = []
+    for idx in rng.sample(range(800 * 9000), count * 2):
+        phone = f"({area}) {200 + idx // 9000:03d}-{1000 + idx % 9000:04d}"
+        if check_phone(phone).status == "valid":
+            out.append(phone)
+            if len(out) == count:
+                return out
+    raise ValueError(f"could not draw {count} valid phones")
+
+
+def _seconds(values: list[float], *points: float) -> dict[str, float | None]:
+    ordered = sorted(values)
+
+    def at(p: float) -> float | None:
+        value = load.percentile(ordered, p)
+        return None if value is None else round(value, 4)
+
+    return {("max" if p == 100 else f"p{p:g}"): at(p) for p in points}
+
+
+async def bench_intake(base_url: str, api_key: str, rate: float, count: int, *, dsn: str | None = None,
+                       timeout_s: float = 120.0, seed: int | None = None) -> dict[str, Any]:
+    """Post `count` signups at a steady `rate` per second (the load generator's open loop),
+    each with a phone of its own that the simulator answers `mobile`, and report seconds
+    from the POST to its line type being known, as p50/p95/p99/max.
+
+    With `dsn` (a database on this machine's clock) the moment a line type became known is
+    `phone_lines.checked_at`, read once every 0.1 s for all leads: exact, and it adds no
+    load. Without it, the leads still open are polled over HTTP, eight requests at a time,
+    each lead at most every 50 ms: the figures then include that polling's lag and load.
+    """
+    rng = random.Random(seed)
+    run = f"bench-{int(time.time())}-{rng.randrange(10**6)}"
+    phones = _phones(count, rng)
+    headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
+    requests = [load.Request("POST", f"{base_url}/v1/leads", json.dumps(
+        {"external_id": f"{run}-{i}", "name": f"Bench {i}", "email": f"bench{i}@example.com",
+         "event": "Benchmark", "phone": phones[i]}).encode(), headers) for i in range(count)]
+    posted: dict[int, float] = {}  # lead id -> wall-clock time its POST started
+    known: dict[int, float] = {}  # lead id -> wall-clock time its line type was known
+
+    def accepted(outcome: load.Outcome) -> None:
+        if outcome.status == 202 and isinstance(outcome.body, dict):
+            posted[outcome.body["lead_id"]] = outcome.started
+
+    async def watch_db(stop: asyncio.Event) -> None:
+        conn = await asyncpg.connect(dsn)
+        try:
+            while True:
+                open_ids = [i for i in posted if i not in known]
+                rows = await conn.fetch(
+                    """SELECT l.id, extract(epoch FROM p.checked_at)::float8 AS at FROM leads l
+                       JOIN phone_lines p ON p.phone_e164 = l.phone_e164 WHERE l.id = ANY($1::bigint[])""", open_ids)
+                known.update((r["id"], r["at"]) for r in rows)
+                if stop.is_set() and len(known) == len(posted):
+                    return
+                await asyncio.sleep(0.1)
+        finally:
+            await conn.close()
+
+    async def watch_http(session: aiohttp.ClientSession, stop: asyncio.Event) -> None:
+        gate = asyncio.Semaphore(8)
+
+        async def check(lead_id: int) -> None:
+            async with gate, session.get(f"{base_url}/v1/leads/{lead_id}", headers=headers) as resp:
+                lead = await resp.json(content_type=None)
+            if lead.get("line_type") is not None or lead.get("phone_status") not in ("pending", "valid"):
+                known.setdefault(lead_id, time.time())
+
+        while not (stop.is_set() and len(known) == len(posted)):
+            await asyncio.gather(*(check(i) for i in list(posted) if i not in known))
+            await asyncio.sleep(0.05)
+
+    async with load.session(limit=200) as session:
+        stop = asyncio.Event()
+        watcher = asyncio.create_task(watch_db(stop) if dsn else watch_http(session, stop))
+        t0 = time.monotonic()
+        outcomes = await load.open_loop(session, requests, rate, on_done=accepted)
+        offered_s = time.monotonic() - t0
+        stop.set()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(watcher, timeout_s)
+    statuses: dict[int | None, int] = {}
+    for o in outcomes:
+        statuses[o.status] = statuses.get(o.status, 0) + 1
+    latencies = [known[i] - posted[i] for i in posted if i in known]
+    return {
+        "rate": rate, "count": count, "achieved_rate": round(count / offered_s, 1), "statuses": statuses,
+        "line_type_known": len(latencies), "measured_by": "phone_lines.checked_at" if dsn else "http polling",
+        "post_to_line_type_s": _seconds(latencies, 50, 95, 99, 100),
+        "post_s": _seconds([o.elapsed for o in outcomes], 50, 95),
+    }
+
+
+def write_leads_csv(path: str, rows: int, *, seed: int = 1) -> str:
+    """`rows` distinct leads in the import's columns, with valid US phones."""
+    rng = random.Random(seed)
+    with open(path, "w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(["external_id", "name", "email", "phone", "event", "signed_up_at"])
+        for i in range(rows):
+            out.writerow([f"import-{i}", f"Person {i}", f"p{i}@example.com",
+                          f"({rng.choice((212, 646, 415, 312))}) {rng.randrange(200, 1000)}-{rng.randrange(10_000):04d}",
+                          "Spring seminar", f"2024-{i % 12 + 1:02d}-{i % 28 + 1:02d}T10:00:00Z"])
+    return path

@@ -65,16 +65,24 @@ async def _one(s: aiohttp.ClientSession, req: Request, want_json: bool) -> Outco
         return Outcome(req, started, time.perf_counter() - t0, None, error=f"{type(exc).__name__}: {exc}")
 
 
-async def open_loop(s: aiohttp.ClientSession, requests: Sequence[Request], rate: float,
-                    *, want_json: bool = True) -> list[Outcome]:
-    """Start request i at t0 + i/rate; wait for every one."""
+async def open_loop(s: aiohttp.ClientSession, requests: Sequence[Request], rate: float, *, want_json: bool = True,
+                    on_done: Callable[[Outcome], None] | None = None) -> list[Outcome]:
+    """Start request i at t0 + i/rate; wait for every one. `on_done` sees each outcome as
+    it arrives (a watcher can start on it while later requests are still to come)."""
+
+    async def one(req: Request) -> Outcome:
+        outcome = await _one(s, req, want_json)
+        if on_done is not None:
+            on_done(outcome)
+        return outcome
+
     tasks: list[asyncio.Task] = []
     t0 = time.perf_counter() + 0.05
     for i, req in enumerate(requests):
         delay = t0 + i / rate - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(_one(s, req, want_json)))
+        tasks.append(asyncio.create_task(one(req)))
     return list(await asyncio.gather(*tasks))
 
 
@@ -120,16 +128,3 @@ def status_counts(outcomes: Sequence[Outcome]) -> dict[str, int]:
         key = str(o.status) if o.status is not None else "error"
         counts[key] = counts.get(key, 0) + 1
     return counts
-
-
-async def wait_until(check: Callable[[], Any], *, timeout: float, interval: float = 0.05,
-                     what: str = "condition") -> Any:
-    """Poll an async `check` until truthy; raise TimeoutError naming `what`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what} (last: {value!r})")
-        await asyncio.sleep(interval)

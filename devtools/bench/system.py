@@ -18,6 +18,7 @@ import asyncpg
 from devtools.bench import cluster as cl
 from devtools.bench.accounting import Meter
 from devtools.bench.seed import BenchFirm, seed_firms
+from devtools.local_services import create_database, drop_database
 from shared.config import Settings
 
 
@@ -44,8 +45,8 @@ class Options:
     floor_consumers: int = 8
     pg_url: str | None = None
     redis_url: str | None = None
-    worker_threads: int = 8
-    log_level: str = "INFO"
+    worker_threads: int = Settings.worker_threads  # the processes under test run as in production
+    log_level: str = Settings.log_level
     sweeper: bool = False
     profile: str | None = None
     logs: str | None = None
@@ -70,7 +71,7 @@ class System:
 
         self.log_dir = Path(self.opts.logs or (cl.DATA_DIR / "logs" / time.strftime("%Y%m%d-%H%M%S"))).resolve()
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        self.db_name, self.dsn = await cl.create_database(self.services.admin_dsn)
+        self.db_name, self.dsn = await create_database(self.services.admin_dsn, prefix="leadsms_bench_")
         try:
             await migrate(self.dsn)
             await cl.flush_redis(self.services.redis_url)
@@ -96,7 +97,7 @@ class System:
         if self.cluster is not None:
             await self.cluster.stop_all()
         if self.db_name:
-            await cl.drop_database(self.services.admin_dsn, self.db_name)
+            await drop_database(self.services.admin_dsn, self.db_name)
 
     # ---- shared helpers ---------------------------------------------------------------------
 

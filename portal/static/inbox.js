@@ -1,4 +1,4 @@
-/* The inbox page: a plain client of the portal API (api.md). No framework, no build step.
+/* The inbox page: a plain client of the portal API (docs/openapi.yaml). No framework, no build step.
  *
  * - The firm's API key comes from the URL fragment (#key=lsk_...), which the browser never
  *   sends to a server; `&user=` optionally names the portal user (default "demo-user").

@@ -1,4 +1,4 @@
--- leadsms schema: the data model of design.md. Forward-only; rules held by the database
+-- leadsms schema: the data model (docs/architecture.md). Forward-only; rules held by the database
 -- itself wherever a constraint can say them.
 
 CREATE TABLE firms (

@@ -1,6 +1,6 @@
--- The sendable decision of design.md, as one SQL definition used by the picker, thread
+-- The sendable decision (docs/send-pipeline.md), as one SQL definition used by the picker, thread
 -- open, GET /v1/leads/{id} and the send path. NULL means sendable; otherwise the code of
--- the first row of design.md's table that matches, in the table's order.
+-- the first row of the sendable table that matches, in the table's order.
 CREATE FUNCTION send_block_code(p_firm_id bigint, p_phone_status text, p_phone_e164 text)
 RETURNS text LANGUAGE sql STABLE PARALLEL SAFE AS $$
     SELECT CASE

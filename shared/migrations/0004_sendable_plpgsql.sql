@@ -9,7 +9,7 @@
 -- to 1.4 ms (claim 0.62 -> 0.26 ms, sendable read 0.21 -> 0.05 ms). See
 -- docs/benchmarks.md.
 --
--- Same arguments, result and order of checks as 0002 (design.md's table): NULL means
+-- Same arguments, result and order of checks as 0002 (docs/send-pipeline.md's sendable table): NULL means
 -- sendable, else the code of the first row that matches. A condition that is NULL counts
 -- as not matching, as in 0002's CASE.
 CREATE OR REPLACE FUNCTION send_block_code(p_firm_id bigint, p_phone_status text, p_phone_e164 text)

@@ -134,7 +134,7 @@ async def test_a_lead_whose_job_was_lost_is_validated_after_the_sweep(ready_work
 
 @pytest.mark.parametrize("by_database", [True, False])
 async def test_the_intake_benchmark_measures_post_to_line_type(ready_worker, web, firm, settings, by_database):
-    from devtools.bench.intake_load import bench_intake
+    from devtools.bench.intake import bench_intake
 
     report = await bench_intake(web, firm["api_key"], rate=20, count=10, seed=7,
                                 dsn=settings.database_url if by_database else None)

@@ -1,5 +1,5 @@
 """Sends refused or deduplicated and Twilio webhook results, counted from the real routes'
-answers (api.md's statuses and codes) and read back on `/metrics`."""
+answers (the API's statuses and codes) and read back on `/metrics`."""
 
 from __future__ import annotations
 

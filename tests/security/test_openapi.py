@@ -32,11 +32,17 @@ def spec_operations(spec: dict) -> set[tuple[str, str]]:
 
 
 def app_operations() -> set[tuple[str, str]]:
+    """Every (method, path) the app serves, in demo mode (a superset: the demo adds two
+    routes), a static folder as the spec writes it (`/static/{filename}`)."""
+    from aiohttp.web_urldispatcher import StaticResource
+
     settings = Settings(database_url="postgresql://unused/unused", redis_url="redis://unused:1/0",
-                        public_base_url="http://127.0.0.1:1", twilio_account_sid="AC", twilio_auth_token="t")
+                        public_base_url="http://127.0.0.1:1", twilio_account_sid="AC", twilio_auth_token="t",
+                        demo_sim_url="http://127.0.0.1:1")
     app = create_app(settings, broker=StubBroker())
-    return {(route.method, route.resource.canonical) for route in app.router.routes()
-            if route.method != "HEAD" and route.resource is not None}
+    return {(route.method, route.resource.canonical + ("/{filename}" if isinstance(route.resource, StaticResource)
+                                                       else ""))
+            for route in app.router.routes() if route.method != "HEAD" and route.resource is not None}
 
 
 def test_every_v1_and_twilio_route_of_the_app_is_in_the_spec_and_nothing_else():
@@ -44,6 +50,10 @@ def test_every_v1_and_twilio_route_of_the_app_is_in_the_spec_and_nothing_else():
     documented = {op for op in spec_operations(load_spec()) if op[1].startswith(PREFIXES)}
     assert served - documented == set(), "routes the spec does not describe"
     assert documented - served == set(), "spec paths the app does not serve"
+
+
+def test_every_route_of_the_app_pages_and_demo_included_is_in_the_spec():
+    assert app_operations() - spec_operations(load_spec()) == set(), "routes the spec does not describe"
 
 
 def test_every_documented_operation_of_the_spec_is_served():

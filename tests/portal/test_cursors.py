@@ -1,4 +1,4 @@
-"""The list cursor and the message preview: pure, no database."""
+"""The conversation list's cursor: pure, no database."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import datetime as dt
 
 import pytest
 
-from conversations.shapes import PREVIEW_CHARS, preview
 from portal.shapes import BadCursor, decode_cursor, encode_cursor
 
 
@@ -21,12 +20,3 @@ def test_a_cursor_round_trips_to_the_microsecond():
 def test_anything_but_a_cursor_we_made_is_refused(cursor):
     with pytest.raises(BadCursor):
         decode_cursor(cursor)
-
-
-def test_a_long_body_is_cut_with_an_ellipsis():
-    assert preview("short") == "short"
-    assert preview(None) is None
-    exact = "x" * PREVIEW_CHARS
-    assert preview(exact) == exact
-    cut = preview("word " * 50)
-    assert cut.endswith("…") and len(cut) <= PREVIEW_CHARS + 1
