@@ -44,6 +44,7 @@ from shared.config import Settings
 from shared.errors import AppError
 from shared.logging import configure
 from shared.phones import check_phone
+from shared.progress import ProgressLine
 
 log = structlog.get_logger(__name__)
 
@@ -152,39 +153,16 @@ def _batches(rows: Iterator[tuple], size: int) -> Iterator[list[tuple]]:
 
 # ---- progress ----------------------------------------------------------------------------
 
-class Progress:
-    """One `\\r` line on a terminal (redrawn at most 10 times a second), else a plain line
-    every `PLAIN_EVERY_S` seconds. Written to stderr; stdout carries only the summary."""
-
-    PLAIN_EVERY_S = 5.0
+class Progress(ProgressLine):
+    """The import's progress line (shared/progress.py) with its counts."""
 
     def __init__(self, stream: TextIO | None, total_bytes: int) -> None:
-        self.stream = stream
-        self.total = total_bytes
-        self.tty = bool(stream is not None and stream.isatty())
-        self.started = time.monotonic()
-        self.last = 0.0
+        super().__init__(stream, total_bytes, "import")
 
     def update(self, done_bytes: int, summary: ImportSummary, *, final: bool = False) -> None:
-        if self.stream is None:
-            return
-        now = time.monotonic()
-        if not final and now - self.last < (0.1 if self.tty else self.PLAIN_EVERY_S):
-            return
-        self.last = now
-        elapsed = max(now - self.started, 1e-9)
-        pct = 100.0 * done_bytes / self.total if self.total else 100.0
-        text = (f"import {min(pct, 100.0):5.1f}%  {summary.rows:,} rows  inserted {summary.inserted:,}  "
-                f"duplicates {summary.duplicates:,}  invalid {summary.invalid:,}  {summary.rows / elapsed:,.0f} rows/s")
-        if self.tty:
-            bar_width = 24
-            filled = int(bar_width * min(pct, 100.0) / 100)
-            self.stream.write(f"\r[{'#' * filled}{'.' * (bar_width - filled)}] {text}\x1b[K")
-            if final:
-                self.stream.write("\n")
-        else:
-            self.stream.write(text + "\n")
-        self.stream.flush()
+        self.show(done_bytes, lambda elapsed: (
+            f"{summary.rows:,} rows  inserted {summary.inserted:,}  duplicates {summary.duplicates:,}  "
+            f"invalid {summary.invalid:,}  {summary.rows / elapsed:,.0f} rows/s"), final=final)
 
 
 # ---- the import --------------------------------------------------------------------------
