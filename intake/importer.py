@@ -44,6 +44,7 @@ from shared.config import Settings
 from shared.errors import AppError
 from shared.logging import configure
 from shared.phones import check_phone
+from shared.csv_rows import batches as csv_batches, numbered_records
 from shared.progress import ProgressLine
 
 log = structlog.get_logger(__name__)
@@ -112,18 +113,12 @@ def staged_rows(text: TextIO, region: str, summary: ImportSummary) -> Iterator[t
     reader = csv.reader(text)
     index = _header(reader)
     width = index.pop("__width__")
-    last_line = reader.line_num
-    while True:
-        try:
-            values = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:  # e.g. a field past the csv module's size limit
-            summary.rows += 1
-            summary.reject(last_line + 1, f"unreadable CSV: {exc}")
-            last_line = reader.line_num
-            continue
-        line, last_line = last_line + 1, reader.line_num
+
+    def unreadable(line: int, reason: str) -> None:
+        summary.rows += 1
+        summary.reject(line, reason)
+
+    for line, values in numbered_records(reader, unreadable):
         if not values:  # a blank line
             continue
         summary.rows += 1
@@ -138,17 +133,6 @@ def staged_rows(text: TextIO, region: str, summary: ImportSummary) -> Iterator[t
         check = check_phone(lead.phone_raw, region)
         yield (line, lead.external_id, lead.name, lead.email, lead.event, lead.phone_raw,
                check.e164, check.status, check.error, lead.signed_up_at)
-
-
-def _batches(rows: Iterator[tuple], size: int) -> Iterator[list[tuple]]:
-    batch: list[tuple] = []
-    for row in rows:
-        batch.append(row)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 # ---- progress ----------------------------------------------------------------------------
@@ -188,7 +172,7 @@ async def import_file(dsn: str, firm_id: int, path: str, *, batch_size: int = 10
         progress = Progress(progress_stream, os.fstat(raw.fileno()).st_size)
         # Bad bytes become lone surrogates, which validation reports as not UTF-8 for that row.
         text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline="")
-        batches = _batches(staged_rows(text, region, summary), batch_size)
+        batches = csv_batches(staged_rows(text, region, summary), batch_size)
         # Read and validate the next batch on a thread while this one is being stored:
         # the database works while Python parses. One batch ahead, so memory stays flat.
         # The reader holds the GIL most of the time; a short switch interval lets the
