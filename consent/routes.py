@@ -10,6 +10,7 @@ from aiohttp import web
 
 from consent import service
 from shared.errors import HttpError
+from shared.phones import E164_RE
 from shared.web import DEPS, FIRM_ID, json_response, parse_id, read_json, user_id
 
 
@@ -39,8 +40,8 @@ async def list_opt_outs(request: web.Request) -> web.Response:
     if limit is None or limit > service.LIST_MAX_LIMIT:
         raise HttpError(400, "invalid_limit", f"limit must be a whole number from 1 to {service.LIST_MAX_LIMIT}.")
     after = request.query.get("after") or None
-    if after is not None:
-        after = service.e164_path_phone(after) if after.strip() else None
+    if after is not None and not E164_RE.match(after):
+        raise HttpError(400, "invalid_cursor", "after must be the \"next\" cursor of a previous page.")
     page = await service.opt_out_page(request.app[DEPS], request[FIRM_ID], after, limit)
     return json_response(page)
 
