@@ -106,3 +106,17 @@ async def test_the_opt_out_list_pages_and_another_firm_sees_none_of_it(http, fir
         404, {"error": "This phone is not opted out.", "code": "not_opted_out"})
     async with http.get("/v1/opt-outs", params={"limit": "0"}, headers=firm.headers) as r:
         assert (r.status, (await r.json())["code"]) == (400, "invalid_limit")
+
+
+async def test_a_21610_over_a_list_opt_out_takes_its_source_and_a_list_never_takes_the_leads(pool, firm):
+    from consent import ledger
+
+    async with pool.acquire() as conn:
+        assert await ledger.opt_out_many(conn, firm.id, [PHONE], "list:old.csv") == [PHONE]
+        assert await ledger.opt_out(conn, firm.id, PHONE, "twilio_21610", message_sid="SMx") is True
+        assert await ledger.opt_out(conn, firm.id, PHONE, "twilio_21610") is False  # no change, no row
+        assert await ledger.opt_out_many(conn, firm.id, [PHONE], "list:new.csv") == []
+        assert await ledger.opt_out(conn, firm.id, PHONE, "staff:alice") is False
+    rows = await pool.fetch("SELECT kind, source FROM consent_events ORDER BY id")
+    assert [(r["kind"], r["source"]) for r in rows] == [("opt_out", "list:old.csv"), ("opt_out", "twilio_21610")]
+    assert await pool.fetchval("SELECT opted_out_source FROM phone_flags") == "twilio_21610"
