@@ -2,9 +2,10 @@
 
 Why a row first: Twilio retries a webhook it got no 2xx for, and we must lose nothing
 (an opt-out is a legal duty). So the route stores the request, applies an inbound consent
-keyword (or a text that reads like one: sends pause for review) in that same transaction (no send is claimed once Twilio has our 200), and only
-then enqueues the job that does the rest (dispatch.py). If the broker is down the row is still there;
-the sweeper re-enqueues unprocessed rows. Replays collapse on (kind, MessageSid, status).
+keyword (or pauses sends for review of a text that reads like one) in that same
+transaction (no send is claimed once Twilio has our 200), and only then enqueues the
+job that does the rest (dispatch.py). If the broker is down the row is still there; the
+sweeper re-enqueues unprocessed rows. Replays collapse on (kind, MessageSid, status).
 """
 
 from __future__ import annotations

@@ -8,7 +8,9 @@ import json
 
 from conversations.sendable import NOTICES
 from shared.phones import check_phone
+from tests.conftest import last_json_line
 from tests.consent.support import import_summary, picker, run_optouts, sim_message_requests
+from tests.support import run_leadsms_measured
 from tests.webhooks.support import open_thread, post_message, send_inbound, settle
 
 LISTED = 10_000
@@ -147,3 +149,17 @@ async def test_an_unknown_firm_is_one_line_and_nothing_is_written(tmp_path, sett
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines()[-1] == "leadsms: no firm with id 4242"
     assert await pool.fetchval("SELECT count(*) FROM consent_events") == 0
+
+
+async def test_importing_ten_times_the_rows_takes_no_more_memory(tmp_path, settings, firm):
+    phones = listed_phones(22_000)
+    small, large = tmp_path / "small.csv", tmp_path / "large.csv"
+    small.write_text("phone\n" + "\n".join(phones[:2_000]) + "\n")
+    large.write_text("phone\n" + "\n".join(phones[2_000:]) + "\n")
+    runs = [run_leadsms_measured(settings.database_url, "optouts", "import", str(path), "--firm", str(firm.id),
+                                 "--no-progress") for path in (small, large)]
+    (small_out, _, small_rss), (large_out, _, large_rss) = runs
+    assert (last_json_line(small_out)["added"], last_json_line(large_out)["added"]) == (2_000, 20_000)
+    # Peak RSS of the whole process: interpreter, libraries and one batch. Ten times the
+    # rows may cost allocator noise, not rows.
+    assert large_rss - small_rss < 8 * 1024, (small_rss, large_rss)
