@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
+from typing import Mapping
 
 OPT_OUT_WORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT", "OPT OUT"})
 OPT_IN_WORDS = frozenset({"START", "YES", "UNSTOP"})
@@ -55,6 +56,33 @@ def classify_keyword(body: str | None) -> Keyword | None:
         if text in words:
             return Keyword(kind, text.lower())
     return None
+
+
+# Twilio Advanced Opt-Out's `OptOutType` on an inbound text -> our keyword kind.
+OPT_OUT_TYPES = {"STOP": "opt_out", "START": "opt_in", "HELP": "help"}
+MAX_WORD = 40
+
+
+def advanced_opt_out_type(params: Mapping[str, str]) -> str | None:
+    """The inbound's `OptOutType` (STOP, START, HELP) when Twilio sent one we know."""
+    value = (params.get("OptOutType") or "").strip().upper()
+    return value if value in OPT_OUT_TYPES else None
+
+
+def inbound_keyword(params: Mapping[str, str]) -> Keyword | None:
+    """What an inbound text means for consent. Advanced Opt-Out's `OptOutType`, when
+    present, decides over our keyword list (the firm's custom or localised keywords):
+    the word recorded is the body as the lead typed it (lower case), or the type."""
+    opt_out_type = advanced_opt_out_type(params)
+    if opt_out_type is None:
+        return classify_keyword(params.get("Body"))
+    word = keyword_text(params.get("Body") or "").lower()[:MAX_WORD] or opt_out_type.lower()
+    return Keyword(OPT_OUT_TYPES[opt_out_type], word)
+
+
+def default_help_text(firm_name: str) -> str:
+    """The HELP/INFO reply of a firm that set none: it names the firm and says how to stop."""
+    return f"{firm_name}: reply to this number to reach us. Reply STOP to opt out."
 
 
 # ---- "reads like an opt-out" (review, not a keyword) ------------------------------------

@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import json
 
-from firms.service import add_firm
+from firms.service import add_firm, set_firm
 from shared.config import Settings
 from shared.logging import configure
 
@@ -19,6 +19,14 @@ def cmd_firm_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_firm_set(args: argparse.Namespace) -> int:
+    settings = Settings.for_command("firm")
+    configure(settings.log_format, settings.log_level)
+    result = asyncio.run(set_firm(settings.database_url, args.firm, help_text=args.help_text))
+    print(json.dumps(result))
+    return 0
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("firm", help="manage firms")
     firm_sub = p.add_subparsers(dest="firm_command", required=True, metavar="ACTION")
@@ -27,3 +35,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     fa.add_argument("--number", required=True, help="the firm's SMS number, E.164 (+1...)")
     fa.add_argument("--region", default="US", help="default region for leads' phones")
     fa.set_defaults(run=cmd_firm_add)
+    fs = firm_sub.add_parser("set", help="change a firm's settings; only the options given change")
+    fs.add_argument("--firm", type=int, required=True)
+    fs.add_argument("--help-text", default=None, metavar="TEXT",
+                    help="the reply to HELP/INFO when Twilio's Advanced Opt-Out does not answer it "
+                         "(an empty TEXT restores the default, which names the firm)")
+    fs.set_defaults(run=cmd_firm_set)

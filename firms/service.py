@@ -27,3 +27,26 @@ async def add_firm(dsn: str, name: str, number: str, region: str = "US") -> dict
     finally:
         await conn.close()
     return {"firm_id": firm_id, "name": name, "sms_number": number, "api_key": key}
+
+
+MAX_HELP_TEXT = 1600
+
+
+async def set_firm(dsn: str, firm_id: int, *, help_text: str | None = None) -> dict[str, Any]:
+    """Change the options given (None: left as it is); returns what the firm has now.
+
+    `help_text` "" restores the default HELP reply."""
+    if help_text is not None and len(help_text.strip()) > MAX_HELP_TEXT:
+        raise AppError(f"--help-text must be at most {MAX_HELP_TEXT} characters", code="bad_help_text")
+    conn = await connect(dsn)
+    try:
+        async with conn.transaction():
+            firm = await queries.firm_by_id(conn, firm_id)
+            if firm is None:
+                raise AppError(f"no firm with id {firm_id}", code="no_firm")
+            if help_text is not None:
+                await queries.set_help_text(conn, firm_id, help_text.strip() or None)
+            firm = await queries.firm_by_id(conn, firm_id)
+    finally:
+        await conn.close()
+    return {"firm_id": firm_id, "name": firm["name"], "help_text": firm["help_text"]}

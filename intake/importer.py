@@ -44,6 +44,8 @@ from shared.config import Settings
 from shared.errors import AppError
 from shared.logging import configure
 from shared.phones import check_phone
+from shared.csv_rows import batches as csv_batches, numbered_records
+from shared.progress import ProgressLine
 
 log = structlog.get_logger(__name__)
 
@@ -111,18 +113,12 @@ def staged_rows(text: TextIO, region: str, summary: ImportSummary) -> Iterator[t
     reader = csv.reader(text)
     index = _header(reader)
     width = index.pop("__width__")
-    last_line = reader.line_num
-    while True:
-        try:
-            values = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:  # e.g. a field past the csv module's size limit
-            summary.rows += 1
-            summary.reject(last_line + 1, f"unreadable CSV: {exc}")
-            last_line = reader.line_num
-            continue
-        line, last_line = last_line + 1, reader.line_num
+
+    def unreadable(line: int, reason: str) -> None:
+        summary.rows += 1
+        summary.reject(line, reason)
+
+    for line, values in numbered_records(reader, unreadable):
         if not values:  # a blank line
             continue
         summary.rows += 1
@@ -139,52 +135,18 @@ def staged_rows(text: TextIO, region: str, summary: ImportSummary) -> Iterator[t
                check.e164, check.status, check.error, lead.signed_up_at)
 
 
-def _batches(rows: Iterator[tuple], size: int) -> Iterator[list[tuple]]:
-    batch: list[tuple] = []
-    for row in rows:
-        batch.append(row)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
 # ---- progress ----------------------------------------------------------------------------
 
-class Progress:
-    """One `\\r` line on a terminal (redrawn at most 10 times a second), else a plain line
-    every `PLAIN_EVERY_S` seconds. Written to stderr; stdout carries only the summary."""
-
-    PLAIN_EVERY_S = 5.0
+class Progress(ProgressLine):
+    """The import's progress line (shared/progress.py) with its counts."""
 
     def __init__(self, stream: TextIO | None, total_bytes: int) -> None:
-        self.stream = stream
-        self.total = total_bytes
-        self.tty = bool(stream is not None and stream.isatty())
-        self.started = time.monotonic()
-        self.last = 0.0
+        super().__init__(stream, total_bytes, "import")
 
     def update(self, done_bytes: int, summary: ImportSummary, *, final: bool = False) -> None:
-        if self.stream is None:
-            return
-        now = time.monotonic()
-        if not final and now - self.last < (0.1 if self.tty else self.PLAIN_EVERY_S):
-            return
-        self.last = now
-        elapsed = max(now - self.started, 1e-9)
-        pct = 100.0 * done_bytes / self.total if self.total else 100.0
-        text = (f"import {min(pct, 100.0):5.1f}%  {summary.rows:,} rows  inserted {summary.inserted:,}  "
-                f"duplicates {summary.duplicates:,}  invalid {summary.invalid:,}  {summary.rows / elapsed:,.0f} rows/s")
-        if self.tty:
-            bar_width = 24
-            filled = int(bar_width * min(pct, 100.0) / 100)
-            self.stream.write(f"\r[{'#' * filled}{'.' * (bar_width - filled)}] {text}\x1b[K")
-            if final:
-                self.stream.write("\n")
-        else:
-            self.stream.write(text + "\n")
-        self.stream.flush()
+        self.show(done_bytes, lambda elapsed: (
+            f"{summary.rows:,} rows  inserted {summary.inserted:,}  duplicates {summary.duplicates:,}  "
+            f"invalid {summary.invalid:,}  {summary.rows / elapsed:,.0f} rows/s"), final=final)
 
 
 # ---- the import --------------------------------------------------------------------------
@@ -210,7 +172,7 @@ async def import_file(dsn: str, firm_id: int, path: str, *, batch_size: int = 10
         progress = Progress(progress_stream, os.fstat(raw.fileno()).st_size)
         # Bad bytes become lone surrogates, which validation reports as not UTF-8 for that row.
         text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline="")
-        batches = _batches(staged_rows(text, region, summary), batch_size)
+        batches = csv_batches(staged_rows(text, region, summary), batch_size)
         # Read and validate the next batch on a thread while this one is being stored:
         # the database works while Python parses. One batch ahead, so memory stays flat.
         # The reader holds the GIL most of the time; a short switch interval lets the

@@ -143,6 +143,12 @@ def cmd_import(args: argparse.Namespace) -> int:
     return importer.cmd_import(args)
 
 
+def cmd_optouts(args: argparse.Namespace) -> int:
+    from consent import optout_list
+
+    return optout_list.cmd_optouts(args)
+
+
 def cmd_unblock(args: argparse.Namespace) -> int:
     from webhooks import unblock
 
@@ -203,6 +209,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=1000)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(run=cmd_import)
+
+    p = sub.add_parser("optouts", help="the firm's opt-out list: import a CSV, export it")
+    optouts = p.add_subparsers(dest="optouts_command", required=True, metavar="ACTION")
+    pi = optouts.add_parser("import", help="add every phone of a CSV to the firm's opt-out list")
+    pi.add_argument("file")
+    pi.add_argument("--firm", type=int, required=True)
+    pi.add_argument("--source", default=None, metavar="NAME", help="recorded as list:NAME (default: the file's name)")
+    pi.add_argument("--force", action="store_true", help="re-add phones staff removed from the list")
+    pi.add_argument("--batch-size", type=int, default=1000, help=argparse.SUPPRESS)
+    pi.add_argument("--no-progress", action="store_true")
+    pi.set_defaults(run=cmd_optouts)
+    pe = optouts.add_parser("export", help="the firm's opt-out list with each phone's source and time")
+    pe.add_argument("--firm", type=int, required=True)
+    pe.add_argument("--format", choices=("csv", "json"), default="csv")
+    pe.set_defaults(run=cmd_optouts)
 
     p = sub.add_parser("unblock", help="lift an auto-block for a firm's phone (audited)")
     p.add_argument("--firm", type=int, required=True)

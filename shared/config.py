@@ -89,6 +89,7 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "migrate": ("database_url",),
     "firm": ("database_url",),
     "import": ("database_url",),
+    "optouts": ("database_url",),
     "unblock": ("database_url",),
     "queues": ("broker_url",),
     "twilio-sim": (),

@@ -90,3 +90,24 @@ def spawn(args: list[str], env: dict[str, str], log_path: Path) -> subprocess.Po
 def stop_process(proc: subprocess.Popen, sig: int = 15, timeout: float = 15) -> None:
     """Stop a process started by `spawn`, and whatever it left in its process group."""
     stop_group(proc, sig=sig, timeout=timeout)
+
+
+_MEASURED = (
+    "import resource, sys\n"
+    "from shared.cli import main\n"
+    "rc = main(sys.argv[1:])\n"
+    "print('MAXRSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+    "sys.exit(rc)\n"
+)
+
+
+def run_leadsms_measured(database_url: str, *args: str, timeout: float = 240) -> tuple[str, str, int]:
+    """`leadsms ARGS…` in a fresh process with only DATABASE_URL set: (stdout, stderr,
+    peak RSS in KB). Fails the test on a non-zero exit."""
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "DATABASE_URL": database_url,
+           "LOG_FORMAT": "json", "LOG_LEVEL": "WARNING"}
+    proc = subprocess.run([sys.executable, "-c", _MEASURED, *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr
+    rss = next(int(line.split()[1]) for line in proc.stderr.splitlines() if line.startswith("MAXRSS_KB"))
+    return proc.stdout, proc.stderr, rss

@@ -2,9 +2,10 @@
 
 Why a row first: Twilio retries a webhook it got no 2xx for, and we must lose nothing
 (an opt-out is a legal duty). So the route stores the request, applies an inbound consent
-keyword in that same transaction (no send is claimed once Twilio has our 200), and only
-then enqueues the job that does the rest (dispatch.py). If the broker is down the row is still there;
-the sweeper re-enqueues unprocessed rows. Replays collapse on (kind, MessageSid, status).
+keyword (or pauses sends for review of a text that reads like one) in that same
+transaction (no send is claimed once Twilio has our 200), and only then enqueues the
+job that does the rest (dispatch.py). If the broker is down the row is still there; the
+sweeper re-enqueues unprocessed rows. Replays collapse on (kind, MessageSid, status).
 """
 
 from __future__ import annotations
@@ -15,13 +16,15 @@ from typing import Any, Mapping
 import structlog
 
 from consent import ledger as consent
+from consent.keywords import Keyword, inbound_keyword, reads_like_opt_out
 from shared.deps import Deps
 from shared.phones import E164_RE, check_phone
 from shared.web import parse_id
 from webhooks import queries
-from consent.keywords import Keyword, classify_keyword
 
 log = structlog.get_logger(__name__)
+
+MAX_DETAIL = 160  # the raw keyword text kept in the ledger
 
 
 @dataclass(frozen=True)
@@ -56,10 +59,12 @@ def sender_phone(raw: str | None, region: str) -> str | None:
 
 
 async def store_webhook(deps: Deps, kind: str, params: Mapping[str, str], message_id: int | None) -> Stored:
-    """Write the webhook to `twilio_inbox` (and an inbound keyword's consent change) in one
+    """Write the webhook to `twilio_inbox` (and an inbound text's consent meaning) in one
     transaction. Raises what the pool raises when PostgreSQL is down: the route answers 503."""
     sid = params["MessageSid"]
     twilio_status = twilio_status_of(kind, params)
+    keyword: Keyword | None = None
+    changed = review = False
     async with deps.pool.acquire() as conn:
         async with conn.transaction():
             inbox_id = await queries.insert_inbox(conn, kind, sid, twilio_status, message_id, dict(params))
@@ -67,24 +72,36 @@ async def store_webhook(deps: Deps, kind: str, params: Mapping[str, str], messag
                 existing = await queries.find_inbox(conn, kind, sid, twilio_status)
                 log.info("webhook_replayed", kind=kind, message_sid=sid, inbox_id=existing["id"])
                 return Stored(existing["id"], created=False, pending=existing["processed_at"] is None)
-            keyword = classify_keyword(params.get("Body")) if kind == "inbound" else None
-            changed = False
-            if keyword is not None and keyword.kind in ("opt_out", "opt_in"):
-                changed = await _apply_keyword(conn, keyword, params)
+            if kind == "inbound":
+                keyword, changed, review = await _apply_consent_meaning(conn, params)
     log.info("webhook_stored", kind=kind, message_sid=sid, inbox_id=inbox_id, twilio_status=twilio_status,
-             keyword=keyword.kind if keyword else None, consent_changed=changed)
+             keyword=keyword.kind if keyword else None, consent_changed=changed, review_pending=review)
     return Stored(inbox_id, created=True, pending=True, keyword=keyword, consent_changed=changed)
 
 
-async def _apply_keyword(conn: Any, keyword: Keyword, params: Mapping[str, str]) -> bool:
-    """Opt the sender out (or back in) for the firm that owns the To number."""
+async def _apply_consent_meaning(conn: Any, params: Mapping[str, str]) -> tuple[Keyword | None, bool, bool]:
+    """Apply what the text means for consent, for the firm that owns the To number:
+    (the keyword, whether consent changed, whether sends are now paused for review).
+
+    A keyword (or Advanced Opt-Out's OptOutType) opts the sender out or back in; a text
+    that reads like an opt-out pauses sends until staff review it. Both here, in the
+    inbox row's transaction, so no send is claimed once Twilio has our answer."""
+    keyword = inbound_keyword(params)
+    body = params.get("Body") or ""
+    rule = reads_like_opt_out(body) if keyword is None else None
+    if rule is None and (keyword is None or keyword.kind == "help"):
+        return keyword, False, False
     firm = await queries.firm_by_number(conn, (params.get("To") or "").strip())
     if firm is None:
-        log.warning("keyword_for_unknown_number", keyword=keyword.word)
-        return False
+        log.warning("consent_text_for_unknown_number", keyword=keyword.word if keyword else None, rule=rule)
+        return keyword, False, False
     phone = sender_phone(params.get("From"), firm["default_region"])
     if phone is None:
-        log.warning("keyword_from_unusable_sender", firm_id=firm["id"], keyword=keyword.word)
-        return False
+        log.warning("consent_text_from_unusable_sender", firm_id=firm["id"])
+        return keyword, False, False
+    if keyword is None:
+        return None, False, await queries.pause_for_review(conn, firm["id"], phone)
     change = consent.opt_out if keyword.kind == "opt_out" else consent.opt_in
-    return await change(conn, firm["id"], phone, keyword.source, message_sid=params.get("MessageSid"))
+    changed = await change(conn, firm["id"], phone, keyword.source, message_sid=params.get("MessageSid"),
+                           detail=body[:MAX_DETAIL])
+    return keyword, changed, False

@@ -207,6 +207,24 @@ async def insert_inbound_message(conn: asyncpg.Connection, *, firm_id: int, conv
     )
 
 
+async def next_message_id(conn: asyncpg.Connection) -> int:
+    return await conn.fetchval("SELECT nextval('messages_id_seq')")
+
+
+async def take_help_reply_slot(conn: asyncpg.Connection, firm_id: int, phone_e164: str, message_id: int) -> bool:
+    """Claim today's HELP reply for the phone: True unless one went out in the last day."""
+    return bool(await conn.fetchval(
+        """
+        INSERT INTO help_replies AS h (firm_id, phone_e164, message_id) VALUES ($1, $2, $3)
+        ON CONFLICT (firm_id, phone_e164) DO UPDATE
+            SET replied_at = clock_timestamp(), message_id = EXCLUDED.message_id
+            WHERE h.replied_at < clock_timestamp() - interval '1 day'
+        RETURNING true
+        """,
+        firm_id, phone_e164, message_id,
+    ))
+
+
 # ---- phone_flags and their audit -------------------------------------------------------
 
 
@@ -278,25 +296,36 @@ async def unblock_phone(conn: asyncpg.Connection, firm_id: int, phone_e164: str)
     ))
 
 
-async def open_review(conn: asyncpg.Connection, firm_id: int, phone_e164: str, message_id: int) -> Row | None:
-    """Mark the phone's sends paused for review of `message_id`, unless it is opted out.
-
-    Returns (was_pending) when the flag is set now or already was, None when opted out.
-    """
-    return await conn.fetchrow(
+async def pause_for_review(conn: asyncpg.Connection, firm_id: int, phone_e164: str) -> bool:
+    """Pause the phone's sends for review of a reply (the webhook's transaction), unless it
+    is opted out. The reply's message id is attached when the reply is filed
+    (`attach_review_message`). True when sends are paused now."""
+    return bool(await conn.fetchval(
         """
-        WITH old AS (
-            SELECT review_pending FROM phone_flags WHERE firm_id = $1 AND phone_e164 = $2 FOR UPDATE
-        )
-        INSERT INTO phone_flags AS f (firm_id, phone_e164, review_pending, review_message_id)
-        VALUES ($1, $2, true, $3)
+        INSERT INTO phone_flags AS f (firm_id, phone_e164, review_pending)
+        VALUES ($1, $2, true)
         ON CONFLICT (firm_id, phone_e164) DO UPDATE
-            SET review_pending = true, review_message_id = $3, updated_at = clock_timestamp()
+            SET review_pending = true, updated_at = clock_timestamp()
             WHERE NOT f.opted_out
-        RETURNING COALESCE((SELECT review_pending FROM old), false) AS was_pending
+        RETURNING true
+        """,
+        firm_id, phone_e164,
+    ))
+
+
+async def attach_review_message(conn: asyncpg.Connection, firm_id: int, phone_e164: str, message_id: int) -> bool:
+    """Name the filed reply as the one under review; True when a review paused by the
+    webhook was waiting for it (False: it was opened by an earlier reply, decided
+    already, or the phone is opted out)."""
+    return bool(await conn.fetchval(
+        """
+        UPDATE phone_flags SET review_message_id = $3, updated_at = clock_timestamp()
+        WHERE firm_id = $1 AND phone_e164 = $2 AND review_pending AND review_message_id IS NULL
+              AND NOT opted_out
+        RETURNING true
         """,
         firm_id, phone_e164, message_id,
-    )
+    ))
 
 
 async def lock_flags(conn: asyncpg.Connection, firm_id: int, phone_e164: str) -> Row | None:

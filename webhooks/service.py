@@ -22,7 +22,11 @@ from shared.deps import Deps
 from shared.errors import HttpError
 from webhooks import queries
 from webhooks.inbox import sender_phone
-from consent.keywords import classify_keyword, reads_like_opt_out
+from consent.keywords import advanced_opt_out_type, default_help_text, inbound_keyword, reads_like_opt_out
+from firms.queries import firm_by_id
+from send_pipeline.actors import send_message
+from send_pipeline.queries import insert_queued_message
+from shared.segments import count_segments
 from webhooks.status_codes import (
     FINAL_FAILURES,
     OPT_OUT_SOURCE,
@@ -34,6 +38,8 @@ from webhooks.status_codes import (
 )
 
 log = structlog.get_logger(__name__)
+
+HELP_REPLY_SENDER = "help_reply"  # sent_by of the automatic HELP answer
 
 
 # ---- delivery status ---------------------------------------------------------------------
@@ -159,11 +165,21 @@ async def _apply_error_effect(deps: Deps, conn: asyncpg.Connection, message: asy
 
 
 async def handle_inbound(deps: Deps, inbox_id: int) -> str | None:
-    """File one inbound text in its conversation; returns the outcome recorded on the row."""
-    return await _process_inbox_row(deps, inbox_id, _file_inbound)
+    """File one inbound text in its conversation; returns the outcome recorded on the row.
+
+    A HELP/INFO that Twilio's Advanced Opt-Out did not answer gets the firm's help text,
+    stored as a queued outbound message in the thread and sent by the send job."""
+    replies: list[int] = []
+    outcome = await _process_inbox_row(deps, inbox_id, lambda conn, inbox: _file_inbound(conn, inbox, replies))
+    for message_id in replies:
+        try:
+            await enqueue(send_message, message_id)
+        except Exception as exc:  # the row is stored queued: the sweeper re-enqueues it
+            log.warning("help_reply_enqueue_failed", message_id=message_id, error=f"{type(exc).__name__}: {exc}")
+    return outcome
 
 
-async def _file_inbound(conn: asyncpg.Connection, inbox: asyncpg.Record) -> str:
+async def _file_inbound(conn: asyncpg.Connection, inbox: asyncpg.Record, replies: list[int]) -> str:
     params: dict[str, str] = inbox["params"]
     sid = inbox["message_sid"]
     structlog.contextvars.bind_contextvars(message_sid=sid)
@@ -189,16 +205,38 @@ async def _file_inbound(conn: asyncpg.Connection, inbox: asyncpg.Record) -> str:
         return "duplicate"
     await bump_conversation(conn, conversation_id)
     log.info("inbound_filed", conversation_id=conversation_id, message_id=message_id)
-    if classify_keyword(body) is not None:
+    keyword = inbound_keyword(params)
+    if keyword is not None and keyword.kind == "help" and advanced_opt_out_type(params) is None:
+        reply_id = await _queue_help_reply(conn, firm_id, phone, conversation_id)
+        if reply_id is not None:
+            replies.append(reply_id)
+            return "help_replied"
+    if keyword is not None:
         return "keyword"  # its consent change was applied with the inbox row
     rule = reads_like_opt_out(body)
-    if rule is not None:
-        opened = await queries.open_review(conn, firm_id, phone, message_id)
-        if opened is not None and not opened["was_pending"]:
-            await queries.add_flag_event(conn, firm_id, phone, "review_opened", reason=rule, message_id=message_id)
-            log.info("review_opened", rule=rule, message_id=message_id)
-            return "review_opened"
+    if rule is not None and await queries.attach_review_message(conn, firm_id, phone, message_id):
+        # sends were paused in the webhook's transaction; this names the reply under review
+        await queries.add_flag_event(conn, firm_id, phone, "review_opened", reason=rule, message_id=message_id)
+        log.info("review_opened", rule=rule, message_id=message_id)
+        return "review_opened"
     return "filed"
+
+
+async def _queue_help_reply(conn: asyncpg.Connection, firm_id: int, phone: str, conversation_id: int) -> int | None:
+    """Store the firm's help text as a queued message in the thread, at most once a day
+    per phone and only to a sendable phone; its id, or None when none is due."""
+    if (await decide_for_phone(conn, firm_id, phone)).code is not None:
+        return None
+    firm = await firm_by_id(conn, firm_id)
+    text = firm["help_text"] or default_help_text(firm["name"])
+    message_id = await queries.next_message_id(conn)
+    if not await queries.take_help_reply_slot(conn, firm_id, phone, message_id):
+        log.info("help_reply_skipped", reason="replied_within_a_day")
+        return None
+    await insert_queued_message(conn, message_id, firm_id, conversation_id, text, HELP_REPLY_SENDER,
+                                count_segments(text))
+    log.info("help_reply_queued", message_id=message_id)
+    return message_id
 
 
 def _segments(raw: str | None) -> int | None:

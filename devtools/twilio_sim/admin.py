@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from devtools.twilio_sim.signing import deliver_inbound
+from devtools.twilio_sim.signing import OPT_OUT_TYPES, deliver_inbound
 from devtools.twilio_sim.state import SIM_STATE
 from devtools.twilio_sim.store import now
 
@@ -89,17 +89,21 @@ async def set_config(request: web.Request) -> web.Response:
 
 
 async def inbound(request: web.Request) -> web.Response:
-    """Text us: {"from", "to", "body"} → a signed POST to PUBLIC_BASE_URL/twilio/inbound;
+    """Text us: {"from", "to", "body", "opt_out_type"?} → a signed POST to
+    PUBLIC_BASE_URL/twilio/inbound (with Advanced Opt-Out's OptOutType when given);
     answers with the status our webhook gave."""
     state = request.app[SIM_STATE]
     payload = await _json_body(request)
     if payload is None or not all(isinstance(payload.get(k), str) for k in ("from", "to", "body")):
         return _bad('Send JSON {"from": "+1…", "to": "+1…", "body": "…"}.')
+    opt_out_type = payload.get("opt_out_type")
+    if opt_out_type is not None and opt_out_type not in OPT_OUT_TYPES:
+        return _bad(f"opt_out_type must be one of {', '.join(OPT_OUT_TYPES)}.")
     assert state.session is not None
     url, params, answer = await deliver_inbound(
         state.session, public_base_url=state.config.public_base_url,
         auth_token=state.config.auth_token, account_sid=state.config.account_sid,
-        from_=payload["from"], to=payload["to"], body=payload["body"],
+        from_=payload["from"], to=payload["to"], body=payload["body"], opt_out_type=opt_out_type,
     )
     state.store.add_callback({
         "kind": "inbound", "url": url, "message_sid": params["MessageSid"], "params": params,

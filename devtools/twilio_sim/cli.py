@@ -19,7 +19,7 @@ import structlog
 
 from shared.config import Settings
 from devtools.twilio_sim.config import DEFAULT_HOST, DEFAULT_PORT, SimConfig
-from devtools.twilio_sim.signing import deliver_inbound
+from devtools.twilio_sim.signing import OPT_OUT_TYPES, deliver_inbound
 
 log = structlog.get_logger(__name__)
 
@@ -38,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     inbound.add_argument("--from", dest="from_", required=True, help="the lead's number, E.164")
     inbound.add_argument("--to", required=True, help="the firm's number, E.164")
     inbound.add_argument("--body", required=True)
+    inbound.add_argument("--opt-out-type", choices=OPT_OUT_TYPES, default=None,
+                         help="send Advanced Opt-Out's OptOutType with the text")
     inbound.add_argument("--public-base-url", default=None, help="default: $PUBLIC_BASE_URL")
     return parser
 
@@ -50,11 +52,11 @@ def _settings() -> Settings:
     return settings
 
 
-async def send_inbound(config: SimConfig, from_: str, to: str, body: str) -> dict:
+async def send_inbound(config: SimConfig, from_: str, to: str, body: str, opt_out_type: str | None = None) -> dict:
     async with aiohttp.ClientSession() as session:
         url, params, answer = await deliver_inbound(
             session, public_base_url=config.public_base_url, auth_token=config.auth_token,
-            account_sid=config.account_sid, from_=from_, to=to, body=body,
+            account_sid=config.account_sid, from_=from_, to=to, body=body, opt_out_type=opt_out_type,
         )
     return {"url": url, "message_sid": params["MessageSid"], "answer_status": answer.status,
             "answer_body": answer.body, "error": answer.error}
@@ -97,7 +99,7 @@ def main(args: argparse.Namespace | Sequence[str] | None = None) -> int:
     if opts.action == "inbound":
         if opts.public_base_url:
             config = config.updated({"public_base_url": opts.public_base_url})
-        result = asyncio.run(send_inbound(config, opts.from_, opts.to, opts.body))
+        result = asyncio.run(send_inbound(config, opts.from_, opts.to, opts.body, opts.opt_out_type))
         print(json.dumps(result))
         status = result["answer_status"]
         return 0 if status is not None and 200 <= status < 300 else 1

@@ -22,6 +22,8 @@ from devtools.twilio_sim.store import API_VERSION
 
 SIGNATURE_HEADER = "X-Twilio-Signature"
 INBOUND_PATH = "/twilio/inbound"
+# Advanced Opt-Out's OptOutType values on an inbound text.
+OPT_OUT_TYPES = ("STOP", "START", "HELP")
 
 
 def new_sid(prefix: str = "SM") -> str:
@@ -65,10 +67,12 @@ async def post_signed(
         return WebhookAnswer(None, "", f"{type(exc).__name__}: {exc}")
 
 
-def inbound_params(*, account_sid: str, from_: str, to: str, body: str, sid: str | None = None) -> dict[str, str]:
-    """The fields Twilio posts for an incoming SMS."""
+def inbound_params(*, account_sid: str, from_: str, to: str, body: str, sid: str | None = None,
+                   opt_out_type: str | None = None) -> dict[str, str]:
+    """The fields Twilio posts for an incoming SMS; with Advanced Opt-Out on the sender,
+    `OptOutType` (STOP, START or HELP) when the body is one of its keywords."""
     sid = sid or new_sid()
-    return {
+    params = {
         "ToCountry": "US",
         "ToState": "",
         "SmsMessageSid": sid,
@@ -89,6 +93,9 @@ def inbound_params(*, account_sid: str, from_: str, to: str, body: str, sid: str
         "From": from_,
         "ApiVersion": API_VERSION,
     }
+    if opt_out_type:
+        params["OptOutType"] = opt_out_type
+    return params
 
 
 def status_params(*, account_sid: str, sid: str, to: str, from_: str, status: str,
@@ -111,9 +118,9 @@ def status_params(*, account_sid: str, sid: str, to: str, from_: str, status: st
 
 async def deliver_inbound(
     session: aiohttp.ClientSession, *, public_base_url: str, auth_token: str, account_sid: str,
-    from_: str, to: str, body: str,
+    from_: str, to: str, body: str, opt_out_type: str | None = None,
 ) -> tuple[str, dict[str, str], WebhookAnswer]:
     """Text us: a signed inbound POST to PUBLIC_BASE_URL/twilio/inbound. Returns (url, params, answer)."""
     url = public_base_url.rstrip("/") + INBOUND_PATH
-    params = inbound_params(account_sid=account_sid, from_=from_, to=to, body=body)
+    params = inbound_params(account_sid=account_sid, from_=from_, to=to, body=body, opt_out_type=opt_out_type)
     return url, params, await post_signed(session, url, params, auth_token)

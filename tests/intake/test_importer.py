@@ -18,7 +18,7 @@ from conversations.queries import upsert_conversation
 from shared.errors import AppError
 from tests.conftest import last_json_line
 from tests.intake.helpers import post_lead, sim_lookups
-from tests.support import ROOT
+from tests.support import ROOT, run_leadsms_measured
 
 HEADER = "external_id,name,email,phone,event,signed_up_at\n"
 
@@ -182,24 +182,10 @@ def test_progress_off_a_terminal_is_plain_lines_and_none_is_silent():
 
 # ---- the real command --------------------------------------------------------------------
 
-_MEASURED = (
-    "import resource, sys\n"
-    "from shared.cli import main\n"
-    "rc = main(sys.argv[1:])\n"
-    "print('MAXRSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
-    "sys.exit(rc)\n"
-)
-
-
 def run_import(settings, *args: str) -> tuple[dict, str, int]:
     """The command in a fresh process: (summary JSON, stderr, peak RSS in KB)."""
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "DATABASE_URL": settings.database_url,
-           "LOG_FORMAT": "json", "LOG_LEVEL": "WARNING"}
-    proc = subprocess.run([sys.executable, "-c", _MEASURED, "import", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=240)
-    assert proc.returncode == 0, proc.stderr
-    rss = next(int(line.split()[1]) for line in proc.stderr.splitlines() if line.startswith("MAXRSS_KB"))
-    return last_json_line(proc.stdout), proc.stderr, rss
+    stdout, stderr, rss = run_leadsms_measured(settings.database_url, "import", *args)
+    return last_json_line(stdout), stderr, rss
 
 
 async def test_the_command_prints_progress_on_stderr_and_the_summary_last_on_stdout(tmp_path, settings, firm):

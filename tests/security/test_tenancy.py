@@ -17,6 +17,7 @@ from shared.config import Settings
 from tests.security.support import add_conversation, add_lead, add_message, error_of
 
 PHONE = "+12125550170"
+OPTED_OUT = "+12125550171"
 
 
 @pytest.fixture
@@ -28,6 +29,12 @@ async def victim(make_firm, pool) -> dict[str, Any]:
     await pool.execute(
         """INSERT INTO phone_flags (firm_id, phone_e164, review_pending, review_message_id)
            VALUES ($1, $2, true, $3)""", b.id, PHONE, msg)
+    # and a staff opt-out of another phone of B's, for the consent routes
+    await pool.execute(
+        """INSERT INTO phone_flags (firm_id, phone_e164, opted_out, opted_out_at, opted_out_source)
+           VALUES ($1, $2, true, now(), 'staff:bob')""", b.id, OPTED_OUT)
+    await pool.execute("INSERT INTO consent_events (firm_id, phone_e164, kind, source) VALUES ($1, $2, 'opt_out', 'staff:bob')",
+                       b.id, OPTED_OUT)
     return {"firm": b, "lead": lead, "conv": conv, "msg": msg}
 
 
@@ -115,6 +122,30 @@ async def message_get(http, a, v, pool):
     await same_404_as_unknown(http, "GET", f"/v1/messages/{v['msg']}", f"/v1/messages/{UNKNOWN}", a.headers, None)
 
 
+async def opt_out_post(http, a, v, pool):
+    """Opting out B's phone makes A's own opt-out; B's is untouched (checked by snapshot)."""
+    async with http.post("/v1/opt-outs", json={"phone": OPTED_OUT}, headers=a.user("intruder")) as resp:
+        assert (resp.status, (await resp.json())["source"]) == (201, "staff:intruder")
+
+
+async def opt_out_list(http, a, v, pool):
+    async with http.get("/v1/opt-outs", headers=a.headers) as resp:
+        assert await resp.json() == {"items": [], "next": None}
+
+
+async def opt_out_delete(http, a, v, pool):
+    await same_404_as_unknown(http, "DELETE", f"/v1/opt-outs/%2B{OPTED_OUT[1:]}", "/v1/opt-outs/%2B12125550999",
+                              a.user("intruder"), None)
+
+
+async def consent_get(http, a, v, pool):
+    for fmt in ("json", "csv"):
+        async with http.get(f"/v1/consent/%2B{OPTED_OUT[1:]}", params={"format": fmt}, headers=a.headers) as resp:
+            assert resp.status == 200
+            text = await resp.text()
+        assert "staff:bob" not in text and "opt_out" not in text.split("\n", 1)[-1]
+
+
 ATTACKS: dict[tuple[str, str], Attack] = {
     ("GET", "/v1/leads/{id}"): lead_get,
     ("POST", "/v1/leads"): lead_post,
@@ -126,6 +157,10 @@ ATTACKS: dict[tuple[str, str], Attack] = {
     ("POST", "/v1/conversations/{id}/messages"): thread_send,
     ("POST", "/v1/conversations/{id}/review"): review,
     ("GET", "/v1/messages/{id}"): message_get,
+    ("POST", "/v1/opt-outs"): opt_out_post,
+    ("GET", "/v1/opt-outs"): opt_out_list,
+    ("DELETE", "/v1/opt-outs/{phone}"): opt_out_delete,
+    ("GET", "/v1/consent/{phone}"): consent_get,
 }
 
 

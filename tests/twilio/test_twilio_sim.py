@@ -249,3 +249,26 @@ def test_sim_config_from_settings_uses_the_project_s_credentials_or_defaults():
 )
 def test_scenarios_are_chosen_by_the_last_four_digits(to, name):
     assert scenario_for(to).name == name
+
+
+async def test_inbound_sends_advanced_opt_outs_opt_out_type_when_asked(sim_http, receiver, sim_config):
+    status, _ = await sim_http.post("/sim/inbound", {"from": LEAD, "to": FIRM_NUMBER, "body": "Arrêt",
+                                                     "opt_out_type": "STOP"})
+    assert status == 200
+    status, refused = await sim_http.post("/sim/inbound", {"from": LEAD, "to": FIRM_NUMBER, "body": "x",
+                                                           "opt_out_type": "MAYBE"})
+    assert status == 400 and "opt_out_type" in refused["error"]
+
+    env = {**os.environ, "TWILIO_AUTH_TOKEN": sim_config.auth_token,
+           "TWILIO_ACCOUNT_SID": sim_config.account_sid, "PUBLIC_BASE_URL": receiver.base_url,
+           "LOG_FORMAT": "json"}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", "import sys; from shared.cli import main; sys.exit(main())",
+        "twilio-sim", "inbound", "--from", LEAD, "--to", FIRM_NUMBER, "--body", "Oui", "--opt-out-type", "START",
+        cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    _, stderr = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0, stderr.decode()
+    texts = receiver.of_kind("/twilio/inbound")
+    assert [(t.params["Body"], t.params["OptOutType"]) for t in texts] == [("Arrêt", "STOP"), ("Oui", "START")]
+    assert all(t.valid for t in texts)
