@@ -20,6 +20,7 @@ from shared.phones import E164_RE, check_phone
 from shared.web import parse_id
 from webhooks import queries
 from consent.keywords import Keyword, classify_keyword
+from send_pipeline.queries import cancel_on_reply
 
 log = structlog.get_logger(__name__)
 
@@ -73,9 +74,23 @@ async def store_webhook(deps: Deps, kind: str, params: Mapping[str, str], messag
             changed = False
             if keyword is not None and keyword.kind in ("opt_out", "opt_in"):
                 changed = await _apply_keyword(conn, keyword, params)
+            if kind == "inbound":
+                await _cancel_on_reply(conn, params)
     log.info("webhook_stored", kind=kind, message_sid=sid, inbox_id=inbox_id, twilio_status=twilio_status,
              keyword=keyword.kind if keyword else None, consent_changed=changed)
     return Stored(inbox_id, created=True, pending=True, keyword=keyword, consent_changed=changed)
+
+
+async def _cancel_on_reply(conn: Any, params: Mapping[str, str]) -> None:
+    """The lead wrote first: its scheduled sends created with cancel_on_reply are
+    cancelled in this transaction, before Twilio has our 200 (so none is released after)."""
+    firm = await queries.firm_by_number(conn, (params.get("To") or "").strip())
+    phone = sender_phone(params.get("From"), firm["default_region"]) if firm is not None else None
+    if phone is None:
+        return
+    canceled = await cancel_on_reply(conn, firm["id"], phone)
+    if canceled:
+        log.info("scheduled_sends_canceled_by_reply", firm_id=firm["id"], message_ids=canceled)
 
 
 async def _apply_keyword(conn: Any, keyword: Keyword, params: Mapping[str, str]) -> bool:

@@ -27,6 +27,7 @@ from devtools.bench.system import Options
 from shared.config import Settings
 from shared.errors import AppError
 from firms.auth import hash_api_key, new_api_key
+from firms.service import ALWAYS_OPEN
 
 CACHE_FROM = 100_000
 FIRM_NUMBER = "+14155550199"
@@ -68,8 +69,9 @@ async def prepare_database(services: cl.Services, count: int) -> tuple[str, str,
         conn = await asyncpg.connect(dsn)
         try:
             firm_id = await conn.fetchval(
-                "INSERT INTO firms (name, sms_number, api_key_sha256) VALUES ('Picker Bench', $1, $2) RETURNING id",
-                FIRM_NUMBER, hash_api_key(new_api_key()))
+                "INSERT INTO firms (name, sms_number, api_key_sha256, quiet_hours)"
+                " VALUES ('Picker Bench', $1, $2, $3) RETURNING id",
+                FIRM_NUMBER, hash_api_key(new_api_key()), ALWAYS_OPEN)
             await generate_leads(conn, firm_id, count, seed=7)
             await conn.execute("VACUUM ANALYZE leads")  # as autovacuum would: flush GIN pending lists
         finally:

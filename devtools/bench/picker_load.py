@@ -216,10 +216,10 @@ async def _measured(dsn: str, web_pid: int | None, run) -> dict[str, Any]:
 
 async def _prepare_firm(dsn: str, leads: int, seed: int) -> tuple[int, str]:
     from devtools.bench.generate_leads import generate_leads
-    from firms.service import add_firm
+    from firms.service import ALWAYS_OPEN, add_firm
 
     number = f"+1646555{random.Random().randint(1000, 9999)}"
-    firm = await add_firm(dsn, f"Picker bench {leads}", number)
+    firm = await add_firm(dsn, f"Picker bench {leads}", number, quiet_hours=ALWAYS_OPEN)
     conn = await asyncpg.connect(dsn)
     try:
         summary = await generate_leads(conn, firm["firm_id"], leads, seed=seed)
