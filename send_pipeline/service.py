@@ -127,7 +127,7 @@ async def cancel_message(deps: Deps, firm_id: int, message_id: int) -> dict[str,
                 raise not_found("message")
             raise HttpError(409, "not_scheduled",
                             f"Only a scheduled message can be cancelled; this one is {current['status']}.",
-                            status=current["status"])
+                            message_status=current["status"])
     log.info("scheduled_send_canceled", message_id=message_id, by="staff")
     return message_json(row)
 
