@@ -28,7 +28,11 @@ async def victim(make_firm, pool) -> dict[str, Any]:
     await pool.execute(
         """INSERT INTO phone_flags (firm_id, phone_e164, review_pending, review_message_id)
            VALUES ($1, $2, true, $3)""", b.id, PHONE, msg)
-    return {"firm": b, "lead": lead, "conv": conv, "msg": msg}
+    scheduled = await pool.fetchval(
+        """INSERT INTO messages (firm_id, conversation_id, direction, body, status, send_at)
+           VALUES ($1, $2, 'out', 'B''s note for later', 'scheduled', now() + interval '1 day') RETURNING id""",
+        b.id, conv)
+    return {"firm": b, "lead": lead, "conv": conv, "msg": msg, "scheduled": scheduled}
 
 
 async def snapshot(pool, firm_id: int) -> list:
@@ -115,6 +119,12 @@ async def message_get(http, a, v, pool):
     await same_404_as_unknown(http, "GET", f"/v1/messages/{v['msg']}", f"/v1/messages/{UNKNOWN}", a.headers, None)
 
 
+async def message_cancel(http, a, v, pool):
+    """B's scheduled message cannot be cancelled with A's key (it stays scheduled: snapshot)."""
+    await same_404_as_unknown(http, "DELETE", f"/v1/messages/{v['scheduled']}", f"/v1/messages/{UNKNOWN}",
+                              a.headers, None)
+
+
 ATTACKS: dict[tuple[str, str], Attack] = {
     ("GET", "/v1/leads/{id}"): lead_get,
     ("POST", "/v1/leads"): lead_post,
@@ -126,6 +136,7 @@ ATTACKS: dict[tuple[str, str], Attack] = {
     ("POST", "/v1/conversations/{id}/messages"): thread_send,
     ("POST", "/v1/conversations/{id}/review"): review,
     ("GET", "/v1/messages/{id}"): message_get,
+    ("DELETE", "/v1/messages/{id}"): message_cancel,
 }
 
 
