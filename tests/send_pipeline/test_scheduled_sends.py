@@ -11,10 +11,10 @@ from zoneinfo import ZoneInfo
 import aiohttp
 import pytest
 
+from send_pipeline.quiet_hours import Window, decide
 from tests.send_pipeline.conftest import add_lead, open_conversation, sim_view
 from tests.support import stop_process, wait_for
 
-pytestmark = pytest.mark.e2e
 
 
 def comfortable_zone(now: datetime) -> str:
@@ -30,18 +30,24 @@ def hhmm(minutes: int) -> str:
     return f"{minutes // 60:02d}:{minutes % 60:02d}"
 
 
-async def quiet_firm(make_firm, pool, *, closes_in_min: int, opened_min_ago: int = 60):
-    """A firm whose leads (zone below) are inside a window that closes `closes_in_min`
-    minutes from now (negative: it closed that long ago). Returns (firm, zone, close time)."""
-    now = datetime.now(timezone.utc)
+def window_around(now: datetime, closes_in_min: int, opened_min_ago: int = 60) -> tuple[str, str, datetime]:
+    """(zone, texting hours, close time) for a window that opened `opened_min_ago` and
+    closes `closes_in_min` minutes from `now` in that zone (negative: closed that long ago)."""
     zone = comfortable_zone(now)
     local = now.astimezone(ZoneInfo(zone))
     minute = local.hour * 60 + local.minute
     start, end = minute - opened_min_ago, minute + closes_in_min
     if closes_in_min > 0:
         end += 1  # the window closes at a whole minute after `closes_in_min` from now
-    firm = await make_firm(quiet_hours=f"{hhmm(start)}-{hhmm(end)}")
-    closes = local.replace(hour=end // 60 % 24, minute=end % 60, second=0, microsecond=0)
+    closes = local.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(minutes=end)
+    return zone, f"{hhmm(start)}-{hhmm(end)}", closes
+
+
+async def quiet_firm(make_firm, pool, *, closes_in_min: int, opened_min_ago: int = 60):
+    """A firm whose leads (zone below) are inside a window that closes `closes_in_min`
+    minutes from now (negative: it closed that long ago). Returns (firm, zone, close time)."""
+    zone, hours, closes = window_around(datetime.now(timezone.utc), closes_in_min, opened_min_ago)
+    firm = await make_firm(quiet_hours=hours)
     return firm, zone, closes
 
 
@@ -76,6 +82,25 @@ def sweeper(worker_pool, worker):
     stop_process(proc)
 
 
+@pytest.mark.parametrize("closes_in_min", [-1, 90, 120])
+def test_the_windows_these_tests_build_are_valid_and_mean_what_they_say_at_every_time_of_day(closes_in_min):
+    """How `make test` passes at any hour: the windows above are built in a zone where it is
+    02:00-22:00 now; checked here for every quarter hour (plus odd seconds) of a day."""
+    base = datetime(2026, 3, 8, 0, 0, 7, tzinfo=timezone.utc)  # a DST day in the US, for good measure
+    for quarter in range(96 * 2):
+        now = base + timedelta(minutes=7.5 * quarter)
+        zone, hours, closes = window_around(now, closes_in_min)
+        window = Window.parse(hours)
+        decision = decide(now, [zone], window, None, None, None)
+        if closes_in_min < 0:
+            assert not decision.allowed, (now, hours)
+            assert timedelta(hours=20) < decision.next_allowed_at - now < timedelta(hours=23)
+        else:
+            assert decision.allowed and decision.closes_at == closes, (now, hours)
+            assert timedelta(minutes=closes_in_min) < closes - now <= timedelta(minutes=closes_in_min + 1)
+
+
+@pytest.mark.e2e
 async def test_a_firm_whose_window_closed_a_minute_ago_refuses_with_409_and_thread_open_says_why(
         make_firm, pool, http, sim):
     firm, zone, _ = await quiet_firm(make_firm, pool, closes_in_min=-1)
@@ -97,6 +122,7 @@ async def test_a_firm_whose_window_closed_a_minute_ago_refuses_with_409_and_thre
     assert opened["notice"]["text"].startswith("It's ")
 
 
+@pytest.mark.e2e
 async def test_a_send_scheduled_15_s_ahead_reaches_twilio_at_its_time_with_a_validity_ending_by_the_close(
         make_firm, pool, http, sim, sweeper):
     firm, zone, closes = await quiet_firm(make_firm, pool, closes_in_min=90)
@@ -121,6 +147,7 @@ async def test_a_send_scheduled_15_s_ahead_reaches_twilio_at_its_time_with_a_val
     await wait_for(lambda: _status_in(pool, message["id"], ("sent", "delivered")), timeout=10, what="sent")
 
 
+@pytest.mark.e2e
 async def test_a_scheduled_send_whose_lead_texts_stop_before_it_is_due_ends_blocked(
         make_firm, pool, http, sim, sweeper):
     firm, zone, _ = await quiet_firm(make_firm, pool, closes_in_min=120)
@@ -137,6 +164,7 @@ async def test_a_scheduled_send_whose_lead_texts_stop_before_it_is_due_ends_bloc
     assert (await sim_view(sim, phone))["attempts"] == []
 
 
+@pytest.mark.e2e
 async def test_a_cancel_on_reply_send_whose_lead_replies_first_ends_canceled(make_firm, pool, http, sim, sweeper):
     firm, zone, _ = await quiet_firm(make_firm, pool, closes_in_min=120)
     phone = "+12125554004"
@@ -154,6 +182,7 @@ async def test_a_cancel_on_reply_send_whose_lead_replies_first_ends_canceled(mak
     assert (await sim_view(sim, phone))["attempts"] == []
 
 
+@pytest.mark.e2e
 async def test_cancelling_a_scheduled_message_works_and_a_sent_one_is_409_not_scheduled(
         make_firm, pool, http, sim, worker):
     firm, zone, _ = await quiet_firm(make_firm, pool, closes_in_min=120)
