@@ -15,7 +15,7 @@ PREVIEW_CHARS = 100
 # The API's message shape, in its order.
 MESSAGE_FIELDS = (
     "id", "conversation_id", "direction", "body", "status", "twilio_status", "blocked_reason",
-    "sent_by", "twilio_sid", "error_code", "error_message", "segments", "created_at",
+    "sent_by", "twilio_sid", "error_code", "error_message", "segments", "send_at", "created_at",
 )
 
 
@@ -25,7 +25,9 @@ def message_json(row: Mapping[str, Any], *, deduplicated: bool = False) -> dict[
     `created_at` and `updated_at` are ISO-8601 strings; `deduplicated` says whether this
     answer is the first request's message returned to a duplicate inside the window.
     """
-    out: dict[str, Any] = {name: row[name] for name in MESSAGE_FIELDS}
+    out: dict[str, Any] = {name: row.get(name) if name == "send_at" else row[name] for name in MESSAGE_FIELDS}
+    out["send_at"] = _iso(out["send_at"])
+    out["cancel_on_reply"] = bool(row.get("cancel_on_reply") or False)
     out["created_at"] = _iso(row["created_at"])
     out["updated_at"] = _iso(row["updated_at"]) if "updated_at" in row else None
     out["deduplicated"] = deduplicated
@@ -47,10 +49,13 @@ def notice_json(code: str | None) -> dict[str, str] | None:
     return NOTICES[code].as_json() if code else None
 
 
-def conversation_json(row: Mapping[str, Any]) -> dict[str, Any]:
+def conversation_json(row: Mapping[str, Any], *, quiet_notice: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The API's conversation shape (list item, thread open, conversation create), plus
     `line_type`, from a `conversations.queries` conversation row. `name` is null when no
-    signup names the phone; `needs_reply` is true when the last message is the lead's."""
+    signup names the phone; `needs_reply` is true when the last message is the lead's.
+
+    `quiet_notice` (thread open, while the lead's texting window is closed) is shown when
+    nothing blocks sending: `can_send` stays true, a send can still be scheduled."""
     code = row["block_code"]
     last = None
     if row["m_id"] is not None:
@@ -69,7 +74,7 @@ def conversation_json(row: Mapping[str, Any]) -> dict[str, Any]:
         "phone": row["phone_e164"],
         "name": row["name"],
         "can_send": code is None,
-        "notice": notice_json(code),
+        "notice": notice_json(code) if code or quiet_notice is None else dict(quiet_notice),
         "line_type": row["line_type"],
         "last_message_at": row["last_message_at"],
         "last_message": last,

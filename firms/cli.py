@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import json
 
-from firms.service import add_firm, set_firm
+from firms.service import add_firm, set_firm, set_firm_hours
 from shared.config import Settings
 from shared.logging import configure
 
@@ -14,7 +14,17 @@ from shared.logging import configure
 def cmd_firm_add(args: argparse.Namespace) -> int:
     settings = Settings.for_command("firm")
     configure(settings.log_format, settings.log_level)
-    result = asyncio.run(add_firm(settings.database_url, args.name, args.number, args.region))
+    result = asyncio.run(add_firm(settings.database_url, args.name, args.number, args.region,
+                                  quiet_hours=settings.quiet_hours))
+    print(json.dumps(result))
+    return 0
+
+
+def cmd_firm_hours(args: argparse.Namespace) -> int:
+    settings = Settings.for_command("firm")
+    configure(settings.log_format, settings.log_level)
+    result = asyncio.run(set_firm_hours(settings.database_url, args.firm, timezone=args.timezone,
+                                        quiet_hours=args.quiet_hours))
     print(json.dumps(result))
     return 0
 
@@ -41,3 +51,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     help="the reply to HELP/INFO when Twilio's Advanced Opt-Out does not answer it "
                          "(an empty TEXT restores the default, which names the firm)")
     fs.set_defaults(run=cmd_firm_set)
+    fh = firm_sub.add_parser("hours", help="the firm's zone and texting hours; prints them as JSON")
+    fh.add_argument("--firm", type=int, required=True)
+    fh.add_argument("--timezone", help="IANA zone, like America/Chicago ('auto': the number's area code's)")
+    fh.add_argument("--quiet-hours", dest="quiet_hours",
+                    help="texting hours in the lead's local time, HH:MM-HH:MM (00:00-24:00 = always)")
+    fh.set_defaults(run=cmd_firm_hours)

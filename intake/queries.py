@@ -15,12 +15,13 @@ async def insert_lead(conn: Conn, firm_id: int, lead: LeadInput) -> asyncpg.Reco
     """Store a signup as it came, `pending`; None when the firm already has this external_id."""
     return await conn.fetchrow(
         """
-        INSERT INTO leads (firm_id, external_id, name, email, event, phone_raw, signed_up_at)
-        VALUES ($1, $2, $3, $4, $5, $6, COALESCE($7, now()))
+        INSERT INTO leads (firm_id, external_id, name, email, event, phone_raw, signed_up_at, timezone, postal_code)
+        VALUES ($1, $2, $3, $4, $5, $6, COALESCE($7, now()), $8, $9)
         ON CONFLICT (firm_id, external_id) DO NOTHING
         RETURNING id, phone_status
         """,
         firm_id, lead.external_id, lead.name, lead.email, lead.event, lead.phone_raw, lead.signed_up_at,
+        lead.timezone, lead.postal_code,
     )
 
 
@@ -35,7 +36,7 @@ async def lead_for_firm(conn: Conn, firm_id: int, lead_id: int) -> asyncpg.Recor
     return await conn.fetchrow(
         """
         SELECT l.id AS lead_id, l.external_id, l.name, l.email, l.event, l.phone_raw, l.phone_e164,
-               l.phone_status, l.phone_error, l.signed_up_at, l.created_at,
+               l.phone_status, l.phone_error, l.signed_up_at, l.created_at, l.timezone, l.postal_code,
                pl.line_type, pl.carrier, pl.checked_at AS line_checked_at,
                send_block_code(l.firm_id, l.phone_status, l.phone_e164) AS code
         FROM leads l

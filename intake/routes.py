@@ -63,6 +63,8 @@ async def get_lead(request: web.Request) -> web.Response:
         "carrier": row["carrier"],
         "line_checked_at": row["line_checked_at"],
         "signed_up_at": row["signed_up_at"],
+        "timezone": row["timezone"],
+        "postal_code": row["postal_code"],
         "created_at": row["created_at"],
         **decision_from_code(row["code"]).as_json(),
     })

@@ -17,8 +17,11 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Mapping
 
+from firms.zones import is_timezone
+
 # Longest accepted value of each text field, in characters.
-LIMITS: dict[str, int] = {"external_id": 200, "name": 200, "email": 320, "event": 200, "phone": 50}
+LIMITS: dict[str, int] = {"external_id": 200, "name": 200, "email": 320, "event": 200, "phone": 50,
+                          "timezone": 64, "postal_code": 20}
 
 SIGNED_UP_AT_HINT = "an ISO-8601 date-time with a timezone, like 2024-05-01T18:30:00Z"
 
@@ -41,6 +44,8 @@ class LeadInput:
     event: str
     phone_raw: str | None
     signed_up_at: datetime | None  # None: the time it reached us
+    timezone: str | None = None     # IANA zone the CRM knows the lead is in
+    postal_code: str | None = None  # kept as given; a US ZIP places the lead (zone, state)
 
 
 def _text(field: str, value: Any, *, required: bool = False) -> str:
@@ -82,6 +87,27 @@ def parse_signed_up_at(value: Any) -> datetime | None:
         raise LeadInputError("signed_up_at", "invalid_field", "signed_up_at is out of range.") from None
 
 
+def parse_timezone(value: Any) -> str | None:
+    """An IANA zone name, or None when absent; `LeadInputError` naming the field otherwise."""
+    if value is None or value == "":
+        return None
+    text = _text("timezone", value).strip()
+    if not is_timezone(text):
+        raise LeadInputError("timezone", "invalid_field",
+                             f"timezone must be an IANA time zone like America/Chicago, got {text[:64]!r}.")
+    return text
+
+
+def parse_postal_code(value: Any) -> str | None:
+    """Any postal code, trimmed (only a US ZIP is used for the zone); None when absent."""
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = f"{value:05d}"
+    text = _text("postal_code", value).strip()
+    return text or None
+
+
 def lead_from_json(body: Mapping[str, Any]) -> LeadInput:
     """The hook's body (already a JSON object). Unknown fields are ignored; name, email and
     event may be absent, null or empty; phone may be absent or null (a signup without one)."""
@@ -92,6 +118,8 @@ def lead_from_json(body: Mapping[str, Any]) -> LeadInput:
         event=_text("event", body.get("event")),
         phone_raw=_text("phone", body["phone"]) if body.get("phone") is not None else None,
         signed_up_at=parse_signed_up_at(body.get("signed_up_at")),
+        timezone=parse_timezone(body.get("timezone")),
+        postal_code=parse_postal_code(body.get("postal_code")),
     )
 
 

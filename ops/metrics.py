@@ -28,7 +28,8 @@ from shared.web import BROKER, DEPS
 log = structlog.get_logger(__name__)
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-MESSAGE_STATUSES = ("queued", "sending", "sent", "delivered", "undelivered", "failed", "blocked", "received")
+MESSAGE_STATUSES = ("scheduled", "queued", "sending", "sent", "delivered", "undelivered", "failed", "blocked",
+                    "canceled", "received")
 CONSENT_KINDS = ("opt_out", "opt_in")
 SCRAPE_TIMEOUT_S = 5.0
 

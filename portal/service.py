@@ -17,6 +17,7 @@ from portal import picker, queries
 from conversations import queries as conversation_queries
 from conversations.shapes import conversation_json
 from portal.shapes import decode_cursor, encode_cursor, lead_item
+from send_pipeline.service import quiet_notice
 from shared.deps import Deps
 from shared.errors import NotFound
 
@@ -83,7 +84,8 @@ async def open_conversation(deps: Deps, firm_id: int, conv_id: int) -> dict[str,
         await _lazy_line_type(deps, row["phone_e164"])
         # re-read: the answer may have made the phone a landline, or invalid everywhere
         row = await conversation_queries.fetch_conversation(deps.pool, firm_id, conv_id) or row
-    return conversation_json(row)
+    quiet = await quiet_notice(deps, deps.pool, firm_id, conv_id) if row["block_code"] is None else None
+    return conversation_json(row, quiet_notice=quiet)
 
 
 def _needs_line_type(row: asyncpg.Record) -> bool:

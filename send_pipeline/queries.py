@@ -17,7 +17,22 @@ Conn = asyncpg.Connection | asyncpg.Pool
 MESSAGE_COLUMNS = """
     id, firm_id, conversation_id, direction, body, sent_by, status, twilio_status,
     blocked_reason, twilio_sid, error_code, error_message, segments, attempts, claimed_at,
-    next_attempt_at, created_at, updated_at, received_at
+    next_attempt_at, created_at, updated_at, received_at, send_at, cancel_on_reply, validity_period_s
+"""
+
+# What the quiet-hours decision needs about a conversation `c` (joined to its firm `f`
+# and its newest signup `l`): the firm's window and zone, where the lead is, and when
+# the lead last texted (the reply grace). See quiet_hours.decide_for.
+QUIET_CONTEXT = """
+    f.quiet_hours, f.timezone AS firm_timezone, f.sms_number AS firm_number,
+    l.timezone AS lead_timezone, l.postal_code AS lead_postal_code, c.phone_e164 AS lead_phone,
+    (SELECT i.received_at FROM messages i
+     WHERE i.conversation_id = c.id AND i.direction = 'in'
+     ORDER BY i.received_at DESC LIMIT 1) AS last_inbound_at
+"""
+QUIET_JOINS = """
+    JOIN firms f ON f.id = c.firm_id
+    LEFT JOIN leads l ON l.id = c.lead_id AND l.firm_id = c.firm_id
 """
 
 # ---- reads (web) ---------------------------------------------------------------------------
@@ -72,10 +87,12 @@ async def conversation_for_send(conn: Conn, firm_id: int, conversation_id: int) 
     holds it) only for a sendable conversation of this firm.
     """
     return await conn.fetchrow(
-        """
+        f"""
         SELECT b.code,
-               CASE WHEN b.code IS NULL THEN nextval('messages_id_seq') END AS new_id
+               CASE WHEN b.code IS NULL THEN nextval('messages_id_seq') END AS new_id,
+               {QUIET_CONTEXT}
         FROM conversations c
+        {QUIET_JOINS}
         CROSS JOIN LATERAL (SELECT send_block_code(c.firm_id, 'valid', c.phone_e164) AS code) b
         WHERE c.id = $1 AND c.firm_id = $2
         """,
@@ -83,14 +100,29 @@ async def conversation_for_send(conn: Conn, firm_id: int, conversation_id: int) 
     )
 
 
+async def quiet_context(conn: Conn, firm_id: int, conversation_id: int) -> asyncpg.Record | None:
+    """The quiet-hours inputs of one conversation of the firm (thread open's notice)."""
+    return await conn.fetchrow(
+        f"SELECT {QUIET_CONTEXT} FROM conversations c {QUIET_JOINS} WHERE c.id = $1 AND c.firm_id = $2",
+        conversation_id, firm_id,
+    )
+
+
 async def insert_queued_message(conn: Conn, message_id: int, firm_id: int, conversation_id: int,
-                                body: str, sent_by: str, segments: int) -> asyncpg.Record:
-    """Insert the message `queued` and bump the conversation, as one statement (atomic)."""
+                                body: str, sent_by: str, segments: int, send_at: datetime | None = None,
+                                cancel_on_reply: bool = False) -> asyncpg.Record:
+    """Insert the message (`queued`, or `scheduled` when it has a send_at) and bump the
+    conversation, as one statement (atomic).
+
+    Change feed: the `message.created` event of a send belongs in this statement's
+    transaction."""
     return await conn.fetchrow(
         f"""
         WITH m AS (
-            INSERT INTO messages (id, firm_id, conversation_id, direction, body, sent_by, status, segments)
-            VALUES ($1, $2, $3, 'out', $4, $5, 'queued', $6)
+            INSERT INTO messages (id, firm_id, conversation_id, direction, body, sent_by, status, segments,
+                                  send_at, cancel_on_reply)
+            VALUES ($1, $2, $3, 'out', $4, $5, CASE WHEN $7::timestamptz IS NULL THEN 'queued' ELSE 'scheduled' END,
+                    $6, $7, $8)
             RETURNING {MESSAGE_COLUMNS}
         ), bumped AS (
             UPDATE conversations
@@ -99,11 +131,15 @@ async def insert_queued_message(conn: Conn, message_id: int, firm_id: int, conve
         )
         SELECT * FROM m
         """,
-        message_id, firm_id, conversation_id, body, sent_by, segments,
+        message_id, firm_id, conversation_id, body, sent_by, segments, send_at, cancel_on_reply,
     )
 
 
 # ---- the worker ----------------------------------------------------------------------------
+
+# The number a message is sent from, chosen when it is released to a worker (joined as
+# `f`, the firm). One place to swap for the firm's numbers / sticky sender (issue 20).
+FROM_NUMBER_AT_RELEASE = "f.sms_number"
 
 
 async def claim_message(conn: Conn, message_id: int) -> asyncpg.Record | None:
@@ -114,7 +150,7 @@ async def claim_message(conn: Conn, message_id: int) -> asyncpg.Record | None:
     blocks the send.
     """
     return await conn.fetchrow(
-        """
+        f"""
         UPDATE messages AS m
         SET status = CASE WHEN b.code IS NULL THEN 'sending' ELSE 'blocked' END,
             blocked_reason = b.code,
@@ -123,13 +159,14 @@ async def claim_message(conn: Conn, message_id: int) -> asyncpg.Record | None:
             next_attempt_at = NULL,
             updated_at = clock_timestamp()
         FROM conversations AS c
-        JOIN firms AS f ON f.id = c.firm_id
+        {QUIET_JOINS}
         CROSS JOIN LATERAL (SELECT send_block_code(c.firm_id, 'valid', c.phone_e164) AS code) AS b
         WHERE m.id = $1 AND c.id = m.conversation_id
           AND m.status = 'queued' AND m.direction = 'out' AND m.twilio_sid IS NULL
           AND (m.next_attempt_at IS NULL OR m.next_attempt_at <= now())
         RETURNING m.id, m.firm_id, m.status, m.blocked_reason, m.body, m.attempts, m.claimed_at,
-                  m.created_at, c.phone_e164 AS to_phone, f.sms_number AS from_phone
+                  m.created_at, m.send_at, c.phone_e164 AS to_phone, {FROM_NUMBER_AT_RELEASE} AS from_phone,
+                  {QUIET_CONTEXT}
         """,
         message_id,
     )
@@ -146,12 +183,30 @@ async def queued_wait_ms(conn: Conn, message_id: int) -> int | None:
     )
 
 
-async def store_sent(conn: Conn, message_id: int, sid: str, twilio_status: str, segments: int | None) -> asyncpg.Record | None:
+async def block_claim(conn: Conn, message_id: int, claimed_at: datetime, reason: str) -> bool:
+    """A claimed message that must not go out after all (the lead's window closed before
+    the claim): `blocked` with the reason, Twilio never called.
+
+    Change feed: a `message.status` event belongs in this statement's transaction."""
+    return bool(await conn.fetchval(
+        """
+        UPDATE messages SET status = 'blocked', blocked_reason = $3, next_attempt_at = NULL,
+                            updated_at = clock_timestamp()
+        WHERE id = $1 AND status = 'sending' AND claimed_at = $2 AND twilio_sid IS NULL
+        RETURNING true
+        """,
+        message_id, claimed_at, reason,
+    ))
+
+
+async def store_sent(conn: Conn, message_id: int, sid: str, twilio_status: str, segments: int | None,
+                     validity_period_s: int | None = None) -> asyncpg.Record | None:
     """Record Twilio's sid. Rank-aware: a status callback that got here first (delivered,
     undelivered...) keeps its status and its `twilio_status`."""
     return await conn.fetchrow(
         """
         UPDATE messages SET
+            validity_period_s = coalesce($5, validity_period_s),
             twilio_sid = coalesce(twilio_sid, $2),
             twilio_status = CASE WHEN status IN ('queued', 'sending') OR twilio_status IS NULL
                                  THEN $3 ELSE twilio_status END,
@@ -162,7 +217,7 @@ async def store_sent(conn: Conn, message_id: int, sid: str, twilio_status: str, 
         WHERE id = $1
         RETURNING status, twilio_sid
         """,
-        message_id, sid, twilio_status, segments,
+        message_id, sid, twilio_status, segments, validity_period_s,
     )
 
 
@@ -236,9 +291,9 @@ async def stale_sending(conn: Conn, in_flight_s: float, limit: int) -> list[asyn
     """`sending` rows due for reconciliation: marked ambiguous and past their wait, or
     claimed longer ago than any Twilio call can still be in flight (a dead worker)."""
     return await conn.fetch(
-        """
+        f"""
         SELECT m.id, m.firm_id, m.body, m.claimed_at, m.attempts, m.twilio_sid,
-               c.phone_e164 AS to_phone, f.sms_number AS from_phone
+               c.phone_e164 AS to_phone, {FROM_NUMBER_AT_RELEASE} AS from_phone
         FROM messages m
         JOIN conversations c ON c.id = m.conversation_id
         JOIN firms f ON f.id = m.firm_id
@@ -309,3 +364,88 @@ async def return_to_queued(conn: Conn, message_id: int, claimed_at: datetime) ->
         message_id, claimed_at,
     ))
 
+
+
+# ---- scheduled sends -----------------------------------------------------------------------
+
+
+async def due_scheduled(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:
+    """`scheduled` messages whose send_at has come, locked for this transaction (another
+    sweeper skips them), with their quiet-hours inputs."""
+    return await conn.fetch(
+        f"""
+        SELECT m.id, m.firm_id, m.send_at, {QUIET_CONTEXT}
+        FROM messages m
+        JOIN conversations c ON c.id = m.conversation_id
+        {QUIET_JOINS}
+        WHERE m.status = 'scheduled' AND m.send_at <= now()
+        ORDER BY m.send_at
+        LIMIT $1
+        FOR UPDATE OF m SKIP LOCKED
+        """,
+        limit,
+    )
+
+
+async def release_scheduled(conn: Conn, message_ids: list[int]) -> list[int]:
+    """Due scheduled messages become `queued`, due now (so the stale-queued sweep measures
+    from the release, not from when they were scheduled).
+
+    Change feed: their `message.status` events belong in this statement's transaction."""
+    rows = await conn.fetch(
+        """
+        UPDATE messages SET status = 'queued', next_attempt_at = now(), updated_at = clock_timestamp()
+        WHERE id = ANY($1::bigint[]) AND status = 'scheduled'
+        RETURNING id
+        """,
+        message_ids,
+    )
+    return [r["id"] for r in rows]
+
+
+async def block_scheduled(conn: Conn, message_ids: list[int], reason: str) -> list[int]:
+    """Due scheduled messages that may not go out (quiet hours when due): `blocked`.
+
+    Change feed: their `message.status` events belong in this statement's transaction."""
+    rows = await conn.fetch(
+        """
+        UPDATE messages SET status = 'blocked', blocked_reason = $2, updated_at = clock_timestamp()
+        WHERE id = ANY($1::bigint[]) AND status = 'scheduled'
+        RETURNING id
+        """,
+        message_ids, reason,
+    )
+    return [r["id"] for r in rows]
+
+
+async def cancel_scheduled(conn: Conn, firm_id: int, message_id: int) -> asyncpg.Record | None:
+    """Staff cancel a `scheduled` message of the firm: `canceled` (None when it is not
+    scheduled, or not the firm's).
+
+    Change feed: its `message.status` event belongs in this statement's transaction."""
+    return await conn.fetchrow(
+        f"""
+        UPDATE messages SET status = 'canceled', updated_at = clock_timestamp()
+        WHERE id = $1 AND firm_id = $2 AND status = 'scheduled'
+        RETURNING {MESSAGE_COLUMNS}
+        """,
+        message_id, firm_id,
+    )
+
+
+async def cancel_on_reply(conn: Conn, firm_id: int, phone_e164: str) -> list[int]:
+    """The lead replied: every `scheduled` message of that conversation created with
+    cancel_on_reply becomes `canceled`. Runs in the inbound webhook's transaction.
+
+    Change feed: their `message.status` events belong in this statement's transaction."""
+    rows = await conn.fetch(
+        """
+        UPDATE messages m SET status = 'canceled', updated_at = clock_timestamp()
+        FROM conversations c
+        WHERE c.firm_id = $1 AND c.phone_e164 = $2 AND m.conversation_id = c.id
+          AND m.status = 'scheduled' AND m.cancel_on_reply
+        RETURNING m.id
+        """,
+        firm_id, phone_e164,
+    )
+    return [r["id"] for r in rows]

@@ -6,10 +6,12 @@ for every refusal (the middleware turns it into `{"error", "code"}`).
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 from aiohttp import web
 
 from send_pipeline import service
-from send_pipeline.messages import clean_body
+from send_pipeline.messages import clean_body, parse_cancel_on_reply, parse_send_at
 from shared.errors import HttpError
 from shared.web import DEPS, FIRM_ID, json_response, parse_id, path_id, read_json, user_id
 
@@ -58,9 +60,17 @@ async def get_message(request: web.Request) -> web.Response:
 async def send(request: web.Request) -> web.Response:
     conversation_id = path_id(request)
     user = user_id(request)
-    body = clean_body(await read_json(request))
-    message, created = await service.accept_send(request.app[DEPS], request[FIRM_ID], conversation_id, user, body)
+    data = await read_json(request)
+    body = clean_body(data)
+    send_at = parse_send_at(data, datetime.now(timezone.utc))
+    cancel_on_reply = parse_cancel_on_reply(data)
+    message, created = await service.accept_send(request.app[DEPS], request[FIRM_ID], conversation_id, user, body,
+                                                 send_at=send_at, cancel_on_reply=cancel_on_reply)
     return json_response(message, status=202 if created else 200)
+
+
+async def cancel_message(request: web.Request) -> web.Response:
+    return json_response(await service.cancel_message(request.app[DEPS], request[FIRM_ID], path_id(request)))
 
 
 def add_routes(app: web.Application) -> None:
@@ -69,3 +79,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get(r"/v1/conversations/{id:\d+}/messages", thread)
     app.router.add_post(r"/v1/conversations/{id:\d+}/messages", send)
     app.router.add_get(r"/v1/messages/{id:\d+}", get_message)
+    app.router.add_delete(r"/v1/messages/{id:\d+}", cancel_message)

@@ -24,7 +24,7 @@ overwrite what the sweeper or a later claim decided.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import asyncpg
@@ -34,6 +34,7 @@ from lookup.service import record_invalid, record_landline
 from send_pipeline import queries
 from consent import ledger as consent
 from send_pipeline.messages import backoff_ms
+from send_pipeline.quiet_hours import decide_for
 from shared import metrics
 from shared.deps import Deps
 from shared.twilio import TwilioAmbiguous, TwilioError, TwilioNotReceived
@@ -73,12 +74,24 @@ async def send_message(deps: Deps, message_id: int) -> SendOutcome:
         log.info("send_blocked", reason=claim["blocked_reason"])
         return SendOutcome("blocked")
 
+    # Quiet hours again, now: the window may have closed since the send was accepted (a
+    # scheduled send never uses the reply grace). The ValidityPeriod ends with the window.
+    now = datetime.now(timezone.utc)
+    grace = None if claim["send_at"] is not None else timedelta(minutes=deps.settings.quiet_hours_reply_grace_min)
+    quiet = decide_for(claim, now, grace=grace)
+    if not quiet.allowed:
+        await queries.block_claim(deps.pool, message_id, claim["claimed_at"], "quiet_hours")
+        log.info("send_blocked", reason="quiet_hours")
+        return SendOutcome("blocked")
+    validity_s = quiet.validity_period_s(now)
+
     try:
         sent = await deps.twilio.send_message(
             to=claim["to_phone"],
             from_=claim["from_phone"],
             body=claim["body"],
             status_callback=status_callback_url(deps.settings.public_base_url, message_id),
+            validity_period=validity_s,
         )
     except TwilioNotReceived as exc:
         return await _not_received(deps, claim, exc)
@@ -92,7 +105,7 @@ async def send_message(deps: Deps, message_id: int) -> SendOutcome:
 
     structlog.contextvars.bind_contextvars(message_sid=sent.sid)
     try:
-        stored = await queries.store_sent(deps.pool, message_id, sent.sid, sent.status, sent.num_segments)
+        stored = await queries.store_sent(deps.pool, message_id, sent.sid, sent.status, sent.num_segments, validity_s)
     except asyncpg.UniqueViolationError:
         # Only possible when the sweeper adopted this very sid for another claim of the
         # same body: Twilio has one message, and one row says so.
@@ -100,7 +113,7 @@ async def send_message(deps: Deps, message_id: int) -> SendOutcome:
         return SendOutcome("sent")
     if stored is not None and stored["twilio_sid"] != sent.sid:
         log.error("send_sid_mismatch", recorded_sid=stored["twilio_sid"])
-    log.info("message_sent", segments=sent.num_segments, attempts=claim["attempts"])
+    log.info("message_sent", segments=sent.num_segments, attempts=claim["attempts"], validity_period_s=validity_s)
     await metrics.observe_send_latency(deps.redis, (datetime.now(timezone.utc) - claim["created_at"]).total_seconds())
     return SendOutcome("sent")
 
@@ -109,8 +122,8 @@ async def _not_claimed(deps: Deps, message_id: int) -> SendOutcome:
     """Nothing to do, unless the row is queued but not yet due: then come back when it is
     (a delayed job that arrived a little early must not wait for the sweeper)."""
     wait_ms = await queries.queued_wait_ms(deps.pool, message_id)
-    if wait_ms is not None:
-        return SendOutcome("early", retry_in_ms=max(1, wait_ms))
+    if wait_ms is not None:  # never a dramatiq delay past RETRY_MAX_BACKOFF_MS (the sweeper covers the rest)
+        return SendOutcome("early", retry_in_ms=max(1, min(wait_ms, deps.settings.retry_max_backoff_ms)))
     log.debug("send_skipped")
     return SendOutcome("skipped")
 

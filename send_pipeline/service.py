@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import redis.exceptions
@@ -24,6 +25,7 @@ from conversations.shapes import conversation_json, message_json
 from send_pipeline import queries
 from send_pipeline.actors import send_message
 from send_pipeline.limits import gate_for
+from send_pipeline.quiet_hours import QuietDecision, decide_for, refusal_fields
 from conversations.sendable import NOTICES, rate_limit_text
 from shared.broker import enqueue
 from shared.deps import Deps
@@ -58,6 +60,15 @@ def refusal(code: str) -> HttpError:
     """409 with the product's words for a not-sendable code."""
     notice = NOTICES[code]
     return HttpError(409, code, notice.text, notice=notice.as_json())
+
+
+def quiet_refusal(decision: QuietDecision) -> HttpError:
+    """409 `quiet_hours`: design.md's sentence and when the window opens next."""
+    return HttpError(409, "quiet_hours", decision.text, **refusal_fields(decision))
+
+
+def reply_grace(deps: Deps) -> timedelta:
+    return timedelta(minutes=deps.settings.quiet_hours_reply_grace_min)
 
 
 # ---- conversations -----------------------------------------------------------------------
@@ -105,19 +116,56 @@ async def get_message(deps: Deps, firm_id: int, message_id: int) -> dict[str, An
     return message_json(row)
 
 
+async def cancel_message(deps: Deps, firm_id: int, message_id: int) -> dict[str, Any]:
+    """`DELETE /v1/messages/{id}`: a `scheduled` message becomes `canceled`; any other
+    status is 409 `not_scheduled` (404 for an unknown or another firm's message)."""
+    async with deps.pool.acquire() as conn:
+        row = await queries.cancel_scheduled(conn, firm_id, message_id)
+        if row is None:
+            current = await queries.fetch_message(conn, firm_id, message_id)
+            if current is None:
+                raise not_found("message")
+            raise HttpError(409, "not_scheduled",
+                            f"Only a scheduled message can be cancelled; this one is {current['status']}.",
+                            message_status=current["status"])
+    log.info("scheduled_send_canceled", message_id=message_id, by="staff")
+    return message_json(row)
+
+
+async def quiet_notice(deps: Deps, conn: Any, firm_id: int, conversation_id: int,
+                       now: datetime | None = None) -> dict[str, str] | None:
+    """Thread open's `quiet_hours` notice (info) while the lead's window is closed; None
+    when it is open (or the lead just texted: a reply is exempt)."""
+    row = await queries.quiet_context(conn, firm_id, conversation_id)
+    if row is None:
+        return None
+    decision = decide_for(row, now or datetime.now(timezone.utc), grace=reply_grace(deps))
+    return None if decision.allowed else refusal_fields(decision)["notice"]
+
+
 # ---- accepting a send ----------------------------------------------------------------------
 
 
-async def accept_send(deps: Deps, firm_id: int, conversation_id: int, user: str, body: str) -> tuple[dict[str, Any], bool]:
+async def accept_send(deps: Deps, firm_id: int, conversation_id: int, user: str, body: str, *,
+                      send_at: datetime | None = None, cancel_on_reply: bool = False,
+                      now: datetime | None = None) -> tuple[dict[str, Any], bool]:
     """Accept a staff member's send: (message JSON, True) for a new message, (the first
     message's JSON, False) for a duplicate inside the window. Raises `HttpError` 404, 409,
-    429 or 503 having stored nothing."""
+    429 or 503 having stored nothing.
+
+    With `send_at` the message is stored `scheduled` (the sweeper releases it when due;
+    no job now), refused at once when send_at falls in the lead's quiet hours."""
+    now = now or datetime.now(timezone.utc)
     # One connection for the whole request: a pool checkout costs a reset round trip.
     async with deps.pool.acquire() as conn:
-        message, created, message_id = await _check_and_store(deps, conn, firm_id, conversation_id, user, body)
+        message, created, message_id = await _check_and_store(
+            deps, conn, firm_id, conversation_id, user, body, send_at, cancel_on_reply, now)
     if not created:
         return message, False
     structlog.contextvars.bind_contextvars(message_id=message_id)
+    if send_at is not None:
+        log.info("send_scheduled", segments=message["segments"], send_at=send_at.isoformat())
+        return message, True
     try:
         await enqueue(send_message, message_id)
     except Exception as exc:  # the row is stored: the sweeper re-enqueues it
@@ -127,7 +175,8 @@ async def accept_send(deps: Deps, firm_id: int, conversation_id: int, user: str,
 
 
 async def _check_and_store(deps: Deps, conn: Any, firm_id: int, conversation_id: int, user: str,
-                           body: str) -> tuple[dict[str, Any], bool, int]:
+                           body: str, send_at: datetime | None, cancel_on_reply: bool,
+                           now: datetime) -> tuple[dict[str, Any], bool, int]:
     """Steps 1–4 of a send on one connection: (message JSON, created, message id)."""
     settings = deps.settings
     row = await queries.conversation_for_send(conn, firm_id, conversation_id)
@@ -136,9 +185,19 @@ async def _check_and_store(deps: Deps, conn: Any, firm_id: int, conversation_id:
     if row["code"] is not None:
         log.info("send_refused", reason=row["code"])
         raise refusal(row["code"])
+    # Quiet hours: now (with the reply grace), or at send_at (scheduled sends never use it).
+    if send_at is None:
+        quiet = decide_for(row, now, grace=reply_grace(deps))
+    else:
+        quiet = decide_for(row, send_at, grace=None)
+    if not quiet.allowed:
+        log.info("send_refused", reason="quiet_hours", scheduled=send_at is not None)
+        raise quiet_refusal(quiet)
     message_id: int = row["new_id"]
     gate = gate_for(deps.redis)
-    ident = dict(firm_id=firm_id, user=user, conversation_id=conversation_id, body=body, message_id=message_id)
+    # The duplicate key: the same text scheduled for another time is another message.
+    key_body = body if send_at is None else f"{body}\x00send_at={send_at.astimezone(timezone.utc).isoformat()}"
+    ident = dict(firm_id=firm_id, user=user, conversation_id=conversation_id, body=key_body, message_id=message_id)
 
     for _ in range(GATE_TRIES):
         try:
@@ -165,7 +224,8 @@ async def _check_and_store(deps: Deps, conn: Any, firm_id: int, conversation_id:
 
     try:
         stored = await queries.insert_queued_message(
-            conn, message_id, firm_id, conversation_id, body, user, count_segments(body))
+            conn, message_id, firm_id, conversation_id, body, user, count_segments(body),
+            send_at=send_at, cancel_on_reply=cancel_on_reply)
     except BaseException:
         await _release_quietly(gate, ident)
         raise

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import asyncpg
@@ -31,6 +31,7 @@ import structlog
 
 from send_pipeline import queries
 from send_pipeline.actors import send_message
+from send_pipeline.quiet_hours import decide_for
 from send_pipeline.sending import MAX_ATTEMPTS
 from shared.broker import enqueue
 from shared.deps import Deps
@@ -164,7 +165,34 @@ async def _resolve_pair(deps: Deps, records: list[MessageRecord], group: list[An
         await _enqueue_all(requeued)
 
 
+async def release_due_scheduled(deps: Deps) -> dict[str, int] | int:
+    """Scheduled sends whose send_at has come: re-checked against quiet hours now (no
+    reply grace: the window may have changed since scheduling → `blocked`, reason
+    `quiet_hours`), the rest `queued` and enqueued. The sendable decision is re-checked
+    by the claim, in the same statement that takes the row (opted out since → `blocked`).
+
+    The wait lived in PostgreSQL, not in a dramatiq delay; rows are locked SKIP LOCKED so
+    two sweepers never release one twice, and the claim makes a duplicate job harmless."""
+    now = datetime.now(timezone.utc)
+    async with deps.pool.acquire() as conn:
+        async with conn.transaction():
+            rows = await queries.due_scheduled(conn, BATCH)
+            if not rows:
+                return 0
+            closed = {r["id"] for r in rows if not decide_for(r, now, grace=None).allowed}
+            due = [r["id"] for r in rows if r["id"] not in closed]
+            blocked = await queries.block_scheduled(conn, sorted(closed), "quiet_hours") if closed else []
+            released = await queries.release_scheduled(conn, due) if due else []
+    if released:
+        await _enqueue_all(released)
+    for message_id in blocked:
+        log.info("scheduled_send_blocked", message_id=message_id, reason="quiet_hours")
+    log.info("scheduled_sends_released", count=len(released), blocked=len(blocked))
+    return {k: v for k, v in {"released": len(released), "blocked": len(blocked)}.items() if v}
+
+
 SWEEPS: dict = {
+    "release_due_scheduled": release_due_scheduled,
     "requeue_stale_queued": requeue_stale_queued,
     "reconcile_stale_sends": reconcile_stale_sends,
 }

@@ -39,6 +39,44 @@ def _int(minimum: int, maximum: int | None = None) -> Callable[[str, str], int]:
     return parse
 
 
+HOURS_HINT = "HH:MM-HH:MM on one day, like 08:00-21:00 (24:00 allowed as the end; 00:00-24:00 means always)"
+
+
+def parse_hours_window(text: str) -> tuple[int, int]:
+    """A texting window 'HH:MM-HH:MM' as (start, end) minutes after local midnight.
+
+    Same day only (start before end); '24:00' is allowed as the end. Raises ValueError.
+    The one parser of the format: QUIET_HOURS, the firm CLI and the database rows.
+    """
+    parts = text.strip().split("-")
+    if len(parts) != 2:
+        raise ValueError(f"must be {HOURS_HINT}")
+    minutes = []
+    for part in parts:
+        hh, sep, mm = part.strip().partition(":")
+        if not (sep and len(hh) == 2 and len(mm) == 2 and hh.isdigit() and mm.isdigit()):
+            raise ValueError(f"must be {HOURS_HINT}")
+        h, m = int(hh), int(mm)
+        if m > 59 or h > 24 or (h == 24 and m != 0):
+            raise ValueError(f"must be {HOURS_HINT}")
+        minutes.append(h * 60 + m)
+    start, end = minutes
+    if start == 24 * 60 or start >= end:
+        raise ValueError(f"must start before it ends, on one day ({HOURS_HINT})")
+    return start, end
+
+
+def format_hours_window(start: int, end: int) -> str:
+    return f"{start // 60:02d}:{start % 60:02d}-{end // 60:02d}:{end % 60:02d}"
+
+
+def _hours(name: str, raw: str) -> str:
+    try:
+        return format_hours_window(*parse_hours_window(raw))
+    except ValueError as exc:
+        raise ConfigError(name, str(exc)) from None
+
+
 def _text(name: str, raw: str) -> str:
     if not raw.strip():
         raise ConfigError(name, "must not be empty")
@@ -75,6 +113,8 @@ _VARS: dict[str, _Var] = {
     "worker_threads": _Var("WORKER_THREADS", _int(1, 256), 8),
     "worker_metrics_port": _Var("WORKER_METRICS_PORT", _int(0, 65535), 9191),
     "ops_token": _Var("OPS_TOKEN", _text),
+    "quiet_hours": _Var("QUIET_HOURS", _hours, "08:00-21:00"),
+    "quiet_hours_reply_grace_min": _Var("QUIET_HOURS_REPLY_GRACE_MIN", _int(0, 24 * 60), 60),
     "demo_sim_url": _Var("DEMO_SIM_URL", _url(("http", "https"))),
     "log_format": _Var("LOG_FORMAT", lambda n, r: _choice(n, r, ("json", "console")), None),
     "log_level": _Var("LOG_LEVEL", lambda n, r: _choice(n, r.upper(), ("DEBUG", "INFO", "WARNING", "ERROR")), "INFO"),
@@ -125,6 +165,8 @@ class Settings:
     worker_threads: int = 8
     worker_metrics_port: int = 9191
     ops_token: str | None = None
+    quiet_hours: str = "08:00-21:00"  # texting hours new firms get (local to the lead)
+    quiet_hours_reply_grace_min: int = 60
     demo_sim_url: str | None = None  # set by `leadsms demo` only: enables the page's reply control
     log_format: str | None = None
     log_level: str = "INFO"

@@ -302,11 +302,17 @@ class TwilioClient:
                   status=error.status, code=error.code)
         raise error from cause
 
-    async def send_message(self, *, to: str, from_: str, body: str, status_callback: str | None) -> SentMessage:
-        """Create a message. Raises `TwilioNotReceived`, `TwilioAmbiguous` or `TwilioPermanent`."""
+    async def send_message(self, *, to: str, from_: str, body: str, status_callback: str | None,
+                           validity_period: int | None = None) -> SentMessage:
+        """Create a message. Raises `TwilioNotReceived`, `TwilioAmbiguous` or `TwilioPermanent`.
+
+        `validity_period` (seconds, 1..36000): Twilio drops the message if it is still in
+        its queue that long after the request."""
         extra: dict[str, Any] = {}
         if status_callback is not None:
             extra["status_callback"] = status_callback
+        if validity_period is not None:
+            extra["validity_period"] = validity_period
         msg = await self._call(
             "send_message",
             lambda: self._client.messages.create_async(to=to, from_=from_, body=body, **extra),

@@ -16,6 +16,7 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
+from firms.service import ALWAYS_OPEN
 from shared import broker as brokers
 from shared.config import Settings
 from shared.db import migrate
@@ -96,6 +97,7 @@ def settings(services: Services, web_port: int, sim_port: int) -> Settings:
         sweep_interval_s=1,
         stale_after_s=2,
         lazy_lookup_wait_ms=3000,
+        quiet_hours=ALWAYS_OPEN,  # firms made through the CLI too: no test depends on the hour
         log_format="json",
     )
 
@@ -210,10 +212,12 @@ def make_firm(settings: Settings) -> Callable[..., Awaitable[Firm]]:
 
     counter = {"n": 0}
 
-    async def make(name: str | None = None, number: str | None = None) -> Firm:
+    async def make(name: str | None = None, number: str | None = None, quiet_hours: str = ALWAYS_OPEN) -> Firm:
+        """A firm whose texting hours never close, unless a quiet-hours test says otherwise."""
         counter["n"] += 1
         n = counter["n"]
-        created = await add_firm(settings.database_url, name or f"Firm {n}", number or f"+1646555{1000 + n:04d}")
+        created = await add_firm(settings.database_url, name or f"Firm {n}", number or f"+1646555{1000 + n:04d}",
+                                 quiet_hours=quiet_hours)
         return Firm(created)
 
     return make

@@ -21,6 +21,7 @@ from shared.deps import Deps
 from shared.phones import E164_RE, check_phone
 from shared.web import parse_id
 from webhooks import queries
+from send_pipeline.queries import cancel_on_reply
 
 log = structlog.get_logger(__name__)
 
@@ -74,11 +75,26 @@ async def store_webhook(deps: Deps, kind: str, params: Mapping[str, str], messag
                 return Stored(existing["id"], created=False, pending=existing["processed_at"] is None)
             if kind == "inbound":
                 keyword, changed, review = await _apply_consent_meaning(conn, params)
+                await _cancel_on_reply(conn, params)
     log.info("webhook_stored", kind=kind, message_sid=sid, inbox_id=inbox_id, twilio_status=twilio_status,
              keyword=keyword.kind if keyword else None, consent_changed=changed, review_pending=review)
     return Stored(inbox_id, created=True, pending=True, keyword=keyword, consent_changed=changed)
 
 
+async def _cancel_on_reply(conn: Any, params: Mapping[str, str]) -> None:
+    """The lead wrote first: its scheduled sends created with cancel_on_reply are
+    cancelled in this transaction, before Twilio has our 200 (so none is released after)."""
+    firm = await queries.firm_by_number(conn, (params.get("To") or "").strip())
+    phone = sender_phone(params.get("From"), firm["default_region"]) if firm is not None else None
+    if phone is None:
+        return
+    canceled = await cancel_on_reply(conn, firm["id"], phone)
+    if canceled:
+        log.info("scheduled_sends_canceled_by_reply", firm_id=firm["id"], message_ids=canceled)
+
+
+async def _apply_keyword(conn: Any, keyword: Keyword, params: Mapping[str, str]) -> bool:
+    """Opt the sender out (or back in) for the firm that owns the To number."""
 async def _apply_consent_meaning(conn: Any, params: Mapping[str, str]) -> tuple[Keyword | None, bool, bool]:
     """Apply what the text means for consent, for the firm that owns the To number:
     (the keyword, whether consent changed, whether sends are now paused for review).

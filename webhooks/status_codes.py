@@ -23,8 +23,8 @@ OUR_STATUS: dict[str, str] = {
     "received": "received", "receiving": "received",
 }
 
-# Forward-only order of our outbound statuses; `blocked` is final (never sent).
-RANK: dict[str, int] = {"queued": 0, "sending": 1, "sent": 2, "delivered": 3, "undelivered": 3, "failed": 3}
+# Forward-only order of our outbound statuses; `blocked` and `canceled` are final (never sent).
+RANK: dict[str, int] = {"scheduled": -1, "queued": 0, "sending": 1, "sent": 2, "delivered": 3, "undelivered": 3, "failed": 3}
 FINAL_FAILURES = frozenset({"undelivered", "failed"})
 
 

@@ -33,6 +33,7 @@ from firms.auth import hash_api_key, new_api_key
 from shared.config import Settings
 from shared.db import migrate
 from shared.errors import AppError
+from firms.service import ALWAYS_OPEN
 
 MIX_3PLUS = {"name": 0.4, "email": 0.3, "phone": 0.3}
 CACHE_FROM = 100_000
@@ -72,8 +73,9 @@ async def prepare_database(services: cl.Services, count: int) -> tuple[str, str,
         conn = await asyncpg.connect(dsn)
         try:
             firm_id = await conn.fetchval(
-                "INSERT INTO firms (name, sms_number, api_key_sha256) VALUES ('Picker Bench', $1, $2) RETURNING id",
-                FIRM_NUMBER, hash_api_key(new_api_key()))
+                "INSERT INTO firms (name, sms_number, api_key_sha256, quiet_hours)"
+                " VALUES ('Picker Bench', $1, $2, $3) RETURNING id",
+                FIRM_NUMBER, hash_api_key(new_api_key()), ALWAYS_OPEN)
             await generate_leads(conn, firm_id, count, seed=7)
             await conn.execute("VACUUM ANALYZE leads")  # as autovacuum would: flush GIN pending lists
         finally:

@@ -16,6 +16,7 @@ from typing import Iterator
 import asyncpg
 
 from firms.auth import hash_api_key, new_api_key
+from firms.service import ALWAYS_OPEN
 
 
 def phones(prefix: str, start: int, count: int) -> Iterator[str]:
@@ -52,8 +53,8 @@ async def seed_firms(conn: asyncpg.Connection, *, firms: int, users: int, conver
     for i in range(firms):
         key = new_api_key()
         firm_id = await conn.fetchval(
-            "INSERT INTO firms (name, sms_number, api_key_sha256) VALUES ($1, $2, $3) RETURNING id",
-            f"{tag} firm {i + 1}", numbers[i], hash_api_key(key))
+            "INSERT INTO firms (name, sms_number, api_key_sha256, quiet_hours) VALUES ($1, $2, $3, $4) RETURNING id",
+            f"{tag} firm {i + 1}", numbers[i], hash_api_key(key), ALWAYS_OPEN)
         firm = BenchFirm(firm_id, numbers[i], key, [f"{tag}-user-{i + 1}-{u + 1}" for u in range(users)])
         mine = [next(lead_phones) for _ in range(conversations)]
         await conn.copy_records_to_table(

@@ -132,7 +132,7 @@ def _write_state(path: Path, data: dict[str, Any]) -> None:
 async def ensure_firm(database_url: str, state: dict[str, Any]) -> tuple[int, str]:
     """The demo firm's id and a working key: the stored one when it still matches, else a
     new firm, or a new key for the existing firm (only the key hash is in the database)."""
-    from firms.service import add_firm
+    from firms.service import ALWAYS_OPEN, add_firm
     from shared.db import connect
     from firms.auth import hash_api_key, new_api_key
 
@@ -148,7 +148,7 @@ async def ensure_firm(database_url: str, state: dict[str, Any]) -> tuple[int, st
             return row["id"], key
     finally:
         await conn.close()
-    created = await add_firm(database_url, FIRM_NAME, FIRM_NUMBER)
+    created = await add_firm(database_url, FIRM_NAME, FIRM_NUMBER, quiet_hours=ALWAYS_OPEN)
     return created["firm_id"], created["api_key"]
 
 

@@ -80,7 +80,9 @@ async def create_message(request: web.Request) -> web.Response:
     form = await request.post()
     to, from_ = str(form.get("To") or ""), str(form.get("From") or "")
     body, callback = str(form.get("Body") or ""), form.get("StatusCallback")
-    attempt: dict[str, Any] = {"to": to, "from": from_, "body": body, "status_callback": callback}
+    validity = form.get("ValidityPeriod")
+    attempt: dict[str, Any] = {"to": to, "from": from_, "body": body, "status_callback": callback,
+                               "validity_period": int(validity) if str(validity or "").isdigit() else None}
     if not to:
         return _refuse(state, CreateError(400, 21604, "A 'To' phone number is required."), to, attempt)
     if not from_ and not form.get("MessagingServiceSid"):
@@ -89,6 +91,8 @@ async def create_message(request: web.Request) -> web.Response:
         return _refuse(state, CreateError(400, 21602, "Message body is required."), to, attempt)
     if len(body) > MAX_BODY:
         return _refuse(state, CreateError(400, 21617, "The concatenated message body exceeds the 1600 character limit."), to, attempt)
+    if validity is not None and not (attempt["validity_period"] and 1 <= attempt["validity_period"] <= 36000):
+        return _refuse(state, CreateError(400, 21623, "The ValidityPeriod must be an integer from 1 to 36000."), to, attempt)
 
     fault = pick_create_fault(state.config, state.rng, state.burst_429_left)
     if state.config.slow_s:
@@ -119,6 +123,7 @@ async def create_message(request: web.Request) -> web.Response:
         sid=new_sid("SM"), account_sid=state.config.account_sid, to=to, from_=from_, body=body,
         status_callback=str(callback) if callback else None, num_segments=segments,
         encoding=encoding, scenario=scenario.name, date_created=now(),
+        validity_period=attempt["validity_period"],
     )
     state.store.add_message(message)
     state.spawn(progress_message(state, message, scenario))

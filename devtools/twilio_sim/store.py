@@ -49,6 +49,7 @@ class SimMessage:
     error_code: int | None = None
     error_message: str | None = None
     statuses: list[str] = field(default_factory=list)
+    validity_period: int | None = None  # seconds, as the request's ValidityPeriod said
 
     def set_status(self, status: str, error_code: int | None = None) -> None:
         self.status = status
@@ -89,7 +90,8 @@ class SimMessage:
         """The simulator's own view: Twilio's fields plus what only the simulator knows."""
         shown = self.to_twilio()
         shown.update(status_callback=self.status_callback, encoding=self.encoding,
-                     scenario=self.scenario, statuses=list(self.statuses))
+                     scenario=self.scenario, statuses=list(self.statuses),
+                     validity_period=self.validity_period)
         return shown
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 
-from firms.service import add_firm
+from firms.service import ALWAYS_OPEN, add_firm
 from tests.faults.stack import Stack, Witness
 
 IN_FLIGHT = ("queued", "sending")
@@ -34,7 +34,7 @@ class Firm:
 
 
 async def make_firm(stack: Stack, number: str = "+16465550100") -> Firm:
-    created = await add_firm(stack.settings.database_url, "Fault Firm", number)
+    created = await add_firm(stack.settings.database_url, "Fault Firm", number, quiet_hours=ALWAYS_OPEN)
     return Firm(created["firm_id"], created["sms_number"], created["api_key"])
 
 

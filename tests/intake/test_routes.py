@@ -143,3 +143,21 @@ async def test_another_firms_lead_is_404_and_so_is_a_missing_one(http, make_firm
     assert (status, body["code"]) == (404, "not_found")
     assert (await get_lead(http, mine, 999999))[0] == 404
     assert (await get_lead(http, mine, 10**30))[0] == 404
+
+
+async def test_a_signup_keeps_its_timezone_and_postal_code_and_an_invalid_timezone_is_a_400_naming_it(
+        http, firm, pool, enqueued):
+    status, body = await post_lead(http, firm, external_id="crm-tz", timezone="America/Denver", postal_code="80202")
+    assert status == 202, body
+    status, uk = await post_lead(http, firm, external_id="crm-uk", postal_code="SW1A 1AA")
+    assert status == 202, uk
+    rows = {r["external_id"]: r for r in await pool.fetch("SELECT external_id, timezone, postal_code FROM leads")}
+    assert (rows["crm-tz"]["timezone"], rows["crm-tz"]["postal_code"]) == ("America/Denver", "80202")
+    assert (rows["crm-uk"]["timezone"], rows["crm-uk"]["postal_code"]) == (None, "SW1A 1AA")  # kept, not a US ZIP
+
+    for bad in ("Mars/Olympus_Mons", "../../etc/passwd", 7):
+        status, refused = await post_lead(http, firm, external_id=f"crm-bad-{bad}", timezone=bad)
+        assert status == 400, refused
+        assert refused["code"] == "invalid_field" and refused["field"] == "timezone"
+        assert "timezone" in refused["error"]
+    assert await pool.fetchval("SELECT count(*) FROM leads") == 2

@@ -20,9 +20,11 @@ OUTBOUND = [
     ("failed", 21614, None, 1),
     ("blocked", None, "opted_out", 1),
     ("blocked", None, "landline", 1),
+    ("scheduled", None, None, 1),
+    ("canceled", None, None, 1),
 ]
-EXPECTED_STATUS = {"queued": 1, "sending": 1, "sent": 2, "delivered": 3, "undelivered": 3,
-                   "failed": 2, "blocked": 2, "received": 1}
+EXPECTED_STATUS = {"scheduled": 1, "queued": 1, "sending": 1, "sent": 2, "delivered": 3, "undelivered": 3,
+                   "failed": 2, "blocked": 2, "canceled": 1, "received": 1}
 EXPECTED_ERRORS = {("30007", "undelivered"): 2, ("30003", "undelivered"): 1,
                    ("21610", "failed"): 1, ("21614", "failed"): 1}
 SECRET_BODY = "Hi Dana, your seat for the tax seminar is confirmed (private body text)"
@@ -40,12 +42,13 @@ async def seed_messages(conn: Any, firm_id: int, conv_id: int) -> None:
             n += 1
             await conn.execute(
                 """INSERT INTO messages (firm_id, conversation_id, direction, body, sent_by, status,
-                                         error_code, error_message, blocked_reason, claimed_at, twilio_sid)
+                                         error_code, error_message, blocked_reason, claimed_at, twilio_sid, send_at)
                    VALUES ($1, $2, 'out', $3, 'u1', $4, $5, $6, $7,
-                           CASE WHEN $4 = 'sending' THEN now() - interval '4 seconds' END, $8)""",
+                           CASE WHEN $4 = 'sending' THEN now() - interval '4 seconds' END, $8,
+                           CASE WHEN $4 IN ('scheduled', 'canceled') THEN now() + interval '1 hour' END)""",
                 firm_id, conv_id, SECRET_BODY, status, code,
                 f"Twilio error {code}" if code else None, reason,
-                f"SM{n:032d}" if status not in ("queued", "sending", "blocked") else None)
+                f"SM{n:032d}" if status not in ("scheduled", "queued", "sending", "blocked", "canceled") else None)
     await conn.execute(
         """INSERT INTO messages (firm_id, conversation_id, direction, body, status, received_at, twilio_sid)
            VALUES ($1, $2, 'in', 'thanks!', 'received', now(), 'SMinbound0000000000000000000000001')""",

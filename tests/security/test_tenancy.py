@@ -35,7 +35,11 @@ async def victim(make_firm, pool) -> dict[str, Any]:
            VALUES ($1, $2, true, now(), 'staff:bob')""", b.id, OPTED_OUT)
     await pool.execute("INSERT INTO consent_events (firm_id, phone_e164, kind, source) VALUES ($1, $2, 'opt_out', 'staff:bob')",
                        b.id, OPTED_OUT)
-    return {"firm": b, "lead": lead, "conv": conv, "msg": msg}
+    scheduled = await pool.fetchval(
+        """INSERT INTO messages (firm_id, conversation_id, direction, body, status, send_at)
+           VALUES ($1, $2, 'out', 'B''s note for later', 'scheduled', now() + interval '1 day') RETURNING id""",
+        b.id, conv)
+    return {"firm": b, "lead": lead, "conv": conv, "msg": msg, "scheduled": scheduled}
 
 
 async def snapshot(pool, firm_id: int) -> list:
@@ -144,6 +148,10 @@ async def consent_get(http, a, v, pool):
             assert resp.status == 200
             text = await resp.text()
         assert "staff:bob" not in text and "opt_out" not in text.split("\n", 1)[-1]
+async def message_cancel(http, a, v, pool):
+    """B's scheduled message cannot be cancelled with A's key (it stays scheduled: snapshot)."""
+    await same_404_as_unknown(http, "DELETE", f"/v1/messages/{v['scheduled']}", f"/v1/messages/{UNKNOWN}",
+                              a.headers, None)
 
 
 ATTACKS: dict[tuple[str, str], Attack] = {
@@ -161,6 +169,7 @@ ATTACKS: dict[tuple[str, str], Attack] = {
     ("GET", "/v1/opt-outs"): opt_out_list,
     ("DELETE", "/v1/opt-outs/{phone}"): opt_out_delete,
     ("GET", "/v1/consent/{phone}"): consent_get,
+    ("DELETE", "/v1/messages/{id}"): message_cancel,
 }
 
 
