@@ -30,6 +30,7 @@ ERROR_MESSAGES = {
 
 async def progress_message(state: SimState, message: SimMessage, scenario: Scenario) -> None:
     await asyncio.sleep(state.config.callback_delay_s)
+    message.from_shown = True  # a Messaging Service has picked its sender by now
     message.set_status("sent")
     await notify(state, message)
     await asyncio.sleep(state.config.callback_delay_s)
@@ -46,8 +47,12 @@ async def notify(state: SimState, message: SimMessage) -> None:
     params = status_params(
         account_sid=message.account_sid, sid=message.sid, to=message.to, from_=message.from_,
         status=message.status, error_code=message.error_code,
+        messaging_service_sid=message.messaging_service_sid,
+        done_date=message.date_updated if message.status in ("delivered", "undelivered") else None,
     )
-    answer = await post_signed(state.session, message.status_callback, params, config.auth_token,
+    account = state.accounts.by_sid.get(message.account_sid)
+    token = account.auth_token if account is not None else config.auth_token
+    answer = await post_signed(state.session, message.status_callback, params, token,
                                timeout=config.callback_timeout_s)
     state.store.add_callback({
         "kind": "status",
