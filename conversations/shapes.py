@@ -28,6 +28,9 @@ def message_json(row: Mapping[str, Any], *, deduplicated: bool = False) -> dict[
     out: dict[str, Any] = {name: row[name] for name in MESSAGE_FIELDS}
     out["created_at"] = _iso(row["created_at"])
     out["updated_at"] = _iso(row["updated_at"]) if "updated_at" in row else None
+    # The number it went from (or came in to): set when released to a worker, or, for a
+    # Messaging Service send, once Twilio says which of the service's numbers it chose.
+    out["from_number"] = row["from_number"] if "from_number" in row else None
     out["deduplicated"] = deduplicated
     return out
 

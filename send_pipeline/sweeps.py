@@ -22,6 +22,8 @@ from typing import Any
 import asyncpg
 import structlog
 
+from firms.credentials import CredentialsUnavailable
+from firms.pauses import twilio_for_firm
 from send_pipeline import queries
 from send_pipeline.actors import send_message
 from send_pipeline.sending import MAX_ATTEMPTS
@@ -48,7 +50,8 @@ async def _enqueue_all(ids: list[int]) -> None:
 
 async def requeue_stale_queued(deps: Deps) -> int:
     """Re-enqueue `queued` messages whose job looks lost; returns how many."""
-    ids = await queries.touch_stale_queued(deps.pool, deps.settings.stale_after_s, BATCH)
+    ids = await queries.touch_stale_queued(deps.pool, deps.settings.stale_after_s, BATCH,
+                                           deps.settings.twilio_account_sid)
     if ids:
         await _enqueue_all(ids)
         log.info("stale_queued_requeued", count=len(ids))
@@ -60,14 +63,19 @@ def in_flight_limit_s(stale_after_s: float) -> float:
     return max(float(stale_after_s), DEFAULT_TIMEOUT_S + IN_FLIGHT_MARGIN_S)
 
 
-def find_match(records: list[MessageRecord], body: str, claimed_at: datetime, taken: set[str]) -> MessageRecord | None:
+def find_match(records: list[MessageRecord], body: str, claimed_at: datetime, taken: set[str],
+               window_s: float | None = None) -> MessageRecord | None:
     """The oldest message at Twilio with this body, created after the claim (less the
-    clock skew), whose sid no row of ours holds yet."""
+    clock skew) and, when `window_s` is given, no later than the claim's call could
+    have reached Twilio, whose sid no row of ours holds yet."""
     floor = claimed_at - CLOCK_SKEW
+    ceiling = claimed_at + timedelta(seconds=window_s) + CLOCK_SKEW if window_s is not None else None
     for record in reversed(records):  # Twilio lists newest first
         if record.sid in taken or record.body != body:
             continue
         if record.date_created is not None and record.date_created < floor:
+            continue
+        if ceiling is not None and record.date_created is not None and record.date_created > ceiling:
             continue
         return record
     return None
@@ -84,23 +92,35 @@ async def reconcile_stale_sends(deps: Deps) -> dict[str, int] | int:
         if row["twilio_sid"] is not None and await queries.settle_sending_with_sid(deps.pool, row["id"], row["claimed_at"]):
             counts["settled"] += 1
 
-    pairs: dict[tuple[str, str], list[Any]] = {}
+    # A send from a number is looked for by To and the From recorded at its claim (the
+    # firm's number then, whatever it is now); a Messaging Service send by To alone
+    # (Twilio chose the From), bounded to the claim's window. Each with the firm's account.
+    pairs: dict[tuple[str, str | None, str | None, str | None], list[Any]] = {}
     for row in pending:
-        pairs.setdefault((row["to_phone"], row["from_phone"]), []).append(row)
+        from_ = None if row["messaging_service_sid"] else row["from_phone"]
+        pairs.setdefault((row["to_phone"], from_, row["twilio_account_sid"], row["twilio_auth_token_enc"]),
+                         []).append(row)
     requeued: list[int] = []
-    for (to, from_), group in pairs.items():
+    window_s = in_flight_limit_s(deps.settings.stale_after_s)
+    for (to, from_, account_sid, token_enc), group in pairs.items():
         try:
-            records = await deps.twilio.list_messages(to=to, from_=from_, limit=LIST_LIMIT)
+            twilio = twilio_for_firm(deps, account_sid, token_enc)
+            records = await twilio.list_messages(to=to, from_=from_, limit=LIST_LIMIT)
+        except CredentialsUnavailable:
+            counts["unreachable"] += len(group)
+            continue
         except TwilioError as exc:  # cannot look: decide nothing, next pass asks again
             log.warning("reconcile_list_failed", kind=exc.kind, status=exc.status, code=exc.code)
             counts["unreachable"] += len(group)
             continue
         taken = await queries.known_sids(deps.pool, [r.sid for r in records]) if records else set()
         for row in sorted(group, key=lambda r: r["claimed_at"]):
-            match = find_match(records, row["body"], row["claimed_at"], taken)
+            match = find_match(records, row["body"], row["claimed_at"], taken,
+                               window_s if from_ is None else None)
             if match is not None:
                 try:
-                    adopted = await queries.adopt_sid(deps.pool, row["id"], row["claimed_at"], match.sid, match.status)
+                    adopted = await queries.adopt_sid(deps.pool, row["id"], row["claimed_at"], match.sid, match.status,
+                                                      match.from_ or None)
                 except asyncpg.UniqueViolationError:  # its own worker stored it meanwhile
                     adopted = False
                 if adopted:

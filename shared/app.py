@@ -15,6 +15,7 @@ from typing import AsyncIterator
 import dramatiq
 from aiohttp import web
 
+import firms.pauses
 import intake.actors
 import intake.routes
 import intake.sweeps
@@ -37,7 +38,8 @@ from shared.sweeper import SweepTask
 from shared.web import BROKER, DEPS, base_app
 
 ACTOR_MODULES = (ops.actors, intake.actors, lookup.actors, send_pipeline.actors, webhooks.actors)
-SWEEP_MODULES = {"intake": intake.sweeps, "send_pipeline": send_pipeline.sweeps, "webhooks": webhooks.sweeps}
+SWEEP_MODULES = {"intake": intake.sweeps, "send_pipeline": send_pipeline.sweeps, "webhooks": webhooks.sweeps,
+                 "firms": firms.pauses}
 ROUTE_MODULES = (intake.routes, send_pipeline.routes, webhooks.routes, portal.routes, ops.routes)
 
 

@@ -75,6 +75,8 @@ _VARS: dict[str, _Var] = {
     "worker_threads": _Var("WORKER_THREADS", _int(1, 256), 8),
     "worker_metrics_port": _Var("WORKER_METRICS_PORT", _int(0, 65535), 9191),
     "ops_token": _Var("OPS_TOKEN", _text),
+    "twilio_auth_token_secondary": _Var("TWILIO_AUTH_TOKEN_SECONDARY", _text),
+    "credentials_key": _Var("CREDENTIALS_KEY", lambda n, r: _fernet_key(n, r)),
     "demo_sim_url": _Var("DEMO_SIM_URL", _url(("http", "https"))),
     "log_format": _Var("LOG_FORMAT", lambda n, r: _choice(n, r, ("json", "console")), None),
     "log_level": _Var("LOG_LEVEL", lambda n, r: _choice(n, r.upper(), ("DEBUG", "INFO", "WARNING", "ERROR")), "INFO"),
@@ -92,6 +94,20 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "queues": ("broker_url",),
     "twilio-sim": (),
 }
+
+
+def _fernet_key(name: str, raw: str) -> str:
+    """A Fernet key: 32 bytes, URL-safe base64 (what `Fernet.generate_key()` prints)."""
+    import base64
+    import binascii
+
+    try:
+        ok = len(base64.urlsafe_b64decode(raw.strip().encode("ascii"))) == 32
+    except (binascii.Error, ValueError, UnicodeEncodeError):
+        ok = False
+    if not ok:
+        raise ConfigError(name, "must be a Fernet key (32 bytes, URL-safe base64)")
+    return raw.strip()
 
 
 def _choice(name: str, raw: str, allowed: tuple[str, ...]) -> str:
@@ -123,6 +139,8 @@ class Settings:
     worker_threads: int = 8
     worker_metrics_port: int = 9191
     ops_token: str | None = None
+    twilio_auth_token_secondary: str | None = field(default=None, repr=False)
+    credentials_key: str | None = field(default=None, repr=False)
     demo_sim_url: str | None = None  # set by `leadsms demo` only: enables the page's reply control
     log_format: str | None = None
     log_level: str = "INFO"

@@ -150,3 +150,18 @@ def stop_process(proc: subprocess.Popen, sig: int = 15, timeout: float = 15) -> 
         pass
     if proc.poll() is None:
         proc.wait(5)
+
+
+@contextlib.asynccontextmanager
+async def sweeping_in_process(deps: Any, tasks: dict[str, Any], interval_s: float = 0.3) -> AsyncIterator[Any]:
+    """A `Sweeper` running `tasks` every `interval_s` in this process while the block runs."""
+    from shared.sweeper import Sweeper
+
+    sweeper = Sweeper(deps, tasks, name="test-sweeper")
+    stop = asyncio.Event()
+    task = asyncio.create_task(sweeper.run_forever(interval_s, stop))
+    try:
+        yield sweeper
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)

@@ -80,7 +80,7 @@ async def store_webhook(deps: Deps, kind: str, params: Mapping[str, str], messag
 
 async def _apply_keyword(conn: Any, keyword: Keyword, params: Mapping[str, str]) -> bool:
     """Opt the sender out (or back in) for the firm that owns the To number."""
-    firm = await queries.firm_by_number(conn, (params.get("To") or "").strip())
+    firm = await queries.firm_by_number(conn, (params.get("To") or "").strip(), params.get("MessagingServiceSid"))
     if firm is None:
         log.warning("keyword_for_unknown_number", keyword=keyword.word)
         return False
