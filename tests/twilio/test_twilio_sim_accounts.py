@@ -108,3 +108,20 @@ async def test_the_list_filters_by_date_sent_and_delete_removes_a_message(twilio
     assert await listed(date_sent_before=today - timedelta(days=1)) == []
     assert await twilio._client.messages(sent.sid).delete_async() is True
     assert await listed() == []
+
+
+async def test_knobs_reorder_and_duplicate_status_callbacks(twilio, receiver, eventually, sim_http):
+    status, _ = await sim_http.post("/sim/config", {"callback_reorder_rate": 1, "callback_duplicate_rate": 1})
+    assert status == 200
+    await twilio.send_message(to=LEAD, from_=FIRM_NUMBER, body="x", status_callback=f"{receiver.base_url}/twilio/status")
+    got = await eventually(lambda: len(receiver.of_kind("/twilio/status")) >= 4 and receiver.of_kind("/twilio/status"))
+    assert [c.params["MessageStatus"] for c in got] == ["delivered", "delivered", "sent", "sent"]
+    assert all(c.valid for c in got)
+
+
+async def test_a_failed_scenario_ends_failed_with_its_error_code(twilio, receiver, eventually):
+    await twilio.send_message(to="+14155551195", from_=FIRM_NUMBER, body="x",
+                              status_callback=f"{receiver.base_url}/twilio/status")
+    got = await eventually(lambda: len(receiver.of_kind("/twilio/status")) >= 2 and receiver.of_kind("/twilio/status"))
+    assert got[-1].params["MessageStatus"] == "failed" and got[-1].params["ErrorCode"] == "30001"
+    assert "RawDlrDoneDate" not in got[-1].params
