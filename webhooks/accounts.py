@@ -37,14 +37,16 @@ def _unavailable() -> HttpError:
     return HttpError(503, "unavailable", "The database is unavailable. Try again shortly.", headers={"Retry-After": "1"})
 
 
-async def tokens_for_account(app: web.Application, deps: Deps, account_sid: str | None) -> list[str]:
-    """The tokens that may sign a webhook naming `account_sid` (none for an unknown account)."""
+async def tokens_for_account(app: web.Application, deps: Deps, account_sid: str | None,
+                             *, fresh: bool = False) -> list[str]:
+    """The tokens that may sign a webhook naming `account_sid` (none for an unknown account);
+    `fresh` skips the cache (a token set with `leadsms firm set` a moment ago)."""
     settings = deps.settings
     if not account_sid or account_sid == settings.twilio_account_sid:
         return [t for t in (settings.twilio_auth_token, settings.twilio_auth_token_secondary) if t]
     cache: dict[str, tuple[list[str], float]] = app[TOKEN_CACHE]
     now = time.monotonic()
-    hit = cache.get(account_sid)
+    hit = None if fresh else cache.get(account_sid)
     if hit is not None and hit[1] > now:
         return hit[0]
     try:

@@ -39,8 +39,13 @@ async def _signed_form(request: web.Request, kind: str, message_id: int | None) 
     form = await request.post()
     url = signed_url(settings.public_base_url, request.path_qs)
     account_sid = form.get("AccountSid")
-    tokens = await accounts.tokens_for_account(request.app, deps, account_sid if isinstance(account_sid, str) else None)
-    if not any(is_valid_signature(token, url, form, signature) for token in tokens):
+    named = account_sid if isinstance(account_sid, str) else None
+    tokens = await accounts.tokens_for_account(request.app, deps, named)
+    valid = any(is_valid_signature(token, url, form, signature) for token in tokens)
+    if not valid and named and named != settings.twilio_account_sid:  # a subaccount token changed since cached?
+        tokens = await accounts.tokens_for_account(request.app, deps, named, fresh=True)
+        valid = any(is_valid_signature(token, url, form, signature) for token in tokens)
+    if not valid:
         log.warning("webhook_bad_signature", path=request.path)
         raise HttpError(403, "bad_signature", "The X-Twilio-Signature does not match this request.")
     params = {key: value for key, value in form.items() if isinstance(value, str)}
