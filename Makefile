@@ -45,7 +45,7 @@ bench: $(STAMP)
 
 faults: $(STAMP)
 	$(PIP) install --quiet -e '.[test,demo,faults]'
-	$(PY) -m pytest -q -p no:cacheprovider -m faults tests/faults $(PYTEST_ARGS)
+	$(PY) -m pytest -q -p no:cacheprovider -m faults tests/faults tests/devtools $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .leadsms .pytest_cache

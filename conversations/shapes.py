@@ -30,6 +30,9 @@ def message_json(row: Mapping[str, Any], *, deduplicated: bool = False) -> dict[
     out["cancel_on_reply"] = bool(row.get("cancel_on_reply") or False)
     out["created_at"] = _iso(row["created_at"])
     out["updated_at"] = _iso(row["updated_at"]) if "updated_at" in row else None
+    # The number it went from (or came in to): set when released to a worker, or, for a
+    # Messaging Service send, once Twilio says which of the service's numbers it chose.
+    out["from_number"] = row["from_number"] if "from_number" in row else None
     out["deduplicated"] = deduplicated
     return out
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections import Counter
 from typing import Any, Iterable, Mapping
 
 import structlog
@@ -153,6 +154,12 @@ def _postgres_families(out: Exposition, f: Mapping[str, Any]) -> None:
             "Age of the oldest queued message past its due time (0 when none).", max(0.0, f["queued_oldest_age_s"] or 0.0))
     out.one("leadsms_messages_oldest_sending_age_seconds", "gauge",
             "Age of the oldest claimed (sending) message (0 when none).", max(0.0, f["sending_oldest_age_s"] or 0.0))
+    paused = Counter((p["scope"], str(p["code"]) if p["code"] is not None else "none") for p in f.get("paused", []))
+    out.family("leadsms_sending_paused", "gauge",
+               "Firms (scope firm) and Twilio accounts (scope account) whose sending is paused by an account-level "
+               "Twilio error, by error code (/ops says which and why).",
+               [({"scope": "firm", "code": "none"}, 0)] if not paused else
+               [({"scope": scope, "code": code}, n) for (scope, code), n in sorted(paused.items())])
     out.one("leadsms_phones_blocked", "gauge", "Phones auto-blocked now (per firm and phone).", f["phones_blocked"])
     out.one("leadsms_phones_opted_out", "gauge", "Phones opted out now (per firm and phone).", f["phones_opted_out"])
     out.one("leadsms_phones_review_pending", "gauge", "Phones whose possible opt-out awaits staff review.",

@@ -61,6 +61,7 @@ async def ops_snapshot(deps: Deps, broker: Any) -> dict[str, Any]:
         if db else None,
         "inbox": {"unprocessed": figures["inbox_unprocessed"],
                   "oldest_age_s": round(figures["inbox_oldest_age_s"] or 0.0, 1)} if db else None,
+        "paused": figures.get("paused", []) if db else None,
         "recent_failures": db["failures"] if db else None,
         "sweeper_last_pass": db["sweep"] if db else None,
     }
@@ -113,6 +114,12 @@ def render_page(s: Mapping[str, Any]) -> str:
     if s["inbox"] is not None:
         parts.append(f"<p>Twilio webhooks not yet processed: {s['inbox']['unprocessed']} "
                      f"(oldest {s['inbox']['oldest_age_s']} s).</p>")
+    parts.append("<h2>Paused sending</h2>")
+    parts.append(_html_table(
+        ("scope", "firm", "Twilio account", "error code", "why", "since", "resumes by"),
+        [(p["scope"], p["firm_id"] if p["scope"] == "firm" else ", ".join(map(str, p["firm_ids"])) or "main account",
+          p["account_sid"], p["code"], p["reason"], p["since"], p["resumes"]) for p in s["paused"]],
+        "Nothing is paused.") if s["paused"] is not None else _unavailable("PostgreSQL"))
     parts.append("<h2>Recent failures</h2>")
     parts.append(_html_table(
         ("message", "firm", "status", "twilio status", "error code", "error", "attempts", "updated"),

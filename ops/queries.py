@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from firms.queries import paused_accounts, paused_firms
+
 _SCALARS = """
 SELECT
   (SELECT count(*) FROM phone_flags WHERE blocked) AS phones_blocked,
@@ -38,13 +40,30 @@ async def fetch_figures(conn: Any) -> dict[str, Any]:
         blocked = await conn.fetch(
             "SELECT blocked_reason, count(*) AS n FROM messages WHERE status = 'blocked' GROUP BY 1")
         consent = await conn.fetch("SELECT kind, count(*) AS n FROM consent_events GROUP BY kind")
+        paused = await fetch_paused(conn)
     return {
+        "paused": paused,
         **scalars,
         "messages_by_status": {r["status"]: r["n"] for r in by_status},
         "messages_by_error": [(r["error_code"], r["status"], r["n"]) for r in by_error],
         "messages_blocked": {r["blocked_reason"] or "": r["n"] for r in blocked},
         "consent": {r["kind"]: r["n"] for r in consent},
     }
+
+
+async def fetch_paused(conn: Any) -> list[dict[str, Any]]:
+    """What sending is paused now and why (firms/pauses.py): firms paused by a sender
+    error, and Twilio accounts paused by an authentication error. Never a token."""
+    firms = await paused_firms(conn)
+    accounts = await paused_accounts(conn)
+    out = [{"scope": "firm", "firm_id": r["id"], "account_sid": None, "code": r["paused_code"],
+            "reason": r["paused_reason"], "since": r["paused_at"], "resumes": "leadsms firm resume"}
+           for r in firms]
+    out += [{"scope": "account", "firm_id": None, "firm_ids": list(r["firm_ids"] or []),
+             "account_sid": r["account_sid"], "code": r["code"], "reason": r["reason"], "since": r["paused_at"],
+             "resumes": "the sweeper's probe", "probed_at": r["probed_at"]}
+            for r in accounts]
+    return out
 
 
 async def fetch_recent_failures(conn: Any, limit: int = 20) -> list[dict[str, Any]]:

@@ -17,7 +17,8 @@ Conn = asyncpg.Connection | asyncpg.Pool
 MESSAGE_COLUMNS = """
     id, firm_id, conversation_id, direction, body, sent_by, status, twilio_status,
     blocked_reason, twilio_sid, error_code, error_message, segments, attempts, claimed_at,
-    next_attempt_at, created_at, updated_at, received_at, send_at, cancel_on_reply, validity_period_s
+    next_attempt_at, created_at, updated_at, received_at, send_at, cancel_on_reply, validity_period_s,
+    from_number
 """
 
 # What the quiet-hours decision needs about a conversation `c` (joined to its firm `f`
@@ -137,38 +138,62 @@ async def insert_queued_message(conn: Conn, message_id: int, firm_id: int, conve
 
 # ---- the worker ----------------------------------------------------------------------------
 
-# The number a message is sent from, chosen when it is released to a worker (joined as
-# `f`, the firm). One place to swap for the firm's numbers / sticky sender (issue 20).
-FROM_NUMBER_AT_RELEASE = "f.sms_number"
-
-
-async def claim_message(conn: Conn, message_id: int) -> asyncpg.Record | None:
+async def claim_message(conn: Conn, message_id: int, main_account_sid: str | None = None) -> asyncpg.Record | None:
     """Take a due `queued` message: `sending` when sendable, else `blocked` with the code.
 
-    None when the row is not ours to take (already claimed, sent, final, or not yet due).
-    The sendable re-check is in the same statement, so a STOP committed before the claim
+    None when the row is not ours to take (already claimed, sent, final, not yet due, or
+    its firm's sending is paused: its firm, or the Twilio account it sends with). The
+    sendable re-check is in the same statement, so a STOP committed before the claim
     blocks the send.
+
+    The sender is chosen here, when the message is released to a worker: a Messaging
+    Service firm sends through its service (Twilio picks the number); otherwise the
+    conversation's sticky number while it is still one of the firm's, else the firm's
+    default number. The conversation remembers the number used.
     """
     return await conn.fetchrow(
         f"""
-        UPDATE messages AS m
-        SET status = CASE WHEN b.code IS NULL THEN 'sending' ELSE 'blocked' END,
-            blocked_reason = b.code,
-            claimed_at = CASE WHEN b.code IS NULL THEN now() ELSE m.claimed_at END,
-            attempts = m.attempts + CASE WHEN b.code IS NULL THEN 1 ELSE 0 END,
-            next_attempt_at = NULL,
-            updated_at = clock_timestamp()
-        FROM conversations AS c
-        {QUIET_JOINS}
-        CROSS JOIN LATERAL (SELECT send_block_code(c.firm_id, 'valid', c.phone_e164) AS code) AS b
-        WHERE m.id = $1 AND c.id = m.conversation_id
-          AND m.status = 'queued' AND m.direction = 'out' AND m.twilio_sid IS NULL
-          AND (m.next_attempt_at IS NULL OR m.next_attempt_at <= now())
-        RETURNING m.id, m.firm_id, m.status, m.blocked_reason, m.body, m.attempts, m.claimed_at,
-                  m.created_at, m.send_at, c.phone_e164 AS to_phone, {FROM_NUMBER_AT_RELEASE} AS from_phone,
-                  {QUIET_CONTEXT}
+        WITH claimed AS (
+            UPDATE messages AS m
+            SET status = CASE WHEN b.code IS NULL THEN 'sending' ELSE 'blocked' END,
+                blocked_reason = b.code,
+                claimed_at = CASE WHEN b.code IS NULL THEN now() ELSE m.claimed_at END,
+                attempts = m.attempts + CASE WHEN b.code IS NULL THEN 1 ELSE 0 END,
+                from_number = CASE WHEN b.code IS NULL THEN s.from_number ELSE m.from_number END,
+                messaging_service_sid = CASE WHEN b.code IS NULL THEN f.messaging_service_sid
+                                             ELSE m.messaging_service_sid END,
+                next_attempt_at = NULL,
+                updated_at = clock_timestamp()
+            FROM conversations AS c
+            {QUIET_JOINS}
+            CROSS JOIN LATERAL (SELECT send_block_code(c.firm_id, 'valid', c.phone_e164) AS code) AS b
+            CROSS JOIN LATERAL (
+                SELECT CASE
+                    WHEN f.messaging_service_sid IS NOT NULL THEN NULL
+                    WHEN c.from_number IS NOT NULL AND EXISTS (
+                        SELECT 1 FROM firm_numbers n
+                        WHERE n.firm_id = f.id AND n.number = c.from_number AND n.removed_at IS NULL)
+                    THEN c.from_number
+                    ELSE f.sms_number END AS from_number) AS s
+            WHERE m.id = $1 AND c.id = m.conversation_id
+              AND m.status = 'queued' AND m.direction = 'out' AND m.twilio_sid IS NULL
+              AND (m.next_attempt_at IS NULL OR m.next_attempt_at <= now())
+              AND f.paused_at IS NULL
+              AND NOT EXISTS (SELECT 1 FROM twilio_account_pauses p
+                              WHERE p.account_sid = coalesce(f.twilio_account_sid, $2::text))
+            RETURNING m.id, m.firm_id, m.conversation_id, m.status, m.blocked_reason, m.body, m.attempts,
+                      m.claimed_at, m.created_at, m.send_at, c.phone_e164 AS to_phone, m.from_number AS from_phone,
+                      m.messaging_service_sid, f.twilio_account_sid, f.twilio_auth_token_enc,
+                      {QUIET_CONTEXT}
+        ), sticky AS (
+            UPDATE conversations AS c SET from_number = claimed.from_phone
+            FROM claimed
+            WHERE c.id = claimed.conversation_id AND claimed.status = 'sending'
+              AND claimed.from_phone IS NOT NULL AND c.from_number IS DISTINCT FROM claimed.from_phone
+        )
+        SELECT * FROM claimed
         """,
-        message_id,
+        message_id, main_account_sid,
     )
 
 
@@ -200,7 +225,7 @@ async def block_claim(conn: Conn, message_id: int, claimed_at: datetime, reason:
 
 
 async def store_sent(conn: Conn, message_id: int, sid: str, twilio_status: str, segments: int | None,
-                     validity_period_s: int | None = None) -> asyncpg.Record | None:
+                     validity_period_s: int | None = None, from_number: str | None = None) -> asyncpg.Record | None:
     """Record Twilio's sid. Rank-aware: a status callback that got here first (delivered,
     undelivered...) keeps its status and its `twilio_status`."""
     return await conn.fetchrow(
@@ -212,12 +237,13 @@ async def store_sent(conn: Conn, message_id: int, sid: str, twilio_status: str, 
                                  THEN $3 ELSE twilio_status END,
             status = CASE WHEN status IN ('queued', 'sending') THEN 'sent' ELSE status END,
             segments = coalesce($4, segments),
+            from_number = coalesce(from_number, $6),
             next_attempt_at = NULL,
             updated_at = clock_timestamp()
         WHERE id = $1
         RETURNING status, twilio_sid
         """,
-        message_id, sid, twilio_status, segments, validity_period_s,
+        message_id, sid, twilio_status, segments, validity_period_s, from_number,
     )
 
 
@@ -266,23 +292,28 @@ async def mark_failed(conn: Conn, message_id: int, claimed_at: datetime | None, 
 # ---- the sweeper ---------------------------------------------------------------------------
 
 
-async def touch_stale_queued(conn: Conn, stale_s: float, limit: int) -> list[int]:
+async def touch_stale_queued(conn: Conn, stale_s: float, limit: int, main_account_sid: str | None = None) -> list[int]:
     """Ids of `queued` rows more than `stale_s` past due, marked due now so one pass per
-    `stale_s` re-enqueues each at most once."""
+    `stale_s` re-enqueues each at most once. A paused firm's rows (or those of a paused
+    account) wait: they go out on the first pass after the pause is lifted."""
     rows = await conn.fetch(
         """
         UPDATE messages SET next_attempt_at = now(), updated_at = clock_timestamp()
         WHERE id IN (
-            SELECT id FROM messages
-            WHERE status = 'queued'
-              AND coalesce(next_attempt_at, created_at) < now() - make_interval(secs => $1)
-            ORDER BY coalesce(next_attempt_at, created_at)
+            SELECT m.id FROM messages m
+            WHERE m.status = 'queued'
+              AND coalesce(m.next_attempt_at, m.created_at) < now() - make_interval(secs => $1)
+              AND NOT EXISTS (
+                  SELECT 1 FROM firms f WHERE f.id = m.firm_id AND (f.paused_at IS NOT NULL OR EXISTS (
+                      SELECT 1 FROM twilio_account_pauses p
+                      WHERE p.account_sid = coalesce(f.twilio_account_sid, $3::text))))
+            ORDER BY coalesce(m.next_attempt_at, m.created_at)
             LIMIT $2
-            FOR UPDATE SKIP LOCKED)
+            FOR UPDATE OF m SKIP LOCKED)
           AND status = 'queued'
         RETURNING id
         """,
-        float(stale_s), limit,
+        float(stale_s), limit, main_account_sid,
     )
     return [r["id"] for r in rows]
 
@@ -291,9 +322,12 @@ async def stale_sending(conn: Conn, in_flight_s: float, limit: int) -> list[asyn
     """`sending` rows due for reconciliation: marked ambiguous and past their wait, or
     claimed longer ago than any Twilio call can still be in flight (a dead worker)."""
     return await conn.fetch(
-        f"""
+        """
         SELECT m.id, m.firm_id, m.body, m.claimed_at, m.attempts, m.twilio_sid,
-               c.phone_e164 AS to_phone, {FROM_NUMBER_AT_RELEASE} AS from_phone
+               c.phone_e164 AS to_phone, m.messaging_service_sid,
+               -- a row claimed before senders were recorded went from the firm's number then
+               coalesce(m.from_number, CASE WHEN m.messaging_service_sid IS NULL THEN f.sms_number END) AS from_phone,
+               f.twilio_account_sid, f.twilio_auth_token_enc
         FROM messages m
         JOIN conversations c ON c.id = m.conversation_id
         JOIN firms f ON f.id = m.firm_id
@@ -311,17 +345,20 @@ async def known_sids(conn: Conn, sids: list[str]) -> set[str]:
     return {r["twilio_sid"] for r in rows}
 
 
-async def adopt_sid(conn: Conn, message_id: int, claimed_at: datetime, sid: str, twilio_status: str | None) -> bool:
-    """The sweeper found this claim's message at Twilio: `sent` with its sid."""
+async def adopt_sid(conn: Conn, message_id: int, claimed_at: datetime, sid: str, twilio_status: str | None,
+                    from_number: str | None = None) -> bool:
+    """The sweeper found this claim's message at Twilio: `sent` with its sid (and, for a
+    Messaging Service send, the number Twilio chose)."""
     return bool(await conn.fetchval(
         """
         UPDATE messages SET twilio_sid = $3, status = 'sent',
                             twilio_status = coalesce(twilio_status, $4),
+                            from_number = coalesce(from_number, $6),
                             next_attempt_at = NULL, updated_at = clock_timestamp()
         WHERE id = $1 AND status = 'sending' AND claimed_at = $2 AND twilio_sid IS NULL
         RETURNING true
         """,
-        message_id, claimed_at, sid, twilio_status,
+        message_id, claimed_at, sid, twilio_status, from_number,
     ))
 
 

@@ -6,7 +6,8 @@ docs/send-pipeline.md's "sends happen once", step by step:
    attempts + 1), re-checking the sendable decision in the same statement; a row that
    is no longer sendable (a STOP committed before the claim) becomes `blocked` and
    Twilio is never called. A row that is not `queued` is left alone.
-2. One Twilio call from the firm's number, with StatusCallback
+2. One Twilio call with the firm's account (its subaccount, else the main one), from
+   the sender chosen at the claim (or through its Messaging Service), with StatusCallback
    `PUBLIC_BASE_URL/twilio/status?m=<id>` so a callback that beats us to the database
    still finds its message.
 3. The outcome, by the Twilio client's error kind:
@@ -14,6 +15,8 @@ docs/send-pipeline.md's "sends happen once", step by step:
    - not received (429, refused) → `queued`, due after a backoff, re-enqueued;
    - ambiguous (timeout, 5xx) → stays `sending`; the sweeper asks Twilio's list before
      anything is retried (`sweeps.py`);
+   - an account-level error (20003, 21606/21659, 30032/30034) → back to `queued`, and
+     the firm (or the Twilio account) is paused (firms/pauses.py): not this message's fault;
    - permanent → `failed`, and 21610 opts the phone out, 21614 records a landline,
      21211 marks the phone invalid, in the same transaction.
 
@@ -30,6 +33,9 @@ from typing import Any
 import asyncpg
 import structlog
 
+from firms.credentials import CredentialsUnavailable
+from firms.pauses import is_account_error, pause_for_error, twilio_for_firm
+from firms.queries import pause_firm
 from lookup.service import record_invalid, record_landline
 from send_pipeline import queries
 from consent import ledger as consent
@@ -67,7 +73,7 @@ def status_callback_url(public_base_url: str, message_id: int) -> str:
 async def send_message(deps: Deps, message_id: int) -> SendOutcome:
     """Send one message at most once; returns what happened and whether to come back."""
     structlog.contextvars.bind_contextvars(message_id=message_id)
-    claim = await queries.claim_message(deps.pool, message_id)
+    claim = await queries.claim_message(deps.pool, message_id, deps.settings.twilio_account_sid)
     if claim is None:
         return await _not_claimed(deps, message_id)
     if claim["status"] == "blocked":
@@ -86,12 +92,21 @@ async def send_message(deps: Deps, message_id: int) -> SendOutcome:
     validity_s = quiet.validity_period_s(now)
 
     try:
-        sent = await deps.twilio.send_message(
+        twilio = twilio_for_firm(deps, claim["twilio_account_sid"], claim["twilio_auth_token_enc"])
+    except CredentialsUnavailable as exc:  # CREDENTIALS_KEY unset or changed: the firm's problem
+        async with deps.pool.acquire() as conn, conn.transaction():
+            await queries.return_to_queued(conn, message_id, claim["claimed_at"])
+            await pause_firm(conn, claim["firm_id"], None, exc.message)
+        log.critical("firm_sending_paused", firm_id=claim["firm_id"], reason=exc.message)
+        return SendOutcome("paused")
+    try:
+        sent = await twilio.send_message(
             to=claim["to_phone"],
             from_=claim["from_phone"],
             body=claim["body"],
             status_callback=status_callback_url(deps.settings.public_base_url, message_id),
             validity_period=validity_s,
+            messaging_service_sid=claim["messaging_service_sid"],
         )
     except TwilioNotReceived as exc:
         return await _not_received(deps, claim, exc)
@@ -100,12 +115,16 @@ async def send_message(deps: Deps, message_id: int) -> SendOutcome:
         log.warning("send_ambiguous", status=exc.status, code=exc.code, attempts=claim["attempts"])
         return SendOutcome("ambiguous")
     except TwilioError as exc:  # permanent
+        if is_account_error(exc.code):
+            await _pause(deps, claim, twilio.account_sid, exc)
+            return SendOutcome("paused")
         await _permanent(deps, claim, exc)
         return SendOutcome("failed")
 
     structlog.contextvars.bind_contextvars(message_sid=sent.sid)
     try:
-        stored = await queries.store_sent(deps.pool, message_id, sent.sid, sent.status, sent.num_segments, validity_s)
+        stored = await queries.store_sent(deps.pool, message_id, sent.sid, sent.status, sent.num_segments,
+                                          validity_s, sent.from_)
     except asyncpg.UniqueViolationError:
         # Only possible when the sweeper adopted this very sid for another claim of the
         # same body: Twilio has one message, and one row says so.
@@ -140,6 +159,15 @@ async def _not_received(deps: Deps, claim: Any, exc: TwilioError) -> SendOutcome
     requeued = await queries.requeue_after(deps.pool, message_id, claim["claimed_at"], delay)
     log.info("send_retry_scheduled", status=exc.status, code=exc.code, attempts=attempts, delay_ms=delay)
     return SendOutcome("requeued", retry_in_ms=delay if requeued else None)
+
+
+async def _pause(deps: Deps, claim: Any, account_sid: str, exc: TwilioError) -> None:
+    """The message goes back to `queued` (due now, but not claimable while paused) and the
+    firm or the account is paused, in one transaction."""
+    async with deps.pool.acquire() as conn, conn.transaction():
+        await queries.return_to_queued(conn, claim["id"], claim["claimed_at"])
+        scope = await pause_for_error(conn, claim["firm_id"], account_sid, exc.code, exc.detail)
+    log.warning("send_paused", code=exc.code, scope=scope)
 
 
 async def _permanent(deps: Deps, claim: Any, exc: TwilioError) -> None:

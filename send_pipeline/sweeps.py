@@ -29,6 +29,8 @@ from typing import Any
 import asyncpg
 import structlog
 
+from firms.credentials import CredentialsUnavailable
+from firms.pauses import twilio_for_firm
 from send_pipeline import queries
 from send_pipeline.actors import send_message
 from send_pipeline.quiet_hours import decide_for
@@ -59,7 +61,8 @@ async def _enqueue_all(ids: list[int]) -> None:
 
 async def requeue_stale_queued(deps: Deps) -> int:
     """Re-enqueue `queued` messages whose job looks lost; returns how many."""
-    ids = await queries.touch_stale_queued(deps.pool, deps.settings.stale_after_s, BATCH)
+    ids = await queries.touch_stale_queued(deps.pool, deps.settings.stale_after_s, BATCH,
+                                           deps.settings.twilio_account_sid)
     if ids:
         await _enqueue_all(ids)
         log.info("stale_queued_requeued", count=len(ids))
@@ -88,13 +91,15 @@ def find_match(records: list[MessageRecord], body: str, claimed_at: datetime, ta
             continue
         if record.date_created is not None and not floor <= record.date_created <= ceiling:
             continue
+        if ceiling is not None and record.date_created is not None and record.date_created > ceiling:
+            continue
         return record
     return None
 
 
-async def _adopt(deps: Deps, row: Any, sid: str, twilio_status: str | None) -> bool:
+async def _adopt(deps: Deps, row: Any, sid: str, twilio_status: str | None, from_number: str | None = None) -> bool:
     try:
-        return await queries.adopt_sid(deps.pool, row["id"], row["claimed_at"], sid, twilio_status)
+        return await queries.adopt_sid(deps.pool, row["id"], row["claimed_at"], sid, twilio_status, from_number)
     except asyncpg.UniqueViolationError:  # its own worker (or a callback) stored it meanwhile
         return False
 
@@ -114,15 +119,27 @@ async def reconcile_stale_sends(deps: Deps) -> dict[str, int] | int:
         if row["twilio_sid"] is not None and await queries.settle_sending_with_sid(deps.pool, row["id"], row["claimed_at"]):
             counts["settled"] += 1
 
-    pairs: dict[tuple[str, str], list[Any]] = {}
+    # A send from a number is looked for by To and the From recorded at its claim (the
+    # firm's number then, whatever it is now); a Messaging Service send by To alone
+    # (Twilio chose the From), bounded to the claim's window. Each with the firm's account.
+    pairs: dict[tuple[str, str | None, str | None, str | None], list[Any]] = {}
     for row in pending:
-        pairs.setdefault((row["to_phone"], row["from_phone"]), []).append(row)
+        from_ = None if row["messaging_service_sid"] else row["from_phone"]
+        pairs.setdefault((row["to_phone"], from_, row["twilio_account_sid"], row["twilio_auth_token_enc"]),
+                         []).append(row)
     lists = asyncio.Semaphore(LIST_CONCURRENCY)
 
-    async def reconcile(to: str, from_: str, group: list[Any]) -> None:
+    async def reconcile(to: str, from_: str | None, account_sid: str | None, token_enc: str | None,
+                        group: list[Any]) -> None:
+        """One Twilio list per To/From (By To alone for a Messaging Service send, whose
+        sender Twilio chose), with the account the firm sends with."""
         async with lists:
             try:
-                records = await deps.twilio.list_messages(to=to, from_=from_, limit=LIST_LIMIT)
+                twilio = twilio_for_firm(deps, account_sid, token_enc)
+                records = await twilio.list_messages(to=to, from_=from_, limit=LIST_LIMIT)
+            except CredentialsUnavailable:
+                counts["unreachable"] += len(group)
+                return
             except TwilioError as exc:  # cannot look: decide nothing, next pass asks again
                 log.warning("reconcile_list_failed", kind=exc.kind, status=exc.status, code=exc.code)
                 counts["unreachable"] += len(group)
@@ -130,8 +147,8 @@ async def reconcile_stale_sends(deps: Deps) -> dict[str, int] | int:
         await _resolve_pair(deps, records, group, counts)
 
     async with asyncio.TaskGroup() as group_tasks:  # one failing pair cancels the rest
-        for (to, from_), group in pairs.items():
-            group_tasks.create_task(reconcile(to, from_, group))
+        for (to, from_, account_sid, token_enc), group in pairs.items():
+            group_tasks.create_task(reconcile(to, from_, account_sid, token_enc, group))
     return {k: v for k, v in counts.items() if v}
 
 
@@ -142,7 +159,7 @@ async def _resolve_pair(deps: Deps, records: list[MessageRecord], group: list[An
     for row in sorted(group, key=lambda r: r["claimed_at"]):
         match = find_match(records, row["body"], row["claimed_at"], taken)
         if match is not None:
-            if await _adopt(deps, row, match.sid, match.status):
+            if await _adopt(deps, row, match.sid, match.status, match.from_ or None):
                 taken.add(match.sid)
                 counts["adopted"] += 1
                 log.info("send_reconciled_adopted", message_id=row["id"], message_sid=match.sid, found_by="list")

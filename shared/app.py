@@ -16,6 +16,7 @@ import dramatiq
 from aiohttp import web
 
 import consent.routes
+import firms.pauses
 import intake.actors
 import intake.routes
 import intake.sweeps
@@ -40,7 +41,7 @@ from shared.web import BROKER, DEPS, base_app
 
 ACTOR_MODULES = (ops.actors, intake.actors, lookup.actors, send_pipeline.actors, webhooks.actors)
 SWEEP_MODULES = {"intake": intake.sweeps, "send_pipeline": send_pipeline.sweeps, "webhooks": webhooks.sweeps,
-                 "sweeper": sweeper}
+                 "sweeper": sweeper, "firms": firms.pauses}
 ROUTE_MODULES = (intake.routes, consent.routes, send_pipeline.routes, webhooks.routes, portal.routes, ops.routes)
 
 

@@ -115,6 +115,8 @@ _VARS: dict[str, _Var] = {
     "ops_token": _Var("OPS_TOKEN", _text),
     "quiet_hours": _Var("QUIET_HOURS", _hours, "08:00-21:00"),
     "quiet_hours_reply_grace_min": _Var("QUIET_HOURS_REPLY_GRACE_MIN", _int(0, 24 * 60), 60),
+    "twilio_auth_token_secondary": _Var("TWILIO_AUTH_TOKEN_SECONDARY", _text),
+    "credentials_key": _Var("CREDENTIALS_KEY", lambda n, r: _fernet_key(n, r)),
     "demo_sim_url": _Var("DEMO_SIM_URL", _url(("http", "https"))),
     "log_format": _Var("LOG_FORMAT", lambda n, r: _choice(n, r, ("json", "console")), None),
     "log_level": _Var("LOG_LEVEL", lambda n, r: _choice(n, r.upper(), ("DEBUG", "INFO", "WARNING", "ERROR")), "INFO"),
@@ -134,6 +136,20 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "queues": ("broker_url",),
     "twilio-sim": (),
 }
+
+
+def _fernet_key(name: str, raw: str) -> str:
+    """A Fernet key: 32 bytes, URL-safe base64 (what `Fernet.generate_key()` prints)."""
+    import base64
+    import binascii
+
+    try:
+        ok = len(base64.urlsafe_b64decode(raw.strip().encode("ascii"))) == 32
+    except (binascii.Error, ValueError, UnicodeEncodeError):
+        ok = False
+    if not ok:
+        raise ConfigError(name, "must be a Fernet key (32 bytes, URL-safe base64)")
+    return raw.strip()
 
 
 def _choice(name: str, raw: str, allowed: tuple[str, ...]) -> str:
@@ -167,6 +183,8 @@ class Settings:
     ops_token: str | None = None
     quiet_hours: str = "08:00-21:00"  # texting hours new firms get (local to the lead)
     quiet_hours_reply_grace_min: int = 60
+    twilio_auth_token_secondary: str | None = field(default=None, repr=False)
+    credentials_key: str | None = field(default=None, repr=False)
     demo_sim_url: str | None = None  # set by `leadsms demo` only: enables the page's reply control
     log_format: str | None = None
     log_level: str = "INFO"

@@ -223,6 +223,7 @@ class SentMessage:
     status: str
     num_segments: int | None
     date_created: datetime | None
+    from_: str | None = None  # None when a Messaging Service has not chosen a sender yet
 
 
 @dataclass(frozen=True)
@@ -271,12 +272,35 @@ class TwilioClient:
         self.account_sid = account_sid
         self.base_url = base_url
         self._http = _RoutedHttpClient(base_url, timeout, max_connections)
+        self._owns_http = True
+        self._accounts: dict[tuple[str, str], TwilioClient] = {}
+        self._client = self._sdk_client(account_sid, auth_token)
+
+    def _sdk_client(self, account_sid: str, auth_token: str) -> Client:
         # The explicit (empty) edge/region keep the SDK from reading os.environ for them:
         # configuration comes from Settings only.
-        self._client = Client(
+        return Client(
             account_sid, auth_token, http_client=self._http,
             environment={"TWILIO_EDGE": "", "TWILIO_REGION": ""},
         )
+
+    def for_account(self, account_sid: str | None, auth_token: str | None) -> "TwilioClient":
+        """The client for a firm's own subaccount (this one when None): same pooled HTTP
+        session, that account's credentials. Kept per (sid, token), so a changed token
+        gets a new client."""
+        if not account_sid or account_sid == self.account_sid or not auth_token:
+            return self
+        key = (account_sid, auth_token)
+        client = self._accounts.get(key)
+        if client is None:
+            client = object.__new__(TwilioClient)
+            client.account_sid, client.base_url = account_sid, self.base_url
+            client._http, client._owns_http, client._accounts = self._http, False, {}
+            client._client = self._sdk_client(account_sid, auth_token)
+            if len(self._accounts) > 1000:
+                self._accounts.clear()
+            self._accounts[key] = client
+        return client
 
     @classmethod
     def from_settings(cls, settings: Any, *, timeout: float = DEFAULT_TIMEOUT_S) -> "TwilioClient":
@@ -302,33 +326,47 @@ class TwilioClient:
                   status=error.status, code=error.code)
         raise error from cause
 
-    async def send_message(self, *, to: str, from_: str, body: str, status_callback: str | None,
+    async def send_message(self, *, to: str, from_: str | None, body: str, status_callback: str | None,
+                           messaging_service_sid: str | None = None,
                            validity_period: int | None = None) -> SentMessage:
-        """Create a message. Raises `TwilioNotReceived`, `TwilioAmbiguous` or `TwilioPermanent`.
+        """Create a message from `from_`, or through a Messaging Service (which picks the
+        sender). Raises `TwilioNotReceived`, `TwilioAmbiguous` or `TwilioPermanent`.
 
         `validity_period` (seconds, 1..36000): Twilio drops the message if it is still in
         its queue that long after the request."""
         extra: dict[str, Any] = {}
         if status_callback is not None:
             extra["status_callback"] = status_callback
+        if messaging_service_sid:
+            extra["messaging_service_sid"] = messaging_service_sid
+        else:
+            extra["from_"] = from_
         if validity_period is not None:
             extra["validity_period"] = validity_period
         msg = await self._call(
             "send_message",
-            lambda: self._client.messages.create_async(to=to, from_=from_, body=body, **extra),
+            lambda: self._client.messages.create_async(to=to, body=body, **extra),
         )
         return SentMessage(
             sid=msg.sid,
             status=msg.status or "queued",
             num_segments=_int_or_none(msg.num_segments),
             date_created=_datetime_or_none(msg.date_created),
+            from_=msg.from_ or None,
         )
 
-    async def list_messages(self, *, to: str, from_: str, limit: int = 50) -> list[MessageRecord]:
-        """Recent messages from `from_` to `to`, newest first (Twilio's order), at most `limit`."""
+    async def probe(self) -> None:
+        """The cheapest authenticated call (a Messages list, PageSize=1): raises when
+        Twilio refuses this account's credentials."""
+        await self._call("probe", lambda: self._client.messages.list_async(limit=1, page_size=1))
+
+    async def list_messages(self, *, to: str, from_: str | None, limit: int = 50) -> list[MessageRecord]:
+        """Recent messages to `to` (from `from_` when given), newest first (Twilio's
+        order), at most `limit`."""
+        filters: dict[str, Any] = {"from_": from_} if from_ else {}
         messages = await self._call(
             "list_messages",
-            lambda: self._client.messages.list_async(to=to, from_=from_, limit=limit),
+            lambda: self._client.messages.list_async(to=to, limit=limit, **filters),
         )
         return [
             MessageRecord(
@@ -361,7 +399,8 @@ class TwilioClient:
         )
 
     async def close(self) -> None:
-        await self._http.close()
+        if self._owns_http:
+            await self._http.close()
 
     async def __aenter__(self) -> "TwilioClient":
         return self

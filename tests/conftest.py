@@ -35,9 +35,12 @@ from tests.support import (
 
 TEST_SID = "ACtest00000000000000000000000000"
 TEST_TOKEN = "test-auth-token"
+TEST_TOKEN_SECONDARY = "test-auth-token-secondary"
+# A fixed Fernet key (32 bytes of 0x01, URL-safe base64): subaccount tokens in tests.
+TEST_CREDENTIALS_KEY = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE="
 
 TABLES = (
-    "twilio_inbox", "messages", "conversations", "phone_flag_events", "consent_events",
+    "twilio_account_pauses", "firm_numbers", "twilio_inbox", "messages", "conversations", "phone_flag_events", "consent_events",
     "phone_flags", "phone_lines", "leads", "firms", "sweeper_passes",
 )
 
@@ -88,6 +91,8 @@ def settings(services: Services, web_port: int, sim_port: int) -> Settings:
         broker_url=services.redis_url,
         twilio_account_sid=TEST_SID,
         twilio_auth_token=TEST_TOKEN,
+        twilio_auth_token_secondary=TEST_TOKEN_SECONDARY,
+        credentials_key=TEST_CREDENTIALS_KEY,
         twilio_base_url=f"http://127.0.0.1:{sim_port}",
         public_base_url=f"http://127.0.0.1:{web_port}",
         port=web_port,

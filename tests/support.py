@@ -111,3 +111,18 @@ def run_leadsms_measured(database_url: str, *args: str, timeout: float = 240) ->
     assert proc.returncode == 0, proc.stderr
     rss = next(int(line.split()[1]) for line in proc.stderr.splitlines() if line.startswith("MAXRSS_KB"))
     return proc.stdout, proc.stderr, rss
+
+
+@contextlib.asynccontextmanager
+async def sweeping_in_process(deps: Any, tasks: dict[str, Any], interval_s: float = 0.3) -> AsyncIterator[Any]:
+    """A `Sweeper` running `tasks` every `interval_s` in this process while the block runs."""
+    from shared.sweeper import Sweeper
+
+    sweeper = Sweeper(deps, tasks, name="test-sweeper")
+    stop = asyncio.Event()
+    task = asyncio.create_task(sweeper.run_forever(interval_s, stop))
+    try:
+        yield sweeper
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)

@@ -84,7 +84,7 @@ async def store_webhook(deps: Deps, kind: str, params: Mapping[str, str], messag
 async def _cancel_on_reply(conn: Any, params: Mapping[str, str]) -> None:
     """The lead wrote first: its scheduled sends created with cancel_on_reply are
     cancelled in this transaction, before Twilio has our 200 (so none is released after)."""
-    firm = await queries.firm_by_number(conn, (params.get("To") or "").strip())
+    firm = await queries.firm_by_number(conn, (params.get("To") or "").strip(), params.get("MessagingServiceSid"))
     phone = sender_phone(params.get("From"), firm["default_region"]) if firm is not None else None
     if phone is None:
         return
@@ -107,7 +107,7 @@ async def _apply_consent_meaning(conn: Any, params: Mapping[str, str]) -> tuple[
     rule = reads_like_opt_out(body) if keyword is None else None
     if rule is None and (keyword is None or keyword.kind == "help"):
         return keyword, False, False
-    firm = await queries.firm_by_number(conn, (params.get("To") or "").strip())
+    firm = await queries.firm_by_number(conn, (params.get("To") or "").strip(), params.get("MessagingServiceSid"))
     if firm is None:
         log.warning("consent_text_for_unknown_number", keyword=keyword.word if keyword else None, rule=rule)
         return keyword, False, False

@@ -9,6 +9,8 @@ from typing import Any
 
 import asyncpg
 
+from firms.queries import firm_for_number
+
 Row = asyncpg.Record
 
 # ---- twilio_inbox ----------------------------------------------------------------------
@@ -136,8 +138,10 @@ async def newer_status_applied(conn: asyncpg.Connection, message_sid: str, inbox
 # ---- firms, conversations --------------------------------------------------------------
 
 
-async def firm_by_number(conn: asyncpg.Connection, sms_number: str) -> Row | None:
-    return await conn.fetchrow("SELECT id, default_region FROM firms WHERE sms_number = $1", sms_number)
+async def firm_by_number(conn: asyncpg.Connection, number: str, messaging_service_sid: str | None = None) -> Row | None:
+    """The firm an inbound text to `number` belongs to (firms/queries.py: the current
+    owner, else the last firm that had it, else the Messaging Service's firm)."""
+    return await firm_for_number(conn, number, messaging_service_sid)
 
 
 async def firm_by_id(conn: asyncpg.Connection, firm_id: int) -> Row | None:
@@ -173,7 +177,7 @@ async def message_id_with_sid(conn: asyncpg.Connection, twilio_sid: str) -> int 
 
 async def update_message_status(conn: asyncpg.Connection, message_id: int, *, status: str,
                                 twilio_status: str | None, twilio_sid: str, error_code: int | None,
-                                error_message: str | None) -> None:
+                                error_message: str | None, from_number: str | None = None) -> None:
     """Write what a callback says: status (already checked forward-only), Twilio's word
     when it is the latest, the sid when none is stored yet, the error when given."""
     await conn.execute(
@@ -184,10 +188,11 @@ async def update_message_status(conn: asyncpg.Connection, message_id: int, *, st
             twilio_sid = COALESCE(twilio_sid, $4),
             error_code = COALESCE($5, error_code),
             error_message = CASE WHEN $5::integer IS NULL THEN error_message ELSE $6 END,
+            from_number = COALESCE(from_number, $7),
             updated_at = clock_timestamp()
         WHERE id = $1
         """,
-        message_id, status, twilio_status, twilio_sid, error_code, error_message,
+        message_id, status, twilio_status, twilio_sid, error_code, error_message, from_number,
     )
 
 

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from shared.errors import HttpError
 from shared.web import DEPS, FIRM_ID, json_response, path_id, read_json, user_id
-from webhooks import dispatch, inbox, service
+from webhooks import accounts, dispatch, inbox, service
 from webhooks.batcher import StatusBatcher
 from webhooks.signature import SIGNATURE_HEADER, is_valid_signature, signed_url
 
@@ -25,9 +25,11 @@ EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
-async def _signed_form(request: web.Request) -> dict[str, str]:
-    """The form of a request Twilio signed, or a 4xx. Never trusts the Host header."""
-    settings = request.app[DEPS].settings
+async def _signed_form(request: web.Request, kind: str, message_id: int | None) -> dict[str, str]:
+    """The form of a request Twilio signed, with the token of the account it names, for
+    a firm of that account (webhooks/accounts.py); or a 4xx. Never trusts the Host header."""
+    deps = request.app[DEPS]
+    settings = deps.settings
     signature = request.headers.get(SIGNATURE_HEADER)
     if not signature:
         log.warning("webhook_unsigned", path=request.path)
@@ -36,17 +38,29 @@ async def _signed_form(request: web.Request) -> dict[str, str]:
         raise HttpError(415, "unsupported_media_type", "Twilio webhooks are form-encoded.")
     form = await request.post()
     url = signed_url(settings.public_base_url, request.path_qs)
-    if not is_valid_signature(settings.twilio_auth_token or "", url, form, signature):
+    account_sid = form.get("AccountSid")
+    named = account_sid if isinstance(account_sid, str) else None
+    tokens = await accounts.tokens_for_account(request.app, deps, named)
+    valid = any(is_valid_signature(token, url, form, signature) for token in tokens)
+    if not valid and named and named != settings.twilio_account_sid:  # a subaccount token changed since cached?
+        tokens = await accounts.tokens_for_account(request.app, deps, named, fresh=True)
+        valid = any(is_valid_signature(token, url, form, signature) for token in tokens)
+    if not valid:
         log.warning("webhook_bad_signature", path=request.path)
         raise HttpError(403, "bad_signature", "The X-Twilio-Signature does not match this request.")
     params = {key: value for key, value in form.items() if isinstance(value, str)}
     if not params.get("MessageSid", "").strip():
         raise HttpError(400, "missing_message_sid", "MessageSid is required.")
+    try:
+        await accounts.check_account_owns(deps, kind, params, message_id)
+    except HttpError:
+        log.warning("webhook_account_mismatch", path=request.path, twilio_account_sid=params.get("AccountSid"))
+        raise
     return params
 
 
 async def _receive(request: web.Request, kind: str, message_id: int | None) -> None:
-    params = await _signed_form(request)
+    params = await _signed_form(request, kind, message_id)
     try:
         if kind == "status":
             # Group commit: stored and enqueued with the callbacks that arrived with it.
@@ -85,6 +99,7 @@ async def review_conversation(request: web.Request) -> web.Response:
 def add_routes(app: web.Application) -> None:
     """Mount this package's routes on the app."""
     app[STATUS_BATCHER] = StatusBatcher()
+    app[accounts.TOKEN_CACHE] = {}
     app.router.add_post("/twilio/status", twilio_status)
     app.router.add_post("/twilio/inbound", twilio_inbound)
     app.router.add_post(r"/v1/conversations/{id:\d+}/review", review_conversation)

@@ -98,6 +98,8 @@ async def _apply_status_row(deps: Deps, conn: asyncpg.Connection, inbox: asyncpg
         conn, message["id"], status=status, twilio_status=(twilio_status or None) if latest else None,
         twilio_sid=sid, error_code=error_code if (moved or message["error_code"] is None) else None,
         error_message=error_message,
+        # A Messaging Service send learns its sender from the first callback that names it.
+        from_number=(params.get("From") or "").strip() or None,
     )
     log.info("message_status_applied", twilio_status=twilio_status, status=status, moved=moved,
              error_code=error_code)
@@ -183,7 +185,7 @@ async def _file_inbound(conn: asyncpg.Connection, inbox: asyncpg.Record, replies
     params: dict[str, str] = inbox["params"]
     sid = inbox["message_sid"]
     structlog.contextvars.bind_contextvars(message_sid=sid)
-    firm = await queries.firm_by_number(conn, (params.get("To") or "").strip())
+    firm = await queries.firm_by_number(conn, (params.get("To") or "").strip(), params.get("MessagingServiceSid"))
     if firm is None:
         log.warning("inbound_unrouted", to=params.get("To"))
         return "unrouted"

@@ -63,6 +63,7 @@ async def reset(request: web.Request) -> web.Response:
     state = request.app[SIM_STATE]
     state.cancel_tasks()
     state.store.reset()
+    state.accounts.reset()
     state.burst_429_left = 0
     return web.json_response({"reset": True})
 
@@ -100,10 +101,13 @@ async def inbound(request: web.Request) -> web.Response:
     if opt_out_type is not None and opt_out_type not in OPT_OUT_TYPES:
         return _bad(f"opt_out_type must be one of {', '.join(OPT_OUT_TYPES)}.")
     assert state.session is not None
+    owner = state.accounts.owner_of(payload["to"])  # signed by the account that owns the number
+    state.accounts.record_inbound(payload["from"], payload["to"], payload["body"])
     url, params, answer = await deliver_inbound(
         state.session, public_base_url=state.config.public_base_url,
-        auth_token=state.config.auth_token, account_sid=state.config.account_sid,
+        auth_token=owner.auth_token, account_sid=owner.sid,
         from_=payload["from"], to=payload["to"], body=payload["body"], opt_out_type=opt_out_type,
+        messaging_service_sid=owner.service_of(payload["to"]),
     )
     state.store.add_callback({
         "kind": "inbound", "url": url, "message_sid": params["MessageSid"], "params": params,
@@ -113,6 +117,19 @@ async def inbound(request: web.Request) -> web.Response:
         "url": url, "message_sid": params["MessageSid"], "answer_status": answer.status,
         "answer_body": answer.body, "error": answer.error,
     })
+
+
+async def accounts(request: web.Request) -> web.Response:
+    """GET: the accounts (no tokens). POST {"sid", "auth_token", "numbers", "messaging_services"}:
+    add or replace one (accounts.py)."""
+    state = request.app[SIM_STATE]
+    if request.method == "POST":
+        payload = await _json_body(request)
+        try:
+            state.accounts.register(payload)
+        except ValueError as exc:
+            return _bad(str(exc))
+    return web.json_response({"accounts": [a.public() for a in state.accounts.by_sid.values()]})
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -129,3 +146,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/sim/config", set_config)
     app.router.add_post("/sim/inbound", inbound)
     app.router.add_get("/sim/healthz", healthz)
+    app.router.add_get("/sim/accounts", accounts)
+    app.router.add_post("/sim/accounts", accounts)

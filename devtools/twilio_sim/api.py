@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -18,6 +19,7 @@ import phonenumbers
 from aiohttp import web
 
 from shared.segments import segment_info
+from devtools.twilio_sim.accounts import SimAccount
 from devtools.twilio_sim.callbacks import progress_message
 from devtools.twilio_sim.faults import list_fails, lookup_fails, pick_create_fault
 from devtools.twilio_sim.scenarios import CARRIERS, ERROR_429, ERROR_500, CreateError, scenario_for
@@ -26,6 +28,7 @@ from devtools.twilio_sim.state import SIM_STATE, SimState
 from devtools.twilio_sim.store import API_VERSION, SimMessage, now
 
 MAX_BODY = 1600
+MAX_VALIDITY_S = 36000
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 50
 
@@ -47,17 +50,32 @@ def _credentials(header: str) -> tuple[str, str] | None:
     return (login, password) if sep else None
 
 
-def authenticate(request: web.Request, state: SimState, account_sid: str | None = None) -> web.Response | None:
-    """None when Basic auth matches the configured sid/token (and the path's account)."""
+def account_of(request: web.Request, state: SimState) -> SimAccount | None:
+    """The account whose sid/token the request's Basic auth carries, if any."""
     header = request.headers.get("Authorization", "")
-    config = state.config
-    if header != request.app[EXPECTED_AUTH] and _credentials(header) != (config.account_sid, config.auth_token):
+    accounts = state.accounts
+    account = None
+    if header == request.app[EXPECTED_AUTH]:  # the main account's header, precomputed
+        account = accounts.by_sid.get(state.config.account_sid)
+        if account is not None and account.auth_token != state.config.auth_token:
+            account = None
+    if account is None:
+        creds = _credentials(header)
+        account = accounts.authenticate(*creds) if creds else None
+    return account
+
+
+def authenticate(request: web.Request, state: SimState, account_sid: str | None = None) -> web.Response | None:
+    """None when Basic auth matches an account's sid/token (and the path's account);
+    20003 otherwise, as Twilio answers."""
+    account = account_of(request, state)
+    if account is None:
         state.store.counters["auth_failures"] += 1
         response = twilio_error(401, 20003, "Authenticate",
                                 detail="Your AccountSid or AuthToken was incorrect.")
         response.headers["WWW-Authenticate"] = 'Basic realm="Twilio API"'
         return response
-    if account_sid is not None and account_sid != config.account_sid:
+    if account_sid is not None and account_sid != account.sid:
         return twilio_error(404, 20404, f"The requested resource {request.path} was not found")
     return None
 
@@ -77,22 +95,42 @@ async def create_message(request: web.Request) -> web.Response:
     denied = authenticate(request, state, request.match_info["account_sid"])
     if denied is not None:
         return denied
+    account = account_of(request, state)
+    assert account is not None
     form = await request.post()
     to, from_ = str(form.get("To") or ""), str(form.get("From") or "")
     body, callback = str(form.get("Body") or ""), form.get("StatusCallback")
     validity = form.get("ValidityPeriod")
+    service_sid = str(form.get("MessagingServiceSid") or "") or None
     attempt: dict[str, Any] = {"to": to, "from": from_, "body": body, "status_callback": callback,
-                               "validity_period": int(validity) if str(validity or "").isdigit() else None}
+                               "validity_period": int(validity) if str(validity or "").isdigit() else None,
+                               "account_sid": account.sid, "messaging_service_sid": service_sid}
     if not to:
         return _refuse(state, CreateError(400, 21604, "A 'To' phone number is required."), to, attempt)
-    if not from_ and not form.get("MessagingServiceSid"):
+    if not from_ and not service_sid:
         return _refuse(state, CreateError(400, 21603, "A 'From' phone number is required."), to, attempt)
+    if not _is_phone(to):
+        return _refuse(state, CreateError(400, 21211, "The 'To' number {to} is not a valid phone number."), to, attempt)
+    if validity is not None and not (str(validity).isdigit() and 1 <= int(str(validity)) <= MAX_VALIDITY_S):
+        return _refuse(state, CreateError(400, 21609, "ValidityPeriod must be between 1 and 36000 seconds."), to, attempt)
+    if service_sid and not from_:
+        pool = account.messaging_services.get(service_sid)
+        if pool is None and account.numbers is None and account.sid == state.config.account_sid:
+            pool = []  # the unregistered main account: any service, no number of its own
+        if pool is None:
+            return _refuse(state, CreateError(400, 21705, f"The Messaging Service Sid {service_sid} is invalid."),
+                           to, attempt)
+        from_ = _sticky_sender(state, service_sid, pool, to)
+    elif not account.owns_number(from_):
+        return _refuse(state, CreateError(
+            400, 21606, f"The From phone number {from_} is not a valid, SMS-capable inbound phone number "
+                        "or short code for your account."), to, attempt)
+    if state.accounts.is_opted_out(from_, to):
+        return _refuse(state, CreateError(400, 21610, "Attempt to send to unsubscribed recipient"), to, attempt)
     if not body and not form.get("MediaUrl"):
         return _refuse(state, CreateError(400, 21602, "Message body is required."), to, attempt)
     if len(body) > MAX_BODY:
         return _refuse(state, CreateError(400, 21617, "The concatenated message body exceeds the 1600 character limit."), to, attempt)
-    if validity is not None and not (attempt["validity_period"] and 1 <= attempt["validity_period"] <= 36000):
-        return _refuse(state, CreateError(400, 21623, "The ValidityPeriod must be an integer from 1 to 36000."), to, attempt)
 
     fault = pick_create_fault(state.config, state.rng, state.burst_429_left)
     if state.config.slow_s:
@@ -120,11 +158,14 @@ async def create_message(request: web.Request) -> web.Response:
 
     encoding, segments = segment_info(body)
     message = SimMessage(
-        sid=new_sid("SM"), account_sid=state.config.account_sid, to=to, from_=from_, body=body,
+        sid=new_sid("SM"), account_sid=account.sid, to=to, from_=from_, body=body,
         status_callback=str(callback) if callback else None, num_segments=segments,
         encoding=encoding, scenario=scenario.name, date_created=now(),
         validity_period=attempt["validity_period"],
+        messaging_service_sid=service_sid, from_shown=not service_sid,
     )
+    if service_sid:
+        message.status = "accepted"  # Twilio's answer before the service has picked a sender
     state.store.add_message(message)
     state.spawn(progress_message(state, message, scenario))
     if fault == "hang":  # Twilio has it, and the answer comes after the client gave up
@@ -138,6 +179,26 @@ async def create_message(request: web.Request) -> web.Response:
         return twilio_error(ERROR_500.status, ERROR_500.code, ERROR_500.message)
     state.store.add_attempt(**attempt, outcome="created", http_status=201, error_code=None, sid=message.sid)
     return web.json_response(message.to_twilio(), status=201)
+
+
+def _is_phone(raw: str) -> bool:
+    try:
+        return phonenumbers.is_valid_number(phonenumbers.parse(raw, None))
+    except phonenumbers.NumberParseException:
+        return False
+
+
+def _sticky_sender(state: SimState, service_sid: str, pool: list[str], to: str) -> str:
+    """A Messaging Service's sender for `to`: the one it used before (Sticky Sender), else
+    the next of its numbers in turn."""
+    key = (service_sid, to)
+    chosen = state.store.sticky.get(key)
+    if chosen is None:
+        if not pool:
+            pool = ["+15005550006"]  # Twilio's magic test number: the unregistered main account's services
+        chosen = pool[len(state.store.sticky) % len(pool)]
+        state.store.sticky[key] = chosen
+    return chosen
 
 
 def _int_param(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
@@ -162,7 +223,12 @@ async def list_messages(request: web.Request) -> web.Response:
         state.store.counters["fault_list_500"] += 1
         return twilio_error(ERROR_500.status, ERROR_500.code, ERROR_500.message)
     to, from_ = request.query.get("To"), request.query.get("From")
-    items = state.store.matching(to, from_)
+    try:
+        sent_filter = _date_sent_filter(request.query)
+    except ValueError as exc:
+        return twilio_error(400, 20001, str(exc))
+    items = [m for m in state.store.matching(to, from_)
+             if m.account_sid == account_sid and (m.from_shown or not from_) and sent_filter(m)]
     size = _int_param(request, "PageSize", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
     page = _int_param(request, "Page", 0, 0, 1 << 30)
     token = request.query.get("PageToken", "")
@@ -190,15 +256,59 @@ async def list_messages(request: web.Request) -> web.Response:
     })
 
 
-async def fetch_message(request: web.Request) -> web.Response:
+def _own_message(request: web.Request) -> SimMessage | web.Response:
+    """The path's message of the authenticated account, or Twilio's 401/404."""
     state = request.app[SIM_STATE]
     denied = authenticate(request, state, request.match_info["account_sid"])
     if denied is not None:
         return denied
     message = state.store.by_sid.get(request.match_info["sid"])
-    if message is None:
+    if message is None or message.account_sid != request.match_info["account_sid"]:
         return twilio_error(404, 20404, f"The requested resource {request.path} was not found")
+    return message
+
+
+async def fetch_message(request: web.Request) -> web.Response:
+    message = _own_message(request)
+    if isinstance(message, web.Response):
+        return message
     return web.json_response(message.to_twilio())
+
+
+async def delete_message(request: web.Request) -> web.Response:
+    """Messages DELETE (erasure): 204, then the message is gone from fetch and list."""
+    message = _own_message(request)
+    if isinstance(message, web.Response):
+        return message
+    state = request.app[SIM_STATE]
+    state.store.delete(message)
+    state.store.counters["messages_deleted"] += 1
+    return web.Response(status=204)
+
+
+def _date_sent_filter(query: Any) -> Any:
+    """Twilio's `DateSent`, `DateSent<` and `DateSent>` (YYYY-MM-DD, or an ISO date-time):
+    on, before or after that day, by the message's date_sent."""
+    bounds = []
+    for name in ("DateSent", "DateSent<", "DateSent>"):
+        raw = query.get(name)
+        if raw:
+            try:
+                day = datetime.fromisoformat(raw.replace("Z", "+00:00")).date()
+            except ValueError:
+                raise ValueError(f"{name} must be a date (YYYY-MM-DD)") from None
+            bounds.append((name, day))
+
+    def keep(message: SimMessage) -> bool:
+        if not bounds:
+            return True
+        if message.date_sent is None:
+            return False
+        sent = message.date_sent.date()
+        return all(sent == d if n == "DateSent" else sent <= d if n == "DateSent<" else sent >= d
+                   for n, d in bounds)
+
+    return keep
 
 
 # ---- Lookup v2 ---------------------------------------------------------------------------
@@ -233,7 +343,7 @@ async def lookup_phone_number(request: web.Request) -> web.Response:
     if scenario.late:
         await asyncio.sleep(state.config.late_delay_s)
 
-    valid = scenario.valid and country is not None
+    valid = scenario.valid and country is not None and _is_phone(number)  # Lookup's verdict is phonenumbers-like
     errors: list[str] = [] if valid else (["INVALID_BUT_POSSIBLE"] if country else ["NOT_A_NUMBER"])
     intelligence = None
     if valid and "line_type_intelligence" in fields:
@@ -273,4 +383,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post(f"{accounts}/Messages.json", create_message)
     app.router.add_get(f"{accounts}/Messages.json", list_messages)
     app.router.add_get(f"{accounts}/Messages/{{sid}}.json", fetch_message)
+    app.router.add_delete(f"{accounts}/Messages/{{sid}}.json", delete_message)
     app.router.add_get("/v2/PhoneNumbers/{number}", lookup_phone_number)

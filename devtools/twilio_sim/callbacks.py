@@ -29,31 +29,55 @@ ERROR_MESSAGES = {
 
 
 async def progress_message(state: SimState, message: SimMessage, scenario: Scenario) -> None:
-    await asyncio.sleep(state.config.callback_delay_s)
+    """`sent`, then the outcome. With `callback_reorder_rate`, the outcome's callback is
+    posted before `sent`'s (Twilio does not promise order); with
+    `callback_duplicate_rate`, a callback is posted twice (Twilio retries)."""
+    config = state.config
+    reorder = config.callback_reorder_rate > 0 and state.rng.random() < config.callback_reorder_rate
+    await asyncio.sleep(config.callback_delay_s)
+    message.from_shown = True  # a Messaging Service has picked its sender by now
     message.set_status("sent")
-    await notify(state, message)
-    await asyncio.sleep(state.config.callback_delay_s)
+    sent_params = status_callback_params(message)
+    if not reorder:
+        await notify(state, message, sent_params)
+    await asyncio.sleep(config.callback_delay_s)
     message.set_status(scenario.outcome, scenario.outcome_error)
     if scenario.outcome_error is not None:
         message.error_message = ERROR_MESSAGES.get(scenario.outcome_error)
-    await notify(state, message)
+    await notify(state, message, status_callback_params(message))
+    if reorder:
+        await notify(state, message, sent_params)
 
 
-async def notify(state: SimState, message: SimMessage) -> None:
+def status_callback_params(message: SimMessage) -> dict[str, str]:
+    return status_params(
+        account_sid=message.account_sid, sid=message.sid, to=message.to, from_=message.from_,
+        status=message.status, error_code=message.error_code,
+        messaging_service_sid=message.messaging_service_sid,
+        done_date=message.date_updated if message.status in ("delivered", "undelivered") else None,
+    )
+
+
+async def notify(state: SimState, message: SimMessage, params: dict[str, str]) -> None:
     config = state.config
     if not config.callbacks_enabled or not message.status_callback or state.session is None:
         return
-    params = status_params(
-        account_sid=message.account_sid, sid=message.sid, to=message.to, from_=message.from_,
-        status=message.status, error_code=message.error_code,
-    )
-    answer = await post_signed(state.session, message.status_callback, params, config.auth_token,
+    times = 2 if config.callback_duplicate_rate > 0 and state.rng.random() < config.callback_duplicate_rate else 1
+    for _ in range(times):
+        await _post_status(state, message, params)
+
+
+async def _post_status(state: SimState, message: SimMessage, params: dict[str, str]) -> None:
+    config = state.config
+    account = state.accounts.by_sid.get(message.account_sid)
+    token = account.auth_token if account is not None else config.auth_token
+    answer = await post_signed(state.session, message.status_callback, params, token,
                                timeout=config.callback_timeout_s)
     state.store.add_callback({
         "kind": "status",
         "url": message.status_callback,
         "message_sid": message.sid,
-        "message_status": message.status,
+        "message_status": params["MessageStatus"],
         "params": params,
         "answer_status": answer.status,
         "error": answer.error,

@@ -19,8 +19,10 @@ DEFAULT_PORT = 8081
 RUNTIME_FIELDS = ("public_base_url", "callbacks_enabled", "callback_delay_s", "late_delay_s",
                   # fault knobs (faults.py): off by default
                   "fail_500_rate", "created_500_rate", "hang_rate", "list_500_rate", "slow_s", "hang_s",
-                  "burst_429", "fault_seed", "list_slow_s", "lookup_500_rate")
-_RATES = ("fail_500_rate", "created_500_rate", "hang_rate", "list_500_rate", "lookup_500_rate")
+                  "burst_429", "fault_seed", "list_slow_s", "lookup_500_rate",
+                  "callback_duplicate_rate", "callback_reorder_rate")
+_RATES = ("fail_500_rate", "created_500_rate", "hang_rate", "list_500_rate", "lookup_500_rate",
+          "callback_duplicate_rate", "callback_reorder_rate")
 _COUNTS = ("burst_429", "fault_seed")
 
 
@@ -43,6 +45,8 @@ class SimConfig:
     lookup_500_rate: float = 0.0  # Lookup answered 500
     hang_s: float = 15.0
     burst_429: int = 0  # the next N creates are answered 429 (set to start a burst)
+    callback_duplicate_rate: float = 0.0  # each status callback also POSTed a second time
+    callback_reorder_rate: float = 0.0  # the outcome callback POSTed before `sent`
     fault_seed: int = 0  # seeds the draws, so a run can be repeated
 
     @classmethod

@@ -52,6 +52,7 @@ TABLE: tuple[tuple[int, int, Scenario], ...] = (
     (700, 799, Scenario("late", "mobile", late=True)),
     (800, 899, Scenario("voip", "nonFixedVoip")),
     (900, 999, Scenario("created_but_500_once", "mobile", created_but_500_tries=1)),
+    (1190, 1199, Scenario("failed", "mobile", outcome="failed", outcome_error=30001)),
 )
 
 CARRIERS = {

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from datetime import datetime
 from functools import lru_cache
 from typing import Mapping
 from urllib.parse import urlencode
@@ -68,9 +69,10 @@ async def post_signed(
 
 
 def inbound_params(*, account_sid: str, from_: str, to: str, body: str, sid: str | None = None,
-                   opt_out_type: str | None = None) -> dict[str, str]:
-    """The fields Twilio posts for an incoming SMS; with Advanced Opt-Out on the sender,
-    `OptOutType` (STOP, START or HELP) when the body is one of its keywords."""
+                   opt_out_type: str | None = None, messaging_service_sid: str | None = None) -> dict[str, str]:
+    """The fields Twilio posts for an incoming SMS: MessagingServiceSid when the number
+    belongs to a Messaging Service; with Advanced Opt-Out on the sender, `OptOutType`
+    (STOP, START or HELP) when the body is one of its keywords."""
     sid = sid or new_sid()
     params = {
         "ToCountry": "US",
@@ -93,14 +95,23 @@ def inbound_params(*, account_sid: str, from_: str, to: str, body: str, sid: str
         "From": from_,
         "ApiVersion": API_VERSION,
     }
+    if messaging_service_sid:
+        params["MessagingServiceSid"] = messaging_service_sid
     if opt_out_type:
         params["OptOutType"] = opt_out_type
     return params
 
 
+def raw_dlr_done_date(moment: datetime) -> str:
+    """Twilio's `RawDlrDoneDate`: the carrier's delivery-receipt time, YYMMDDhhmm."""
+    return moment.strftime("%y%m%d%H%M")
+
+
 def status_params(*, account_sid: str, sid: str, to: str, from_: str, status: str,
-                  error_code: int | None = None) -> dict[str, str]:
-    """The fields Twilio posts to a message's StatusCallback."""
+                  error_code: int | None = None, messaging_service_sid: str | None = None,
+                  done_date: datetime | None = None) -> dict[str, str]:
+    """The fields Twilio posts to a message's StatusCallback (MessagingServiceSid for a
+    Messaging Service send; RawDlrDoneDate once the carrier reported delivered/undelivered)."""
     params = {
         "SmsSid": sid,
         "SmsStatus": status,
@@ -113,14 +124,19 @@ def status_params(*, account_sid: str, sid: str, to: str, from_: str, status: st
     }
     if error_code is not None and status in ("failed", "undelivered"):
         params["ErrorCode"] = str(error_code)
+    if messaging_service_sid:
+        params["MessagingServiceSid"] = messaging_service_sid
+    if done_date is not None:
+        params["RawDlrDoneDate"] = raw_dlr_done_date(done_date)
     return params
 
 
 async def deliver_inbound(
     session: aiohttp.ClientSession, *, public_base_url: str, auth_token: str, account_sid: str,
-    from_: str, to: str, body: str, opt_out_type: str | None = None,
+    from_: str, to: str, body: str, opt_out_type: str | None = None, messaging_service_sid: str | None = None,
 ) -> tuple[str, dict[str, str], WebhookAnswer]:
     """Text us: a signed inbound POST to PUBLIC_BASE_URL/twilio/inbound. Returns (url, params, answer)."""
     url = public_base_url.rstrip("/") + INBOUND_PATH
-    params = inbound_params(account_sid=account_sid, from_=from_, to=to, body=body, opt_out_type=opt_out_type)
+    params = inbound_params(account_sid=account_sid, from_=from_, to=to, body=body, opt_out_type=opt_out_type,
+                            messaging_service_sid=messaging_service_sid)
     return url, params, await post_signed(session, url, params, auth_token)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import aiohttp
 from aiohttp import web
 
+from devtools.twilio_sim.accounts import Accounts
 from devtools.twilio_sim.config import SimConfig
 from devtools.twilio_sim.store import Store
 
@@ -21,6 +22,10 @@ class SimState:
     tasks: set[asyncio.Task] = field(default_factory=set)
     rng: random.Random = field(default_factory=random.Random)  # fault draws (faults.py)
     burst_429_left: int = 0  # creates still to answer 429 in the current burst
+    accounts: Accounts = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.accounts = Accounts(self.config.account_sid, self.config.auth_token)
 
     def spawn(self, coro) -> asyncio.Task:
         """Run `coro` in the background, remembered so reset and shutdown can cancel it."""

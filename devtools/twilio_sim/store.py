@@ -18,7 +18,7 @@ API_VERSION = "2010-04-01"
 # Shown at 0 before anything happened, so a reader never has to guess a missing key.
 COUNTERS = (
     "messages_created", "create_attempts", "create_refused", "lookups", "lookup_requests", "list_requests",
-    "status_posts", "status_posts_failed", "inbound_posts", "auth_failures",
+    "status_posts", "status_posts_failed", "inbound_posts", "auth_failures", "messages_deleted",
 )
 
 
@@ -50,6 +50,8 @@ class SimMessage:
     error_message: str | None = None
     statuses: list[str] = field(default_factory=list)
     validity_period: int | None = None  # seconds, as the request's ValidityPeriod said
+    messaging_service_sid: str | None = None
+    from_shown: bool = True  # False until a Messaging Service's chosen sender is revealed
 
     def set_status(self, status: str, error_code: int | None = None) -> None:
         self.status = status
@@ -73,8 +75,8 @@ class SimMessage:
             "direction": "outbound-api",
             "error_code": self.error_code,
             "error_message": self.error_message,
-            "from": self.from_,
-            "messaging_service_sid": None,
+            "from": self.from_ if self.from_shown else None,
+            "messaging_service_sid": self.messaging_service_sid,
             "num_media": "0",
             "num_segments": str(self.num_segments),
             "price": None,
@@ -108,6 +110,7 @@ class Store:
         self.callbacks: list[dict[str, Any]] = []
         self.counters: Counter[str] = Counter(dict.fromkeys(COUNTERS, 0))
         self._tries: dict[str, int] = {}
+        self.sticky: dict[tuple[str, str], str] = {}  # (Messaging Service, To) -> its sender
 
     def next_try(self, to: str) -> int:
         """1 for the first create attempt to `to`, 2 for the second... (per-number state)."""
@@ -136,6 +139,13 @@ class Store:
     def add_callback(self, record: dict[str, Any]) -> None:
         self.callbacks.append(record)
         self.counters[f"{record['kind']}_posts"] += 1
+
+    def delete(self, message: SimMessage) -> None:
+        self.messages.remove(message)
+        self.by_sid.pop(message.sid, None)
+        pair = self.by_pair.get((message.to, message.from_))
+        if pair is not None and message in pair:
+            pair.remove(message)
 
     def matching(self, to: str | None, from_: str | None) -> list[SimMessage]:
         """Messages in creation order, filtered by To and/or From (indexed when both)."""

@@ -32,9 +32,10 @@ def plan_phones(n: int) -> list[str]:
         kind = i % 8
         block = {0: 500, 1: 600, 2: 900}.get(kind)
         if block is None:
-            chosen.append(f"+1212{i % 1000:03d}{5000 + i % 5000:04d}")  # last four 5000+: default
+            # exchanges 200-999: numbers Twilio accepts (it answers 21211 for an exchange 0xx/1xx)
+            chosen.append(f"+1212{200 + i % 800:03d}{5000 + i % 5000:04d}")  # last four 5000+: default
         else:
-            chosen.append(f"+1313{i % 1000:03d}{block + i % 100:04d}")
+            chosen.append(f"+1313{200 + i % 800:03d}{block + i % 100:04d}")
     return chosen
 
 

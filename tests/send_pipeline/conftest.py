@@ -14,7 +14,7 @@ import pytest_asyncio
 
 from send_pipeline.sweeps import SWEEPS
 from shared.sweeper import Sweeper
-from tests.support import stop_process
+from tests.support import stop_process, sweeping_in_process
 
 _external = itertools.count(1)
 
@@ -106,14 +106,8 @@ async def set_sim(sim: str, **config: Any) -> None:
 @pytest_asyncio.fixture
 async def sweeping(deps, broker) -> AsyncIterator[Sweeper]:
     """This package's sweep tasks, run every 0.3 s in the test process while the test runs."""
-    sweeper = Sweeper(deps, {f"send_pipeline.{k}": v for k, v in SWEEPS.items()}, name="test-sweeper")
-    stop = asyncio.Event()
-    task = asyncio.create_task(sweeper.run_forever(0.3, stop))
-    try:
+    async with sweeping_in_process(deps, {f"send_pipeline.{k}": v for k, v in SWEEPS.items()}) as sweeper:
         yield sweeper
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 10)
 
 
 @pytest_asyncio.fixture
