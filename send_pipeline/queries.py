@@ -353,7 +353,7 @@ async def adopt_sid(conn: Conn, message_id: int, claimed_at: datetime, sid: str,
         """
         UPDATE messages SET twilio_sid = $3, status = 'sent',
                             twilio_status = coalesce(twilio_status, $4),
-                            from_number = coalesce(from_number, $6),
+                            from_number = coalesce(from_number, $5),
                             next_attempt_at = NULL, updated_at = clock_timestamp()
         WHERE id = $1 AND status = 'sending' AND claimed_at = $2 AND twilio_sid IS NULL
         RETURNING true

@@ -7,7 +7,7 @@ from __future__ import annotations
 import aiohttp
 
 from firms import service
-from send_pipeline.sweeps import reconcile_stale_sends
+from send_pipeline.sweeps import in_flight_limit_s, reconcile_stale_sends
 from tests.firms.conftest import firm_cli, run_firm_cli
 from tests.send_pipeline.conftest import add_lead, open_conversation, post_send, sim_view
 from tests.support import wait_for
@@ -31,9 +31,11 @@ async def test_after_number_add_and_default_new_sends_use_the_new_number_and_a_s
     await wait_for(lambda: pool.fetchval("SELECT status = 'delivered' FROM messages WHERE id = $1", stale["id"]),
                    what="delivered")
     assert (await _message(pool, stale["id"]))["from_number"] == OLD
-    await pool.execute(  # as if the worker had died before storing Twilio's answer
-        "UPDATE messages SET status = 'sending', twilio_sid = NULL, claimed_at = now() - interval '30 seconds' "
-        "WHERE id = $1", stale["id"])
+    # As if the worker had died before storing Twilio's answer: claimed just long enough
+    # ago that no call of the claim can still be in flight (Twilio created it within it).
+    await pool.execute(
+        "UPDATE messages SET status = 'sending', twilio_sid = NULL, claimed_at = now() - make_interval(secs => $2) "
+        "WHERE id = $1", stale["id"], in_flight_limit_s(deps.settings.stale_after_s) + 2)
 
     added = firm_cli(settings, "number", "add", "--firm", str(firm.id), "--number", NEW)
     assert added["numbers"] == [OLD, NEW] and added["default_number"] == OLD
