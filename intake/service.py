@@ -15,7 +15,7 @@ import structlog
 
 from conversations import queries as conversation_queries
 from intake import queries
-from intake.validation import LeadInput
+from intake.validation import UPDATABLE_FIELDS, LeadInput
 from lookup import actors as lookup_actors
 from lookup import queries as lookup_queries
 from lookup.service import ttl_seconds
@@ -36,13 +36,15 @@ class Accepted:
 
 async def accept_lead(pool: asyncpg.Pool, firm_id: int, lead: LeadInput) -> Accepted:
     """Store the signup unless the firm already has its external_id."""
-    row = await queries.insert_lead(pool, firm_id, lead)
-    if row is not None:
-        return Accepted(row["id"], row["phone_status"], created=True)
-    row = await queries.lead_by_external_id(pool, firm_id, lead.external_id)
-    if row is None:  # cannot happen: leads are only deleted with their firm
-        raise RuntimeError("a conflicting lead vanished")
-    return Accepted(row["id"], row["phone_status"], created=False)
+    for _ in range(3):
+        row = await queries.insert_lead(pool, firm_id, lead)
+        if row is not None:
+            return Accepted(row["id"], row["phone_status"], created=True)
+        row = await queries.lead_by_external_id(pool, firm_id, lead.external_id)
+        if row is not None:
+            return Accepted(row["id"], row["phone_status"], created=False)
+        # the conflicting signup was deleted in between (DELETE /v1/leads): insert again
+    raise RuntimeError("a conflicting lead kept vanishing")
 
 
 async def lead_for_firm(pool: asyncpg.Pool, firm_id: int, lead_id: int) -> asyncpg.Record | None:
@@ -92,3 +94,80 @@ async def validate_lead(deps: Deps, lead_id: int) -> Verdict | None:
         await metrics.record_lookup(deps.redis, "cache_hit")
         await metrics.observe_line_type_latency(deps.redis, lead["age_s"])
     return Verdict(status, e164, error, wants_lookup)
+
+
+# ---- the CRM changes or deletes a signup -------------------------------------------------
+
+@dataclass(frozen=True)
+class Updated:
+    lead_id: int
+    phone_status: str
+    updated: list[str]  # API names of the fields that changed; empty: nothing did
+    revalidate: bool    # the phone changed: validate_lead must run
+
+
+def _diff(row: asyncpg.Record, changes: dict[str, object]) -> dict[str, object]:
+    """The changed fields (API names) with their new values."""
+    out = {}
+    for name, value in changes.items():
+        column = UPDATABLE_FIELDS[name]
+        current = row[column]
+        if name == "phone":
+            current = current or None
+            value = value or None
+        if value != current:
+            out[name] = value
+    return out
+
+
+async def update_lead(pool: asyncpg.Pool, firm_id: int, changes: dict[str, object], *,
+                      lead_id: int | None = None, external_id: str | None = None) -> Updated | None:
+    """Apply the CRM's changes to a stored signup (by id or external_id); None when the
+    firm has no such signup.
+
+    A changed phone: the signup is `pending` again (the caller enqueues validate_lead),
+    the scheduled messages written to this lead on its old phone are cancelled, and the
+    old phone's conversation relinks to its next newest signup (consent stays with the
+    old phone). A changed signed_up_at relinks the current phone. The new phone's link
+    is made when it is validated."""
+    async with pool.acquire() as conn, conn.transaction():
+        row = await queries.lock_lead(conn, firm_id, lead_id=lead_id, external_id=external_id)
+        if row is None:
+            return None
+        changed = _diff(row, changes)
+        if not changed:
+            return Updated(row["id"], row["phone_status"], [], False)
+        phone_changed = "phone" in changed
+        old_phone = row["phone_e164"]
+        if old_phone is not None:
+            await conversation_queries.lock_conversation(conn, firm_id, old_phone)
+        columns = {UPDATABLE_FIELDS[name]: value for name, value in changed.items()}
+        updated = await queries.update_lead(conn, row["id"], columns, phone_changed=phone_changed)
+        relink = []
+        if old_phone is not None and (phone_changed or "signed_up_at" in changed):
+            relink.append(old_phone)
+        if phone_changed and old_phone is not None:
+            canceled = await queries.cancel_scheduled_to_phone(conn, firm_id, row["id"], old_phone)
+            if canceled:
+                log.info("scheduled_canceled_phone_changed", lead_id=row["id"], messages=len(canceled))
+        if relink:
+            await conversation_queries.relink_conversations(conn, firm_id, relink)
+    log.info("lead_updated", lead_id=row["id"], fields=sorted(changed))
+    return Updated(row["id"], updated["phone_status"], sorted(changed), phone_changed)
+
+
+async def delete_lead(pool: asyncpg.Pool, firm_id: int, lead_id: int) -> bool:
+    """The CRM deleted this signup: the row goes, and its phone's conversation relinks to
+    the phone's next newest signup (or keeps its history with no lead). False when the
+    firm has no such signup. The phone stays remembered in lead_phones for an erasure."""
+    async with pool.acquire() as conn, conn.transaction():
+        row = await queries.lock_lead(conn, firm_id, lead_id=lead_id)
+        if row is None:
+            return False
+        if row["phone_e164"] is not None:
+            await conversation_queries.lock_conversation(conn, firm_id, row["phone_e164"])
+        await queries.delete_lead(conn, firm_id, lead_id)
+        if row["phone_e164"] is not None:
+            await conversation_queries.relink_conversations(conn, firm_id, [row["phone_e164"]])
+    log.info("lead_deleted", lead_id=lead_id)
+    return True
