@@ -4,11 +4,19 @@ Called inside the caller's transaction: the inbound webhook writes the change to
 with its inbox row; the send path writes it when Twilio answers 21610. One
 `consent_events` row per actual change of state: a second STOP from an opted-out phone
 adds nothing.
+
+Every actual change also writes, in the same transaction, the change feed's
+`consent.changed` event ({phone, kind, source, at}) and `conversation.updated` for the
+phone's conversation (its `can_send` and notice changed). Every consent change goes
+through `opt_out` / `opt_in`, so none reaches the ledger without reaching the feed.
 """
 
 from __future__ import annotations
 
 import asyncpg
+
+import events
+from conversations import feed
 
 
 async def opt_out(conn: asyncpg.Connection, firm_id: int, phone_e164: str, source: str,
@@ -27,10 +35,7 @@ async def opt_out(conn: asyncpg.Connection, firm_id: int, phone_e164: str, sourc
         firm_id, phone_e164, source,
     )
     if changed:
-        await conn.execute(
-            "INSERT INTO consent_events (firm_id, phone_e164, kind, source, message_sid) VALUES ($1, $2, 'opt_out', $3, $4)",
-            firm_id, phone_e164, source, message_sid,
-        )
+        await _record_change(conn, firm_id, phone_e164, "opt_out", source, message_sid)
     return bool(changed)
 
 
@@ -47,8 +52,18 @@ async def opt_in(conn: asyncpg.Connection, firm_id: int, phone_e164: str, source
         firm_id, phone_e164,
     )
     if changed:
-        await conn.execute(
-            "INSERT INTO consent_events (firm_id, phone_e164, kind, source, message_sid) VALUES ($1, $2, 'opt_in', $3, $4)",
-            firm_id, phone_e164, source, message_sid,
-        )
+        await _record_change(conn, firm_id, phone_e164, "opt_in", source, message_sid)
     return bool(changed)
+
+
+async def _record_change(conn: asyncpg.Connection, firm_id: int, phone_e164: str, kind: str, source: str,
+                         message_sid: str | None) -> None:
+    """The ledger row, its feed event and the conversation's new shape, in the caller's transaction."""
+    at = await conn.fetchval(
+        "INSERT INTO consent_events (firm_id, phone_e164, kind, source, message_sid) VALUES ($1, $2, $3, $4, $5)"
+        " RETURNING at",
+        firm_id, phone_e164, kind, source, message_sid,
+    )
+    await events.record(conn, firm_id, "consent.changed",
+                        {"phone": phone_e164, "kind": kind, "source": source, "at": at})
+    await feed.phone_changed(conn, phone_e164, firm_id)

@@ -30,8 +30,11 @@ from typing import Any
 import asyncpg
 import structlog
 
+import events
+from conversations import feed
 from lookup.service import record_invalid, record_landline
 from send_pipeline import queries
+from send_pipeline.writes import claim_with_event, store_sent_with_event
 from consent import ledger as consent
 from send_pipeline.messages import backoff_ms
 from shared import metrics
@@ -66,9 +69,10 @@ def status_callback_url(public_base_url: str, message_id: int) -> str:
 async def send_message(deps: Deps, message_id: int) -> SendOutcome:
     """Send one message at most once; returns what happened and whether to come back."""
     structlog.contextvars.bind_contextvars(message_id=message_id)
-    claim = await queries.claim_message(deps.pool, message_id)
+    claim = await claim_with_event(deps.pool, message_id)
     if claim is None:
         return await _not_claimed(deps, message_id)
+    await events.wake(deps.redis, [claim["firm_id"]])
     if claim["status"] == "blocked":
         log.info("send_blocked", reason=claim["blocked_reason"])
         return SendOutcome("blocked")
@@ -92,7 +96,8 @@ async def send_message(deps: Deps, message_id: int) -> SendOutcome:
 
     structlog.contextvars.bind_contextvars(message_sid=sent.sid)
     try:
-        stored = await queries.store_sent(deps.pool, message_id, sent.sid, sent.status, sent.num_segments)
+        stored = await store_sent_with_event(deps.pool, message_id, sent.sid, sent.status, sent.num_segments)
+        await events.wake(deps.redis, [claim["firm_id"]])
     except asyncpg.UniqueViolationError:
         # Only possible when the sweeper adopted this very sid for another claim of the
         # same body: Twilio has one message, and one row says so.
@@ -118,13 +123,20 @@ async def _not_claimed(deps: Deps, message_id: int) -> SendOutcome:
 async def _not_received(deps: Deps, claim: Any, exc: TwilioError) -> SendOutcome:
     message_id, attempts = claim["id"], claim["attempts"]
     if attempts >= MAX_ATTEMPTS:
-        await queries.mark_failed(deps.pool, message_id, claim["claimed_at"], exc.code,
-                                  f"gave up after {attempts} attempts: {exc.detail}")
+        async with deps.pool.acquire() as conn, conn.transaction():
+            if await queries.mark_failed(conn, message_id, claim["claimed_at"], exc.code,
+                                         f"gave up after {attempts} attempts: {exc.detail}"):
+                await feed.message_changed(conn, message_id)
+        await events.wake(deps.redis, [claim["firm_id"]])
         log.warning("send_gave_up", attempts=attempts, code=exc.code)
         return SendOutcome("failed")
     s = deps.settings
     delay = backoff_ms(attempts, s.retry_min_backoff_ms, s.retry_max_backoff_ms)
-    requeued = await queries.requeue_after(deps.pool, message_id, claim["claimed_at"], delay)
+    async with deps.pool.acquire() as conn, conn.transaction():
+        requeued = await queries.requeue_after(conn, message_id, claim["claimed_at"], delay)
+        if requeued:
+            await feed.message_changed(conn, message_id)
+    await events.wake(deps.redis, [claim["firm_id"]])
     log.info("send_retry_scheduled", status=exc.status, code=exc.code, attempts=attempts, delay_ms=delay)
     return SendOutcome("requeued", retry_in_ms=delay if requeued else None)
 
@@ -133,12 +145,17 @@ async def _permanent(deps: Deps, claim: Any, exc: TwilioError) -> None:
     """`failed` with Twilio's code and text; what the code says about the phone is
     recorded in the same transaction."""
     phone, firm_id = claim["to_phone"], claim["firm_id"]
+    woken: set[int] = set()
     async with deps.pool.acquire() as conn, conn.transaction():
         if exc.code == UNSUBSCRIBED:
             await consent.opt_out(conn, firm_id, phone, "twilio_21610")
         elif exc.code == NOT_MOBILE:
             await record_landline(conn, phone)
+            woken = await feed.phone_changed(conn, phone)
         elif exc.code == INVALID_NUMBER:
             await record_invalid(conn, phone, "twilio_21211")
-        await queries.mark_failed(conn, claim["id"], claim["claimed_at"], exc.code, exc.detail)
+            woken = await feed.phone_changed(conn, phone)
+        if await queries.mark_failed(conn, claim["id"], claim["claimed_at"], exc.code, exc.detail):
+            await feed.message_changed(conn, claim["id"])
+    await events.wake(deps.redis, woken | {firm_id})
     log.info("send_failed", code=exc.code, status=exc.status)

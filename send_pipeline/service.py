@@ -19,16 +19,18 @@ from typing import Any
 import redis.exceptions
 import structlog
 
+import events
 from conversations import queries as conversation_queries
 from conversations.shapes import conversation_json, message_json
 from send_pipeline import queries
+from send_pipeline.writes import store_queued_message
 from send_pipeline.actors import send_message
 from send_pipeline.limits import gate_for
 from conversations.sendable import NOTICES, rate_limit_text
 from shared.broker import enqueue
 from shared.deps import Deps
 from shared.errors import HttpError, not_found
-from shared.segments import count_segments
+
 
 log = structlog.get_logger(__name__)
 
@@ -118,6 +120,7 @@ async def accept_send(deps: Deps, firm_id: int, conversation_id: int, user: str,
     if not created:
         return message, False
     structlog.contextvars.bind_contextvars(message_id=message_id)
+    await events.wake(deps.redis, [firm_id])
     try:
         await enqueue(send_message, message_id)
     except Exception as exc:  # the row is stored: the sweeper re-enqueues it
@@ -164,8 +167,7 @@ async def _check_and_store(deps: Deps, conn: Any, firm_id: int, conversation_id:
                         headers={"Retry-After": str(result.retry_after_s)}, retry_after=result.retry_after_s)
 
     try:
-        stored = await queries.insert_queued_message(
-            conn, message_id, firm_id, conversation_id, body, user, count_segments(body))
+        stored = await store_queued_message(conn, message_id, firm_id, conversation_id, body, user)
     except BaseException:
         await _release_quietly(gate, ident)
         raise

@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 import asyncpg
 import structlog
 
+import events
+from conversations import feed
 from send_pipeline import queries
 from send_pipeline.actors import send_message
 from send_pipeline.sending import MAX_ATTEMPTS
@@ -73,6 +75,18 @@ def find_match(records: list[MessageRecord], body: str, claimed_at: datetime, ta
     return None
 
 
+async def _write_with_event(deps: Deps, row: Any, write: Callable[..., Awaitable[bool]], *args: Any) -> bool:
+    """`write(conn, message id, *args)` and, when it changed the row, the message's
+    `message.status` event in the same transaction; the firm's streams woken after."""
+    async with deps.pool.acquire() as conn, conn.transaction():
+        done = await write(conn, row["id"], *args)
+        if done:
+            await feed.message_changed(conn, row["id"])
+    if done:
+        await events.wake(deps.redis, [row["firm_id"]])
+    return done
+
+
 async def reconcile_stale_sends(deps: Deps) -> dict[str, int] | int:
     """Resolve `sending` rows whose outcome is unknown; returns counts by outcome."""
     rows = await queries.stale_sending(deps.pool, in_flight_limit_s(deps.settings.stale_after_s), BATCH)
@@ -81,7 +95,7 @@ async def reconcile_stale_sends(deps: Deps) -> dict[str, int] | int:
     counts = {"adopted": 0, "requeued": 0, "settled": 0, "failed": 0, "unreachable": 0}
     pending = [r for r in rows if r["twilio_sid"] is None]
     for row in rows:
-        if row["twilio_sid"] is not None and await queries.settle_sending_with_sid(deps.pool, row["id"], row["claimed_at"]):
+        if row["twilio_sid"] is not None and await _write_with_event(deps, row, queries.settle_sending_with_sid, row["claimed_at"]):
             counts["settled"] += 1
 
     pairs: dict[tuple[str, str], list[Any]] = {}
@@ -100,7 +114,7 @@ async def reconcile_stale_sends(deps: Deps) -> dict[str, int] | int:
             match = find_match(records, row["body"], row["claimed_at"], taken)
             if match is not None:
                 try:
-                    adopted = await queries.adopt_sid(deps.pool, row["id"], row["claimed_at"], match.sid, match.status)
+                    adopted = await _write_with_event(deps, row, queries.adopt_sid, row["claimed_at"], match.sid, match.status)
                 except asyncpg.UniqueViolationError:  # its own worker stored it meanwhile
                     adopted = False
                 if adopted:
@@ -108,11 +122,11 @@ async def reconcile_stale_sends(deps: Deps) -> dict[str, int] | int:
                     counts["adopted"] += 1
                     log.info("send_reconciled_adopted", message_id=row["id"], message_sid=match.sid)
             elif row["attempts"] >= MAX_ATTEMPTS:
-                if await queries.mark_failed(deps.pool, row["id"], row["claimed_at"], None,
+                if await _write_with_event(deps, row, queries.mark_failed, row["claimed_at"], None,
                                              f"gave up after {row['attempts']} attempts without an answer from Twilio"):
                     counts["failed"] += 1
                     log.warning("send_gave_up", message_id=row["id"], attempts=row["attempts"])
-            elif await queries.return_to_queued(deps.pool, row["id"], row["claimed_at"]):
+            elif await _write_with_event(deps, row, queries.return_to_queued, row["claimed_at"]):
                 requeued.append(row["id"])
                 counts["requeued"] += 1
                 log.info("send_reconciled_requeued", message_id=row["id"], attempts=row["attempts"])

@@ -15,6 +15,8 @@ from typing import AsyncIterator
 import dramatiq
 from aiohttp import web
 
+import events.routes
+import events.sweeps
 import intake.actors
 import intake.routes
 import intake.sweeps
@@ -37,8 +39,8 @@ from shared.sweeper import SweepTask
 from shared.web import BROKER, DEPS, base_app
 
 ACTOR_MODULES = (ops.actors, intake.actors, lookup.actors, send_pipeline.actors, webhooks.actors)
-SWEEP_MODULES = {"intake": intake.sweeps, "send_pipeline": send_pipeline.sweeps, "webhooks": webhooks.sweeps}
-ROUTE_MODULES = (intake.routes, send_pipeline.routes, webhooks.routes, portal.routes, ops.routes)
+SWEEP_MODULES = {"events": events.sweeps, "intake": intake.sweeps, "send_pipeline": send_pipeline.sweeps, "webhooks": webhooks.sweeps}
+ROUTE_MODULES = (events.routes, intake.routes, send_pipeline.routes, webhooks.routes, portal.routes, ops.routes)
 
 
 def sweep_tasks() -> dict[str, SweepTask]:

@@ -77,6 +77,10 @@ _VARS: dict[str, _Var] = {
     "ops_token": _Var("OPS_TOKEN", _text),
     "demo_sim_url": _Var("DEMO_SIM_URL", _url(("http", "https"))),
     "log_format": _Var("LOG_FORMAT", lambda n, r: _choice(n, r, ("json", "console")), None),
+    "stream_token_ttl_s": _Var("STREAM_TOKEN_TTL_S", _int(1, 86400), 60),
+    "streams_per_firm": _Var("STREAMS_PER_FIRM", _int(1), 200),
+    "stream_heartbeat_s": _Var("STREAM_HEARTBEAT_S", _int(1, 3600), 15),
+    "events_retention_days": _Var("EVENTS_RETENTION_DAYS", _int(1), 7),
     "log_level": _Var("LOG_LEVEL", lambda n, r: _choice(n, r.upper(), ("DEBUG", "INFO", "WARNING", "ERROR")), "INFO"),
 }
 
@@ -126,6 +130,10 @@ class Settings:
     demo_sim_url: str | None = None  # set by `leadsms demo` only: enables the page's reply control
     log_format: str | None = None
     log_level: str = "INFO"
+    stream_token_ttl_s: int = 60
+    streams_per_firm: int = 200
+    stream_heartbeat_s: int = 15
+    events_retention_days: int = 7
     extra: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod

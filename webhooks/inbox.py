@@ -14,6 +14,7 @@ from typing import Any, Mapping
 
 import structlog
 
+import events
 from consent import ledger as consent
 from shared.deps import Deps
 from shared.phones import E164_RE, check_phone
@@ -70,23 +71,25 @@ async def store_webhook(deps: Deps, kind: str, params: Mapping[str, str], messag
                 log.info("webhook_replayed", kind=kind, message_sid=sid, inbox_id=existing["id"])
                 return Stored(existing["id"], created=False, pending=existing["processed_at"] is None)
             keyword = classify_keyword(params.get("Body")) if kind == "inbound" else None
-            changed = False
+            changed, firm_id = False, None
             if keyword is not None and keyword.kind in ("opt_out", "opt_in"):
-                changed = await _apply_keyword(conn, keyword, params)
+                changed, firm_id = await _apply_keyword(conn, keyword, params)
+    if changed:
+        await events.wake(deps.redis, [firm_id])
     log.info("webhook_stored", kind=kind, message_sid=sid, inbox_id=inbox_id, twilio_status=twilio_status,
              keyword=keyword.kind if keyword else None, consent_changed=changed)
     return Stored(inbox_id, created=True, pending=True, keyword=keyword, consent_changed=changed)
 
 
-async def _apply_keyword(conn: Any, keyword: Keyword, params: Mapping[str, str]) -> bool:
-    """Opt the sender out (or back in) for the firm that owns the To number."""
+async def _apply_keyword(conn: Any, keyword: Keyword, params: Mapping[str, str]) -> tuple[bool, int | None]:
+    """Opt the sender out (or back in) for the firm that owns the To number: (changed, firm id)."""
     firm = await queries.firm_by_number(conn, (params.get("To") or "").strip())
     if firm is None:
         log.warning("keyword_for_unknown_number", keyword=keyword.word)
-        return False
+        return False, None
     phone = sender_phone(params.get("From"), firm["default_region"])
     if phone is None:
         log.warning("keyword_from_unusable_sender", firm_id=firm["id"], keyword=keyword.word)
-        return False
+        return False, None
     change = consent.opt_out if keyword.kind == "opt_out" else consent.opt_in
-    return await change(conn, firm["id"], phone, keyword.source, message_sid=params.get("MessageSid"))
+    return await change(conn, firm["id"], phone, keyword.source, message_sid=params.get("MessageSid")), firm["id"]
