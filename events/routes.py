@@ -48,7 +48,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
     structlog.contextvars.bind_contextvars(firm_id=firm_id)
     raw_after = request.headers.get("Last-Event-ID") or request.query.get("after") or None
     after = service.parse_cursor(raw_after)
-    newest = await service.check_cursor(deps.pool, firm_id, after if after is not None else 0)
+    newest = await service.check_cursor(deps.pool, firm_id, after)
     heartbeat = settings.stream_heartbeat_s
     lease = heartbeat * 3
     slot = await service.take_stream_slot(deps.redis, firm_id, settings.streams_per_firm, lease)

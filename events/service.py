@@ -35,9 +35,12 @@ def parse_cursor(raw: str | None) -> int | None:
     return int(raw)
 
 
-async def check_cursor(conn: Any, firm_id: int, after: int) -> int:
-    """The firm's newest cursor, once `after` is known to be readable (else 400 / 410)."""
+async def check_cursor(conn: Any, firm_id: int, after: int | None) -> int:
+    """The firm's newest cursor, once `after` (None: start now) is known to be readable
+    (else 400 / 410)."""
     bounds = await queries.feed_bounds(conn, firm_id)
+    if after is None:
+        return bounds["last_seq"]
     if after > bounds["last_seq"]:
         raise HttpError(400, "invalid_cursor", "The cursor is not one this feed gave out.")
     if after < bounds["pruned_to"]:
@@ -63,10 +66,9 @@ async def feed_page(pool: asyncpg.Pool, firm_id: int, raw_after: str | None, lim
     and `next` = the current cursor (a place to start)."""
     after = parse_cursor(raw_after)
     async with pool.acquire() as conn:
+        newest = await check_cursor(conn, firm_id, after)
         if after is None:
-            bounds = await queries.feed_bounds(conn, firm_id)
-            return {"items": [], "next": str(bounds["last_seq"])}
-        await check_cursor(conn, firm_id, after)
+            return {"items": [], "next": str(newest)}
         rows = await queries.events_after(conn, firm_id, after, limit)
     return {"items": [item_json(r) for r in rows], "next": str(rows[-1]["seq"] if rows else after)}
 

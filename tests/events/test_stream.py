@@ -115,6 +115,11 @@ async def test_a_malformed_or_pruned_cursor_is_refused_at_connect(app_url, firm,
             assert resp.status == 400
         async with http.get(f"{url}/v1/events", headers=firm.headers) as resp:
             assert await resp.json() == {"items": [], "next": "3"}
+        fresh = await open_stream(http, url, token)  # starting now is fine after a prune
+        await _record(deps.pool, firm.id, 4, wake_redis=deps.redis)
+        ident, _, item = await fresh.next_event()
+        assert (ident, item["data"]["lead_id"]) == ("4", 4)
+        fresh.close()
 
 
 async def test_streams_beyond_streams_per_firm_get_429(app_url, firm, make_firm):
