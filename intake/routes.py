@@ -16,7 +16,7 @@ from aiohttp import web
 from intake import service
 from intake.actors import validate_lead
 from intake.validation import LeadInputError, lead_from_json
-from conversations.sendable import decision_from_code
+from intake.shapes import lead_json
 from shared.broker import enqueue
 from shared.errors import HttpError
 from shared.web import DEPS, FIRM_ID, json_response, path_id, read_json
@@ -31,7 +31,8 @@ async def post_lead(request: web.Request) -> web.Response:
     except LeadInputError as exc:
         raise HttpError(400, exc.code, exc.message, field=exc.field) from None
     firm_id = request[FIRM_ID]
-    accepted = await service.accept_lead(request.app[DEPS].pool, firm_id, lead)
+    deps = request.app[DEPS]
+    accepted = await service.accept_lead(deps.pool, firm_id, lead, deps.redis)
     if accepted.created:
         try:
             await enqueue(validate_lead, accepted.lead_id)
@@ -49,25 +50,7 @@ async def get_lead(request: web.Request) -> web.Response:
     row = await service.lead_for_firm(request.app[DEPS].pool, request[FIRM_ID], path_id(request))
     if row is None:
         raise HttpError(404, "not_found", "No such lead.")
-    return json_response({
-        "lead_id": row["lead_id"],
-        "external_id": row["external_id"],
-        "name": row["name"],
-        "email": row["email"],
-        "event": row["event"],
-        "phone": row["phone_e164"] or row["phone_raw"],
-        "phone_raw": row["phone_raw"],
-        "phone_status": row["phone_status"],
-        "phone_error": row["phone_error"],
-        "line_type": row["line_type"],
-        "carrier": row["carrier"],
-        "line_checked_at": row["line_checked_at"],
-        "signed_up_at": row["signed_up_at"],
-        "timezone": row["timezone"],
-        "postal_code": row["postal_code"],
-        "created_at": row["created_at"],
-        **decision_from_code(row["code"]).as_json(),
-    })
+    return json_response(lead_json(row))
 
 
 def add_routes(app: web.Application) -> None:

@@ -9,12 +9,16 @@ repeated hook finds the stored signup, a repeated job finds the lead no longer p
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 import structlog
 
+import events
+from conversations import feed
 from conversations import queries as conversation_queries
 from intake import queries
+from intake.shapes import lead_json
 from intake.validation import LeadInput
 from lookup import actors as lookup_actors
 from lookup import queries as lookup_queries
@@ -34,10 +38,15 @@ class Accepted:
     created: bool  # False: the firm already had this external_id (nothing changed)
 
 
-async def accept_lead(pool: asyncpg.Pool, firm_id: int, lead: LeadInput) -> Accepted:
-    """Store the signup unless the firm already has its external_id."""
-    row = await queries.insert_lead(pool, firm_id, lead)
+async def accept_lead(pool: asyncpg.Pool, firm_id: int, lead: LeadInput, redis: Any = None) -> Accepted:
+    """Store the signup unless the firm already has its external_id (a new signup is a
+    `lead.updated` event, in the same transaction; `redis` wakes the firm's streams)."""
+    async with pool.acquire() as conn, conn.transaction():
+        row = await queries.insert_lead(conn, firm_id, lead)
+        if row is not None:
+            await record_lead_updated(conn, firm_id, row["id"])
     if row is not None:
+        await events.wake(redis, [firm_id])
         return Accepted(row["id"], row["phone_status"], created=True)
     row = await queries.lead_by_external_id(pool, firm_id, lead.external_id)
     if row is None:  # cannot happen: leads are only deleted with their firm
@@ -48,6 +57,13 @@ async def accept_lead(pool: asyncpg.Pool, firm_id: int, lead: LeadInput) -> Acce
 async def lead_for_firm(pool: asyncpg.Pool, firm_id: int, lead_id: int) -> asyncpg.Record | None:
     """One signup of the firm with its line and sendable code; None when not the firm's."""
     return await queries.lead_for_firm(pool, firm_id, lead_id)
+
+
+async def record_lead_updated(conn: asyncpg.Connection, firm_id: int, lead_id: int) -> None:
+    """The feed's `lead.updated` with the lead's shape as it now is (caller's transaction)."""
+    row = await queries.lead_for_firm(conn, firm_id, lead_id)
+    if row is not None:
+        await events.record(conn, firm_id, "lead.updated", lead_json(row))
 
 
 @dataclass(frozen=True)
@@ -78,9 +94,13 @@ async def validate_lead(deps: Deps, lead_id: int) -> Verdict | None:
                 if cached is not None and cached["valid"] is False:
                     status, error = "invalid", lookup_queries.LOOKUP_INVALID
             changed = await queries.set_phone(conn, lead_id, status, e164, error)
+            if changed:
+                await record_lead_updated(conn, lead["firm_id"], lead_id)
             if changed and e164 is not None:
-                await conversation_queries.relink_conversations(conn, lead["firm_id"], [e164])
+                if await conversation_queries.relink_conversations(conn, lead["firm_id"], [e164]):
+                    await feed.phone_changed(conn, e164, lead["firm_id"])
         if changed:
+            await events.wake(deps.redis, [lead["firm_id"]])
             log.info("lead_validated", lead_id=lead_id, phone_status=status, phone_error=error)
     elif e164 is not None:  # a repeated job: only make sure the line type gets looked up
         cached = await lookup_queries.cached_line(deps.pool, e164, ttl_seconds(deps))
