@@ -4,8 +4,11 @@ Every consent change of every path goes through these functions: an inbound keyw
 Advanced Opt-Out (the webhook's transaction), Twilio's 21610 (the send path), a staff
 opt-out or its removal, a review decision, an imported list. Each writes one
 `consent_events` row per actual change of state, in the caller's transaction: a second
-STOP from an opted-out phone adds nothing. This is the one place a change-feed event
-(`consent.changed`) for a consent change belongs.
+STOP from an opted-out phone adds nothing. Every actual change also writes, in the same
+transaction, the change feed's `consent.changed` event ({phone, kind, source, at}) and
+`conversation.updated` for the phone's conversation (its `can_send` and notice changed),
+so none reaches the ledger without reaching the feed. A list import's batch writes the
+conversations' events and leaves the summary (`optouts.imported`) to its caller.
 
 Who may lift an opt-out (design.md): the lead, by texting START. Staff may lift only
 one whose latest source is `staff:` or `list:`. So a lead's own opt-out (a keyword or
@@ -18,6 +21,10 @@ from __future__ import annotations
 from typing import Sequence
 
 import asyncpg
+
+import events
+from conversations import feed
+from conversations import queries as conversation_queries
 
 STAFF_PREFIX = "staff:"
 LIST_PREFIX = "list:"
@@ -35,13 +42,18 @@ def staff_may_lift(source: str | None) -> bool:
 
 async def _record(conn: asyncpg.Connection, firm_id: int, phone_e164: str, kind: str, source: str,
                   message_sid: str | None, detail: str | None) -> None:
-    await conn.execute(
+    """The ledger row, its feed event and the conversation's new shape, in the caller's transaction."""
+    at = await conn.fetchval(
         """
         INSERT INTO consent_events (firm_id, phone_e164, kind, source, message_sid, detail)
         VALUES ($1, $2, $3, $4, $5, $6)
+        RETURNING at
         """,
         firm_id, phone_e164, kind, source, message_sid, detail,
     )
+    await events.record(conn, firm_id, "consent.changed",
+                        {"phone": phone_e164, "kind": kind, "source": source, "at": at})
+    await feed.phone_changed(conn, phone_e164, firm_id)
 
 
 async def opt_out(conn: asyncpg.Connection, firm_id: int, phone_e164: str, source: str,
@@ -105,4 +117,7 @@ async def opt_out_many(conn: asyncpg.Connection, firm_id: int, phones: Sequence[
         """,
         firm_id, list(phones), source,
     )
-    return [r["phone_e164"] for r in rows]
+    changed = [r["phone_e164"] for r in rows]
+    if changed:
+        await feed.conversations_changed(conn, firm_id, await conversation_queries.ids_for_phones(conn, firm_id, changed))
+    return changed

@@ -33,6 +33,7 @@ from typing import Any, Iterator, TextIO
 import asyncpg
 import structlog
 
+import events
 from consent import ledger, queries
 from firms.queries import firm_by_id
 from shared.config import Settings
@@ -170,8 +171,11 @@ async def _store_batch(conn: asyncpg.Connection, firm_id: int, source: str, batc
         if force:
             await queries.forget_removals(conn, firm_id, wanted)
         skipped = sum(1 for p in batch if p in removed)
-        # The change feed's one `optouts.imported` summary event per batch (its counts:
-        # added, already opted out, skipped) is written here, in this transaction.
+        # the change feed's one summary event per batch, not one per phone
+        await events.record(conn, firm_id, "optouts.imported", {
+            "source": source, "rows": len(batch), "added": len(added), "skipped_removed": skipped,
+            "already_opted_out": len(batch) - len(added) - skipped,
+        })
     summary.batches += 1
     summary.added += len(added)
     summary.skipped_removed += skipped

@@ -11,6 +11,14 @@ from conversations.shapes import PREVIEW_CHARS
 
 Conn = asyncpg.Connection | asyncpg.Pool
 
+# a `messages` row as `shapes.message_json` reads it
+MESSAGE_COLUMNS = """
+    id, firm_id, conversation_id, direction, body, sent_by, status, twilio_status,
+    blocked_reason, twilio_sid, error_code, error_message, segments, attempts, claimed_at,
+    next_attempt_at, created_at, updated_at, received_at, send_at, cancel_on_reply, validity_period_s,
+    from_number
+"""
+
 # The newest signup of the firm with this phone (by signed_up_at, then id).
 NEWEST_LEAD_SQL = """
     SELECT id FROM leads
@@ -120,3 +128,38 @@ async def list_conversations_before(conn: Conn, firm_id: int, limit: int, activi
 
 async def fetch_conversation(conn: Conn, firm_id: int, conv_id: int) -> asyncpg.Record | None:
     return await conn.fetchrow(f"{_CONVERSATION_SELECT} WHERE c.id = $2 AND c.firm_id = $1", firm_id, conv_id)
+
+
+async def message_row(conn: Conn, message_id: int) -> asyncpg.Record | None:
+    """One message row by id (any firm: for the caller that just changed it)."""
+    return await conn.fetchrow(f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = $1", message_id)
+
+
+async def conversations_of_phone(conn: Conn, phone_e164: str, firm_id: int | None = None) -> list[asyncpg.Record]:
+    """(firm_id, id) of the phone's conversations: in one firm, or in every firm (a fact
+    about the number, such as its line type, changes every firm's), in firm-id order."""
+    return await conn.fetch(
+        """
+        SELECT firm_id, id FROM conversations
+        WHERE phone_e164 = $1 AND ($2::bigint IS NULL OR firm_id = $2)
+        ORDER BY firm_id, id
+        """,
+        phone_e164, firm_id,
+    )
+
+
+async def ids_for_phones(conn: Conn, firm_id: int, phones: Sequence[str]) -> list[int]:
+    """The ids of the firm's conversations with these phones (a batch: one statement)."""
+    rows = await conn.fetch(
+        "SELECT id FROM conversations WHERE firm_id = $1 AND phone_e164 = ANY($2::text[]) ORDER BY id",
+        firm_id, list(phones),
+    )
+    return [r["id"] for r in rows]
+
+
+async def ids_for_lead(conn: Conn, firm_id: int, lead_id: int) -> list[int]:
+    """The ids of the firm's conversations linked to this signup (index conversations_lead)."""
+    rows = await conn.fetch(
+        "SELECT id FROM conversations WHERE firm_id = $1 AND lead_id = $2 ORDER BY id", firm_id, lead_id,
+    )
+    return [r["id"] for r in rows]

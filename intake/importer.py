@@ -37,6 +37,7 @@ from typing import Any, Iterator, TextIO
 
 import structlog
 
+import events
 from conversations import queries as conversation_queries
 from intake import queries
 from intake.validation import LeadInputError, lead_from_row
@@ -205,6 +206,14 @@ async def _store_batch(conn: Any, firm_id: int, batch: list[tuple], summary: Imp
         phones = {r["phone_e164"] for r in inserted if r["phone_e164"] is not None}
         if phones:
             await conversation_queries.relink_conversations(conn, firm_id, sorted(phones))
+        # one summary event per batch, not one per lead: a portal reloads its lists
+        statuses: dict[str, int] = {}
+        for r in inserted:
+            statuses[r["phone_status"]] = statuses.get(r["phone_status"], 0) + 1
+        await events.record(conn, firm_id, "leads.imported", {
+            "rows": len(batch), "inserted": len(inserted), "duplicates": len(batch) - len(inserted),
+            "phone_status": statuses,
+        })
     summary.inserted += len(inserted)
     summary.duplicates += len(batch) - len(inserted)
     summary.phones.update(r["phone_status"] for r in inserted)

@@ -17,7 +17,7 @@ from aiohttp import web
 from intake import service
 from intake.actors import validate_lead
 from intake.validation import LeadInputError, changes_from_json, changes_from_lead, lead_from_json
-from conversations.sendable import decision_from_code
+from intake.shapes import lead_json
 from shared.broker import enqueue
 from shared.errors import HttpError
 from shared.web import DEPS, FIRM_ID, json_response, path_id, read_json
@@ -37,10 +37,10 @@ async def _parsed(request: web.Request, parse):
 async def post_lead(request: web.Request) -> web.Response:
     lead = await _parsed(request, lead_from_json)
     firm_id = request[FIRM_ID]
-    accepted = await service.accept_lead(request.app[DEPS].pool, firm_id, lead)
+    deps = request.app[DEPS]
+    accepted = await service.accept_lead(deps.pool, firm_id, lead, deps.redis)
     if not accepted.created:
-        updated = await service.update_lead(request.app[DEPS].pool, firm_id, changes_from_lead(lead),
-                                            external_id=lead.external_id)
+        updated = await service.update_lead(deps, firm_id, changes_from_lead(lead), external_id=lead.external_id)
         if updated is not None and updated.updated:
             await _revalidate(updated)
             return json_response({"lead_id": updated.lead_id, "phone_status": updated.phone_status,
@@ -68,7 +68,7 @@ async def _revalidate(updated: service.Updated) -> None:
 async def patch_lead(request: web.Request) -> web.Response:
     changes = await _parsed(request, changes_from_json)
     lead_id = path_id(request)
-    updated = await service.update_lead(request.app[DEPS].pool, request[FIRM_ID], changes, lead_id=lead_id)
+    updated = await service.update_lead(request.app[DEPS], request[FIRM_ID], changes, lead_id=lead_id)
     if updated is None:
         raise HttpError(404, "not_found", "No such lead.")
     await _revalidate(updated)
@@ -76,7 +76,7 @@ async def patch_lead(request: web.Request) -> web.Response:
 
 
 async def delete_lead(request: web.Request) -> web.Response:
-    if not await service.delete_lead(request.app[DEPS].pool, request[FIRM_ID], path_id(request)):
+    if not await service.delete_lead(request.app[DEPS], request[FIRM_ID], path_id(request)):
         raise HttpError(404, "not_found", "No such lead.")
     return web.Response(status=204)
 
@@ -90,25 +90,7 @@ async def _lead_json(request: web.Request, lead_id: int) -> dict:
     row = await service.lead_for_firm(request.app[DEPS].pool, request[FIRM_ID], lead_id)
     if row is None:
         raise HttpError(404, "not_found", "No such lead.")
-    return {
-        "lead_id": row["lead_id"],
-        "external_id": row["external_id"],
-        "name": row["name"],
-        "email": row["email"],
-        "event": row["event"],
-        "phone": row["phone_e164"] or row["phone_raw"],
-        "phone_raw": row["phone_raw"],
-        "phone_status": row["phone_status"],
-        "phone_error": row["phone_error"],
-        "line_type": row["line_type"],
-        "carrier": row["carrier"],
-        "line_checked_at": row["line_checked_at"],
-        "signed_up_at": row["signed_up_at"],
-        "timezone": row["timezone"],
-        "postal_code": row["postal_code"],
-        "created_at": row["created_at"],
-        **decision_from_code(row["code"]).as_json(),
-    }
+    return lead_json(row)
 
 
 def add_routes(app: web.Application) -> None:

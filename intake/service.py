@@ -9,12 +9,16 @@ repeated hook finds the stored signup, a repeated job finds the lead no longer p
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 import structlog
 
+import events
+from conversations import feed
 from conversations import queries as conversation_queries
 from intake import queries
+from intake.shapes import lead_json
 from intake.validation import UPDATABLE_FIELDS, LeadInput
 from lookup import actors as lookup_actors
 from lookup import queries as lookup_queries
@@ -34,11 +38,16 @@ class Accepted:
     created: bool  # False: the firm already had this external_id (nothing changed)
 
 
-async def accept_lead(pool: asyncpg.Pool, firm_id: int, lead: LeadInput) -> Accepted:
-    """Store the signup unless the firm already has its external_id."""
+async def accept_lead(pool: asyncpg.Pool, firm_id: int, lead: LeadInput, redis: Any = None) -> Accepted:
+    """Store the signup unless the firm already has its external_id (a new signup is a
+    `lead.updated` event, in the same transaction; `redis` wakes the firm's streams)."""
     for _ in range(3):
-        row = await queries.insert_lead(pool, firm_id, lead)
+        async with pool.acquire() as conn, conn.transaction():
+            row = await queries.insert_lead(conn, firm_id, lead)
+            if row is not None:
+                await record_lead_updated(conn, firm_id, row["id"])
         if row is not None:
+            await events.wake(redis, [firm_id])
             return Accepted(row["id"], row["phone_status"], created=True)
         row = await queries.lead_by_external_id(pool, firm_id, lead.external_id)
         if row is not None:
@@ -50,6 +59,13 @@ async def accept_lead(pool: asyncpg.Pool, firm_id: int, lead: LeadInput) -> Acce
 async def lead_for_firm(pool: asyncpg.Pool, firm_id: int, lead_id: int) -> asyncpg.Record | None:
     """One signup of the firm with its line and sendable code; None when not the firm's."""
     return await queries.lead_for_firm(pool, firm_id, lead_id)
+
+
+async def record_lead_updated(conn: asyncpg.Connection, firm_id: int, lead_id: int) -> None:
+    """The feed's `lead.updated` with the lead's shape as it now is (caller's transaction)."""
+    row = await queries.lead_for_firm(conn, firm_id, lead_id)
+    if row is not None:
+        await events.record(conn, firm_id, "lead.updated", lead_json(row))
 
 
 @dataclass(frozen=True)
@@ -80,9 +96,13 @@ async def validate_lead(deps: Deps, lead_id: int) -> Verdict | None:
                 if cached is not None and cached["valid"] is False:
                     status, error = "invalid", lookup_queries.LOOKUP_INVALID
             changed = await queries.set_phone(conn, lead_id, status, e164, error)
+            if changed:
+                await record_lead_updated(conn, lead["firm_id"], lead_id)
             if changed and e164 is not None:
-                await conversation_queries.relink_conversations(conn, lead["firm_id"], [e164])
+                if await conversation_queries.relink_conversations(conn, lead["firm_id"], [e164]):
+                    await feed.phone_changed(conn, e164, lead["firm_id"])
         if changed:
+            await events.wake(deps.redis, [lead["firm_id"]])
             log.info("lead_validated", lead_id=lead_id, phone_status=status, phone_error=error)
     elif e164 is not None:  # a repeated job: only make sure the line type gets looked up
         cached = await lookup_queries.cached_line(deps.pool, e164, ttl_seconds(deps))
@@ -120,7 +140,7 @@ def _diff(row: asyncpg.Record, changes: dict[str, object]) -> dict[str, object]:
     return out
 
 
-async def update_lead(pool: asyncpg.Pool, firm_id: int, changes: dict[str, object], *,
+async def update_lead(deps: Deps, firm_id: int, changes: dict[str, object], *,
                       lead_id: int | None = None, external_id: str | None = None) -> Updated | None:
     """Apply the CRM's changes to a stored signup (by id or external_id); None when the
     firm has no such signup.
@@ -129,8 +149,10 @@ async def update_lead(pool: asyncpg.Pool, firm_id: int, changes: dict[str, objec
     the scheduled messages written to this lead on its old phone are cancelled, and the
     old phone's conversation relinks to its next newest signup (consent stays with the
     old phone). A changed signed_up_at relinks the current phone. The new phone's link
-    is made when it is validated."""
-    async with pool.acquire() as conn, conn.transaction():
+    is made when it is validated. Events (same transaction): `lead.updated`, the
+    cancelled messages' `message.status`, `conversation.updated` for every conversation
+    linked to the lead before or after."""
+    async with deps.pool.acquire() as conn, conn.transaction():
         row = await queries.lock_lead(conn, firm_id, lead_id=lead_id, external_id=external_id)
         if row is None:
             return None
@@ -141,33 +163,44 @@ async def update_lead(pool: asyncpg.Pool, firm_id: int, changes: dict[str, objec
         old_phone = row["phone_e164"]
         if old_phone is not None:
             await conversation_queries.lock_conversation(conn, firm_id, old_phone)
+        linked = set(await conversation_queries.ids_for_lead(conn, firm_id, row["id"]))
         columns = {UPDATABLE_FIELDS[name]: value for name, value in changed.items()}
         updated = await queries.update_lead(conn, row["id"], columns, phone_changed=phone_changed)
-        relink = []
-        if old_phone is not None and (phone_changed or "signed_up_at" in changed):
-            relink.append(old_phone)
+        canceled: list[int] = []
         if phone_changed and old_phone is not None:
             canceled = await queries.cancel_scheduled_to_phone(conn, firm_id, row["id"], old_phone)
-            if canceled:
-                log.info("scheduled_canceled_phone_changed", lead_id=row["id"], messages=len(canceled))
-        if relink:
-            await conversation_queries.relink_conversations(conn, firm_id, relink)
+        if old_phone is not None and (phone_changed or "signed_up_at" in changed):
+            await conversation_queries.relink_conversations(conn, firm_id, [old_phone])
+            linked |= set(await conversation_queries.ids_for_phones(conn, firm_id, [old_phone]))
+        await record_lead_updated(conn, firm_id, row["id"])
+        for message_id in canceled:
+            await feed.message_changed(conn, message_id, with_conversation=False)
+        await feed.conversations_changed(conn, firm_id, linked)
+    await events.wake(deps.redis, [firm_id])
+    if canceled:
+        log.info("scheduled_canceled_phone_changed", lead_id=row["id"], messages=len(canceled))
     log.info("lead_updated", lead_id=row["id"], fields=sorted(changed))
     return Updated(row["id"], updated["phone_status"], sorted(changed), phone_changed)
 
 
-async def delete_lead(pool: asyncpg.Pool, firm_id: int, lead_id: int) -> bool:
+async def delete_lead(deps: Deps, firm_id: int, lead_id: int) -> bool:
     """The CRM deleted this signup: the row goes, and its phone's conversation relinks to
     the phone's next newest signup (or keeps its history with no lead). False when the
-    firm has no such signup. The phone stays remembered in lead_phones for an erasure."""
-    async with pool.acquire() as conn, conn.transaction():
+    firm has no such signup. The phone stays remembered in lead_phones for an erasure.
+    Events: `lead.deleted` {lead_id} and `conversation.updated` for its conversation."""
+    async with deps.pool.acquire() as conn, conn.transaction():
         row = await queries.lock_lead(conn, firm_id, lead_id=lead_id)
         if row is None:
             return False
-        if row["phone_e164"] is not None:
-            await conversation_queries.lock_conversation(conn, firm_id, row["phone_e164"])
+        phone = row["phone_e164"]
+        if phone is not None:
+            await conversation_queries.lock_conversation(conn, firm_id, phone)
+        linked = await conversation_queries.ids_for_lead(conn, firm_id, lead_id)
         await queries.delete_lead(conn, firm_id, lead_id)
-        if row["phone_e164"] is not None:
-            await conversation_queries.relink_conversations(conn, firm_id, [row["phone_e164"]])
+        if phone is not None:
+            await conversation_queries.relink_conversations(conn, firm_id, [phone])
+        await events.record(conn, firm_id, "lead.deleted", {"lead_id": lead_id})
+        await feed.conversations_changed(conn, firm_id, linked)
+    await events.wake(deps.redis, [firm_id])
     log.info("lead_deleted", lead_id=lead_id)
     return True

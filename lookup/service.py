@@ -31,6 +31,8 @@ from typing import Any
 import asyncpg
 import structlog
 
+import events
+from conversations import feed
 from lookup import queries
 from shared import metrics
 from shared.deps import Deps
@@ -135,6 +137,9 @@ async def _ask_twilio(deps: Deps, phone_e164: str, *, observe_since: datetime | 
             changed = await queries.mark_leads_invalid(conn, phone_e164)
         waited = (await queries.waiting_leads_age_s(conn, phone_e164, observe_since, OBSERVE_HORIZON_S)
                   if observe else [])
+        # the line type is in every firm's conversation shape (and may change can_send)
+        woken = await feed.phone_changed(conn, phone_e164)
+    await events.wake(deps.redis, woken)
     await metrics.record_lookup(deps.redis, "made")
     for seconds in waited:
         await metrics.observe_line_type_latency(deps.redis, seconds)

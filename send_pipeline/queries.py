@@ -12,14 +12,9 @@ from __future__ import annotations
 from datetime import datetime
 import asyncpg
 
-Conn = asyncpg.Connection | asyncpg.Pool
+from conversations.queries import MESSAGE_COLUMNS
 
-MESSAGE_COLUMNS = """
-    id, firm_id, conversation_id, direction, body, sent_by, status, twilio_status,
-    blocked_reason, twilio_sid, error_code, error_message, segments, attempts, claimed_at,
-    next_attempt_at, created_at, updated_at, received_at, send_at, cancel_on_reply, validity_period_s,
-    from_number
-"""
+Conn = asyncpg.Connection | asyncpg.Pool
 
 # What the quiet-hours decision needs about a conversation `c` (joined to its firm `f`
 # and its newest signup `l`): the firm's window and zone, where the lead is, and when

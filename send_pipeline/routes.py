@@ -13,7 +13,7 @@ from aiohttp import web
 from send_pipeline import service
 from send_pipeline.messages import clean_body, parse_cancel_on_reply, parse_send_at
 from shared.errors import HttpError
-from shared.web import DEPS, FIRM_ID, json_response, parse_id, path_id, read_json, user_id
+from shared.web import DEPS, FIRM_ID, json_response, parse_id, path_id, query_limit, read_json, user_id
 
 
 async def open_conversation(request: web.Request) -> web.Response:
@@ -28,13 +28,7 @@ async def open_conversation(request: web.Request) -> web.Response:
 
 
 def _limit(request: web.Request) -> int:
-    raw = request.query.get("limit")
-    if raw is None or raw == "":
-        return service.THREAD_DEFAULT_LIMIT
-    value = parse_id(raw)
-    if value is None or value > service.THREAD_MAX_LIMIT:
-        raise HttpError(400, "invalid_limit", f"limit must be a whole number from 1 to {service.THREAD_MAX_LIMIT}.")
-    return value
+    return query_limit(request, service.THREAD_DEFAULT_LIMIT, service.THREAD_MAX_LIMIT)
 
 
 def _after(request: web.Request) -> int | None:

@@ -36,8 +36,11 @@ import structlog
 from firms.credentials import CredentialsUnavailable
 from firms.pauses import is_account_error, pause_for_error, twilio_for_firm
 from firms.queries import pause_firm
+import events
+from conversations import feed
 from lookup.service import record_invalid, record_landline
 from send_pipeline import queries
+from send_pipeline.writes import claim_with_event, store_sent_with_event
 from consent import ledger as consent
 from send_pipeline.messages import backoff_ms
 from send_pipeline.quiet_hours import decide_for
@@ -73,9 +76,10 @@ def status_callback_url(public_base_url: str, message_id: int) -> str:
 async def send_message(deps: Deps, message_id: int) -> SendOutcome:
     """Send one message at most once; returns what happened and whether to come back."""
     structlog.contextvars.bind_contextvars(message_id=message_id)
-    claim = await queries.claim_message(deps.pool, message_id, deps.settings.twilio_account_sid)
+    claim = await claim_with_event(deps.pool, message_id, deps.settings.twilio_account_sid)
     if claim is None:
         return await _not_claimed(deps, message_id)
+    await events.wake(deps.redis, [claim["firm_id"]])
     if claim["status"] == "blocked":
         log.info("send_blocked", reason=claim["blocked_reason"])
         return SendOutcome("blocked")
@@ -86,7 +90,10 @@ async def send_message(deps: Deps, message_id: int) -> SendOutcome:
     grace = None if claim["send_at"] is not None else timedelta(minutes=deps.settings.quiet_hours_reply_grace_min)
     quiet = decide_for(claim, now, grace=grace)
     if not quiet.allowed:
-        await queries.block_claim(deps.pool, message_id, claim["claimed_at"], "quiet_hours")
+        async with deps.pool.acquire() as conn, conn.transaction():
+            if await queries.block_claim(conn, message_id, claim["claimed_at"], "quiet_hours"):
+                await feed.message_changed(conn, message_id)
+        await events.wake(deps.redis, [claim["firm_id"]])
         log.info("send_blocked", reason="quiet_hours")
         return SendOutcome("blocked")
     validity_s = quiet.validity_period_s(now)
@@ -95,8 +102,10 @@ async def send_message(deps: Deps, message_id: int) -> SendOutcome:
         twilio = twilio_for_firm(deps, claim["twilio_account_sid"], claim["twilio_auth_token_enc"])
     except CredentialsUnavailable as exc:  # CREDENTIALS_KEY unset or changed: the firm's problem
         async with deps.pool.acquire() as conn, conn.transaction():
-            await queries.return_to_queued(conn, message_id, claim["claimed_at"])
+            if await queries.return_to_queued(conn, message_id, claim["claimed_at"]):
+                await feed.message_changed(conn, message_id)
             await pause_firm(conn, claim["firm_id"], None, exc.message)
+        await events.wake(deps.redis, [claim["firm_id"]])
         log.critical("firm_sending_paused", firm_id=claim["firm_id"], reason=exc.message)
         return SendOutcome("paused")
     try:
@@ -123,8 +132,9 @@ async def send_message(deps: Deps, message_id: int) -> SendOutcome:
 
     structlog.contextvars.bind_contextvars(message_sid=sent.sid)
     try:
-        stored = await queries.store_sent(deps.pool, message_id, sent.sid, sent.status, sent.num_segments,
-                                          validity_s, sent.from_)
+        stored = await store_sent_with_event(deps.pool, message_id, sent.sid, sent.status, sent.num_segments,
+                                             validity_s, sent.from_)
+        await events.wake(deps.redis, [claim["firm_id"]])
     except asyncpg.UniqueViolationError:
         # Only possible when the sweeper adopted this very sid for another claim of the
         # same body: Twilio has one message, and one row says so.
@@ -150,13 +160,20 @@ async def _not_claimed(deps: Deps, message_id: int) -> SendOutcome:
 async def _not_received(deps: Deps, claim: Any, exc: TwilioError) -> SendOutcome:
     message_id, attempts = claim["id"], claim["attempts"]
     if attempts >= MAX_ATTEMPTS:
-        await queries.mark_failed(deps.pool, message_id, claim["claimed_at"], exc.code,
-                                  f"gave up after {attempts} attempts: {exc.detail}")
+        async with deps.pool.acquire() as conn, conn.transaction():
+            if await queries.mark_failed(conn, message_id, claim["claimed_at"], exc.code,
+                                         f"gave up after {attempts} attempts: {exc.detail}"):
+                await feed.message_changed(conn, message_id)
+        await events.wake(deps.redis, [claim["firm_id"]])
         log.warning("send_gave_up", attempts=attempts, code=exc.code)
         return SendOutcome("failed")
     s = deps.settings
     delay = backoff_ms(attempts, s.retry_min_backoff_ms, s.retry_max_backoff_ms)
-    requeued = await queries.requeue_after(deps.pool, message_id, claim["claimed_at"], delay)
+    async with deps.pool.acquire() as conn, conn.transaction():
+        requeued = await queries.requeue_after(conn, message_id, claim["claimed_at"], delay)
+        if requeued:
+            await feed.message_changed(conn, message_id)
+    await events.wake(deps.redis, [claim["firm_id"]])
     log.info("send_retry_scheduled", status=exc.status, code=exc.code, attempts=attempts, delay_ms=delay)
     return SendOutcome("requeued", retry_in_ms=delay if requeued else None)
 
@@ -165,8 +182,10 @@ async def _pause(deps: Deps, claim: Any, account_sid: str, exc: TwilioError) -> 
     """The message goes back to `queued` (due now, but not claimable while paused) and the
     firm or the account is paused, in one transaction."""
     async with deps.pool.acquire() as conn, conn.transaction():
-        await queries.return_to_queued(conn, claim["id"], claim["claimed_at"])
+        if await queries.return_to_queued(conn, claim["id"], claim["claimed_at"]):
+            await feed.message_changed(conn, claim["id"])
         scope = await pause_for_error(conn, claim["firm_id"], account_sid, exc.code, exc.detail)
+    await events.wake(deps.redis, [claim["firm_id"]])
     log.warning("send_paused", code=exc.code, scope=scope)
 
 
@@ -174,12 +193,17 @@ async def _permanent(deps: Deps, claim: Any, exc: TwilioError) -> None:
     """`failed` with Twilio's code and text; what the code says about the phone is
     recorded in the same transaction."""
     phone, firm_id = claim["to_phone"], claim["firm_id"]
+    woken: set[int] = set()
     async with deps.pool.acquire() as conn, conn.transaction():
         if exc.code == UNSUBSCRIBED:
             await consent.opt_out(conn, firm_id, phone, "twilio_21610")
         elif exc.code == NOT_MOBILE:
             await record_landline(conn, phone)
+            woken = await feed.phone_changed(conn, phone)
         elif exc.code == INVALID_NUMBER:
             await record_invalid(conn, phone, "twilio_21211")
-        await queries.mark_failed(conn, claim["id"], claim["claimed_at"], exc.code, exc.detail)
+            woken = await feed.phone_changed(conn, phone)
+        if await queries.mark_failed(conn, claim["id"], claim["claimed_at"], exc.code, exc.detail):
+            await feed.message_changed(conn, claim["id"])
+    await events.wake(deps.redis, woken | {firm_id})
     log.info("send_failed", code=exc.code, status=exc.status)

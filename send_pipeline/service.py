@@ -20,9 +20,12 @@ from typing import Any
 import redis.exceptions
 import structlog
 
+import events
 from conversations import queries as conversation_queries
 from conversations.shapes import conversation_json, message_json
 from send_pipeline import queries
+from conversations import feed
+from send_pipeline.writes import store_queued_message
 from send_pipeline.actors import send_message
 from send_pipeline.limits import gate_for
 from send_pipeline.quiet_hours import QuietDecision, decide_for, refusal_fields
@@ -30,7 +33,7 @@ from conversations.sendable import NOTICES, rate_limit_text
 from shared.broker import enqueue
 from shared.deps import Deps
 from shared.errors import HttpError, not_found
-from shared.segments import count_segments
+
 
 log = structlog.get_logger(__name__)
 
@@ -120,7 +123,10 @@ async def cancel_message(deps: Deps, firm_id: int, message_id: int) -> dict[str,
     """`DELETE /v1/messages/{id}`: a `scheduled` message becomes `canceled`; any other
     status is 409 `not_scheduled` (404 for an unknown or another firm's message)."""
     async with deps.pool.acquire() as conn:
-        row = await queries.cancel_scheduled(conn, firm_id, message_id)
+        async with conn.transaction():
+            row = await queries.cancel_scheduled(conn, firm_id, message_id)
+            if row is not None:
+                await feed.message_changed(conn, message_id)
         if row is None:
             current = await queries.fetch_message(conn, firm_id, message_id)
             if current is None:
@@ -128,6 +134,7 @@ async def cancel_message(deps: Deps, firm_id: int, message_id: int) -> dict[str,
             raise HttpError(409, "not_scheduled",
                             f"Only a scheduled message can be cancelled; this one is {current['status']}.",
                             message_status=current["status"])
+    await events.wake(deps.redis, [firm_id])
     log.info("scheduled_send_canceled", message_id=message_id, by="staff")
     return message_json(row)
 
@@ -163,6 +170,7 @@ async def accept_send(deps: Deps, firm_id: int, conversation_id: int, user: str,
     if not created:
         return message, False
     structlog.contextvars.bind_contextvars(message_id=message_id)
+    await events.wake(deps.redis, [firm_id])
     if send_at is not None:
         log.info("send_scheduled", segments=message["segments"], send_at=send_at.isoformat())
         return message, True
@@ -223,9 +231,8 @@ async def _check_and_store(deps: Deps, conn: Any, firm_id: int, conversation_id:
                         headers={"Retry-After": str(result.retry_after_s)}, retry_after=result.retry_after_s)
 
     try:
-        stored = await queries.insert_queued_message(
-            conn, message_id, firm_id, conversation_id, body, user, count_segments(body),
-            send_at=send_at, cancel_on_reply=cancel_on_reply)
+        stored = await store_queued_message(conn, message_id, firm_id, conversation_id, body, user,
+                                            send_at=send_at, cancel_on_reply=cancel_on_reply)
     except BaseException:
         await _release_quietly(gate, ident)
         raise

@@ -24,11 +24,13 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 import asyncpg
 import structlog
 
+import events
+from conversations import feed
 from firms.credentials import CredentialsUnavailable
 from firms.pauses import twilio_for_firm
 from send_pipeline import queries
@@ -97,9 +99,21 @@ def find_match(records: list[MessageRecord], body: str, claimed_at: datetime, ta
     return None
 
 
+async def _write_with_event(deps: Deps, row: Any, write: Callable[..., Awaitable[bool]], *args: Any) -> bool:
+    """`write(conn, message id, *args)` and, when it changed the row, the message's
+    `message.status` event in the same transaction; the firm's streams woken after."""
+    async with deps.pool.acquire() as conn, conn.transaction():
+        done = await write(conn, row["id"], *args)
+        if done:
+            await feed.message_changed(conn, row["id"])
+    if done:
+        await events.wake(deps.redis, [row["firm_id"]])
+    return done
+
+
 async def _adopt(deps: Deps, row: Any, sid: str, twilio_status: str | None, from_number: str | None = None) -> bool:
     try:
-        return await queries.adopt_sid(deps.pool, row["id"], row["claimed_at"], sid, twilio_status, from_number)
+        return await _write_with_event(deps, row, queries.adopt_sid, row["claimed_at"], sid, twilio_status, from_number)
     except asyncpg.UniqueViolationError:  # its own worker (or a callback) stored it meanwhile
         return False
 
@@ -116,7 +130,7 @@ async def reconcile_stale_sends(deps: Deps) -> dict[str, int] | int:
     counts: Counter[str] = Counter()
     pending = [r for r in rows if r["twilio_sid"] is None]
     for row in rows:
-        if row["twilio_sid"] is not None and await queries.settle_sending_with_sid(deps.pool, row["id"], row["claimed_at"]):
+        if row["twilio_sid"] is not None and await _write_with_event(deps, row, queries.settle_sending_with_sid, row["claimed_at"]):
             counts["settled"] += 1
 
     # A send from a number is looked for by To and the From recorded at its claim (the
@@ -170,11 +184,11 @@ async def _resolve_pair(deps: Deps, records: list[MessageRecord], group: list[An
                 counts["adopted"] += 1
                 log.info("send_reconciled_adopted", message_id=row["id"], message_sid=sid, found_by="callback")
         elif row["attempts"] >= MAX_ATTEMPTS:
-            if await queries.mark_failed(deps.pool, row["id"], row["claimed_at"], None,
-                                         f"gave up after {row['attempts']} attempts without an answer from Twilio"):
+            if await _write_with_event(deps, row, queries.mark_failed, row["claimed_at"], None,
+                                       f"gave up after {row['attempts']} attempts without an answer from Twilio"):
                 counts["failed"] += 1
                 log.warning("send_gave_up", message_id=row["id"], attempts=row["attempts"])
-        elif await queries.return_to_queued(deps.pool, row["id"], row["claimed_at"]):
+        elif await _write_with_event(deps, row, queries.return_to_queued, row["claimed_at"]):
             requeued.append(row["id"])
             counts["requeued"] += 1
             log.info("send_reconciled_requeued", message_id=row["id"], attempts=row["attempts"])
@@ -200,6 +214,10 @@ async def release_due_scheduled(deps: Deps) -> dict[str, int] | int:
             due = [r["id"] for r in rows if r["id"] not in closed]
             blocked = await queries.block_scheduled(conn, sorted(closed), "quiet_hours") if closed else []
             released = await queries.release_scheduled(conn, due) if due else []
+            firms = {r["firm_id"] for r in rows if r["id"] in set(blocked) | set(released)}
+            for message_id in (*blocked, *released):
+                await feed.message_changed(conn, message_id)
+    await events.wake(deps.redis, firms)
     if released:
         await _enqueue_all(released)
     for message_id in blocked:

@@ -17,6 +17,8 @@ from aiohttp import web
 
 import consent.routes
 import firms.pauses
+import events.routes
+import events.sweeps
 import intake.actors
 import intake.routes
 import intake.sweeps
@@ -40,9 +42,10 @@ from shared.sweeper import SweepTask
 from shared.web import BROKER, DEPS, base_app
 
 ACTOR_MODULES = (ops.actors, intake.actors, lookup.actors, send_pipeline.actors, webhooks.actors)
-SWEEP_MODULES = {"intake": intake.sweeps, "send_pipeline": send_pipeline.sweeps, "webhooks": webhooks.sweeps,
-                 "sweeper": sweeper, "firms": firms.pauses}
-ROUTE_MODULES = (intake.routes, consent.routes, send_pipeline.routes, webhooks.routes, portal.routes, ops.routes)
+SWEEP_MODULES = {"events": events.sweeps, "intake": intake.sweeps, "send_pipeline": send_pipeline.sweeps,
+                 "webhooks": webhooks.sweeps, "sweeper": sweeper, "firms": firms.pauses}
+ROUTE_MODULES = (events.routes, intake.routes, consent.routes, send_pipeline.routes, webhooks.routes, portal.routes,
+                 ops.routes)
 
 
 def sweep_tasks() -> dict[str, SweepTask]:

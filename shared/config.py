@@ -119,6 +119,10 @@ _VARS: dict[str, _Var] = {
     "credentials_key": _Var("CREDENTIALS_KEY", lambda n, r: _fernet_key(n, r)),
     "demo_sim_url": _Var("DEMO_SIM_URL", _url(("http", "https"))),
     "log_format": _Var("LOG_FORMAT", lambda n, r: _choice(n, r, ("json", "console")), None),
+    "stream_token_ttl_s": _Var("STREAM_TOKEN_TTL_S", _int(1, 86400), 60),
+    "streams_per_firm": _Var("STREAMS_PER_FIRM", _int(1), 200),
+    "stream_heartbeat_s": _Var("STREAM_HEARTBEAT_S", _int(1, 3600), 15),
+    "events_retention_days": _Var("EVENTS_RETENTION_DAYS", _int(1), 7),
     "log_level": _Var("LOG_LEVEL", lambda n, r: _choice(n, r.upper(), ("DEBUG", "INFO", "WARNING", "ERROR")), "INFO"),
     "inbox_retention_days": _Var("INBOX_RETENTION_DAYS", _int(1), 30),
 }
@@ -189,6 +193,10 @@ class Settings:
     log_format: str | None = None
     log_level: str = "INFO"
     inbox_retention_days: int = 30
+    stream_token_ttl_s: int = 60
+    streams_per_firm: int = 200
+    stream_heartbeat_s: int = 15
+    events_retention_days: int = 7
     extra: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod

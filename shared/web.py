@@ -29,6 +29,9 @@ BROKER = web.AppKey("broker", object)
 Authenticator = Callable[[web.Application, str], Awaitable["int | None"]]
 AUTHENTICATOR = web.AppKey("authenticator", object)
 FIRM_ID = web.RequestKey("firm_id", int)  # set by auth_middleware on every /v1 request
+# /v1 paths that authenticate themselves instead of by API key (a stream takes a short-lived
+# token in its query, since browsers cannot set headers on an EventSource)
+OPEN_PATHS = web.AppKey("open_paths", set)
 
 MAX_BODY_BYTES = 64 * 1024
 # Let over-long request lines reach our handlers, which answer them with a JSON 4xx;
@@ -120,7 +123,7 @@ async def request_context_middleware(request: web.Request, handler: Handler) -> 
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if not request.path.startswith("/v1/"):
+    if not request.path.startswith("/v1/") or request.path in request.app[OPEN_PATHS]:
         return await handler(request)
     header = request.headers.get("Authorization", "")
     scheme, _, key = header.partition(" ")
@@ -174,6 +177,17 @@ def parse_id(raw: str | None) -> int | None:
         return None
     value = int(raw)
     return value if 0 < value <= MAX_BIGINT else None
+
+
+def query_limit(request: web.Request, default: int, maximum: int) -> int:
+    """`?limit=`: a whole number from 1 to `maximum` (`default` when absent), else 400."""
+    raw = request.query.get("limit")
+    if raw is None or raw == "":
+        return default
+    value = parse_id(raw)
+    if value is None or value > maximum:
+        raise HttpError(400, "invalid_limit", f"limit must be a whole number from 1 to {maximum}.")
+    return value
 
 
 def path_id(request: web.Request, name: str = "id") -> int:
@@ -233,6 +247,7 @@ def base_app(authenticate: Authenticator) -> web.Application:
         middlewares=[request_context_middleware, error_middleware, auth_middleware],
     )
     app[AUTHENTICATOR] = authenticate
+    app[OPEN_PATHS] = set()
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     return app

@@ -15,7 +15,9 @@ from typing import Any, Mapping
 
 import structlog
 
+import events
 from consent import ledger as consent
+from conversations import feed
 from consent.keywords import Keyword, inbound_keyword, reads_like_opt_out
 from shared.deps import Deps
 from shared.phones import E164_RE, check_phone
@@ -66,6 +68,7 @@ async def store_webhook(deps: Deps, kind: str, params: Mapping[str, str], messag
     twilio_status = twilio_status_of(kind, params)
     keyword: Keyword | None = None
     changed = review = False
+    woken: list[int] = []
     async with deps.pool.acquire() as conn:
         async with conn.transaction():
             inbox_id = await queries.insert_inbox(conn, kind, sid, twilio_status, message_id, dict(params))
@@ -75,26 +78,36 @@ async def store_webhook(deps: Deps, kind: str, params: Mapping[str, str], messag
                 return Stored(existing["id"], created=False, pending=existing["processed_at"] is None)
             if kind == "inbound":
                 keyword, changed, review = await _apply_consent_meaning(conn, params)
-                await _cancel_on_reply(conn, params)
+                canceled = await _cancel_on_reply(conn, params)
+                if changed or review or canceled:
+                    woken = await _firm_of(conn, params)
+    await events.wake(deps.redis, woken)
     log.info("webhook_stored", kind=kind, message_sid=sid, inbox_id=inbox_id, twilio_status=twilio_status,
              keyword=keyword.kind if keyword else None, consent_changed=changed, review_pending=review)
     return Stored(inbox_id, created=True, pending=True, keyword=keyword, consent_changed=changed)
 
 
-async def _cancel_on_reply(conn: Any, params: Mapping[str, str]) -> None:
+async def _firm_of(conn: Any, params: Mapping[str, str]) -> list[int]:
+    """[the firm an inbound text belongs to] (for waking its streams), or []."""
+    firm = await queries.firm_by_number(conn, (params.get("To") or "").strip(), params.get("MessagingServiceSid"))
+    return [firm["id"]] if firm is not None else []
+
+
+async def _cancel_on_reply(conn: Any, params: Mapping[str, str]) -> list[int]:
     """The lead wrote first: its scheduled sends created with cancel_on_reply are
     cancelled in this transaction, before Twilio has our 200 (so none is released after)."""
     firm = await queries.firm_by_number(conn, (params.get("To") or "").strip(), params.get("MessagingServiceSid"))
     phone = sender_phone(params.get("From"), firm["default_region"]) if firm is not None else None
     if phone is None:
-        return
+        return []
     canceled = await cancel_on_reply(conn, firm["id"], phone)
+    for message_id in canceled:
+        await feed.message_changed(conn, message_id)
     if canceled:
         log.info("scheduled_sends_canceled_by_reply", firm_id=firm["id"], message_ids=canceled)
+    return canceled
 
 
-async def _apply_keyword(conn: Any, keyword: Keyword, params: Mapping[str, str]) -> bool:
-    """Opt the sender out (or back in) for the firm that owns the To number."""
 async def _apply_consent_meaning(conn: Any, params: Mapping[str, str]) -> tuple[Keyword | None, bool, bool]:
     """Apply what the text means for consent, for the firm that owns the To number:
     (the keyword, whether consent changed, whether sends are now paused for review).
@@ -116,7 +129,10 @@ async def _apply_consent_meaning(conn: Any, params: Mapping[str, str]) -> tuple[
         log.warning("consent_text_from_unusable_sender", firm_id=firm["id"])
         return keyword, False, False
     if keyword is None:
-        return None, False, await queries.pause_for_review(conn, firm["id"], phone)
+        paused = await queries.pause_for_review(conn, firm["id"], phone)
+        if paused:  # the conversation now shows the review notice
+            await feed.phone_changed(conn, phone, firm["id"])
+        return None, False, paused
     change = consent.opt_out if keyword.kind == "opt_out" else consent.opt_in
     changed = await change(conn, firm["id"], phone, keyword.source, message_sid=params.get("MessageSid"),
                            detail=body[:MAX_DETAIL])

@@ -199,12 +199,15 @@ async def update_message_status(conn: asyncpg.Connection, message_id: int, *, st
 async def insert_inbound_message(conn: asyncpg.Connection, *, firm_id: int, conversation_id: int, body: str,
                                  twilio_status: str, twilio_sid: str, segments: int | None,
                                  received_at: Any) -> int | None:
-    """Store a reply; its id, or None when a message with this sid is stored already."""
+    """Store a reply; its id, or None when a message with this sid is stored already.
+
+    `created_at` is when we filed it (the thread's order), `received_at` Twilio's time: a
+    reply filed late no longer sorts before messages a reader has already paged past."""
     return await conn.fetchval(
         """
         INSERT INTO messages (firm_id, conversation_id, direction, body, status, twilio_status,
                               twilio_sid, segments, received_at, created_at)
-        VALUES ($1, $2, 'in', $3, 'received', $4, $5, $6, $7, $7)
+        VALUES ($1, $2, 'in', $3, 'received', $4, $5, $6, $7, clock_timestamp())
         ON CONFLICT (twilio_sid) DO NOTHING
         RETURNING id
         """,

@@ -14,7 +14,9 @@ from typing import Any, Awaitable, Callable
 import asyncpg
 import structlog
 
+import events
 from consent import ledger as consent
+from conversations import feed
 from conversations.queries import bump_conversation, upsert_conversation
 from conversations.sendable import Decision, decide_for_phone
 from shared.broker import enqueue
@@ -46,27 +48,32 @@ HELP_REPLY_SENDER = "help_reply"  # sent_by of the automatic HELP answer
 
 
 async def _process_inbox_row(
-    deps: Deps, inbox_id: int, apply: Callable[[asyncpg.Connection, asyncpg.Record], Awaitable[str]]
+    deps: Deps, inbox_id: int,
+    apply: Callable[[asyncpg.Connection, asyncpg.Record, set[int]], Awaitable[str]],
 ) -> str | None:
     """Run `apply` on one inbox row, once: the row is locked, skipped when already
-    processed, and marked processed in the same transaction as its effects."""
+    processed, and marked processed in the same transaction as its effects (and their
+    change-feed events). `apply` adds the firms it wrote events for to its set; their
+    streams are woken once the transaction has committed."""
+    woken: set[int] = set()
     with structlog.contextvars.bound_contextvars(inbox_id=inbox_id):
         async with deps.pool.acquire() as conn:
             async with conn.transaction():
                 inbox = await queries.lock_inbox(conn, inbox_id)
                 if inbox is None or inbox["processed_at"] is not None:
                     return None
-                outcome = await apply(conn, inbox)
+                outcome = await apply(conn, inbox, woken)
                 await queries.mark_processed(conn, inbox_id, outcome)
+        await events.wake(deps.redis, woken)
         return outcome
 
 
 async def apply_status(deps: Deps, inbox_id: int) -> str | None:
     """Apply one status callback; returns the outcome recorded on the inbox row."""
-    return await _process_inbox_row(deps, inbox_id, lambda conn, inbox: _apply_status_row(deps, conn, inbox))
+    return await _process_inbox_row(deps, inbox_id, lambda conn, inbox, woken: _apply_status_row(deps, conn, inbox, woken))
 
 
-async def _apply_status_row(deps: Deps, conn: asyncpg.Connection, inbox: asyncpg.Record) -> str:
+async def _apply_status_row(deps: Deps, conn: asyncpg.Connection, inbox: asyncpg.Record, woken: set[int]) -> str:
     params: dict[str, str] = inbox["params"]
     sid = inbox["message_sid"]
     twilio_status = inbox["twilio_status"]
@@ -103,12 +110,16 @@ async def _apply_status_row(deps: Deps, conn: asyncpg.Connection, inbox: asyncpg
     )
     log.info("message_status_applied", twilio_status=twilio_status, status=status, moved=moved,
              error_code=error_code)
+    if moved or latest:
+        # (its conversation's last message shows the status: updated when it moved)
+        woken |= await feed.message_changed(conn, message["id"], "message.status", with_conversation=moved)
     if not moved:
         return "recorded"
     if status == "delivered":
         await _reset_filter_failures(conn, message)
     elif status in FINAL_FAILURES:
         await _apply_error_effect(deps, conn, message, error_code, status, sid)
+        woken.add(message["firm_id"])
     return f"status:{status}"
 
 
@@ -146,6 +157,7 @@ async def _apply_error_effect(deps: Deps, conn: asyncpg.Connection, message: asy
             if await queries.block_phone(conn, firm_id, phone, reason):
                 await queries.add_flag_event(conn, firm_id, phone, "blocked", reason=reason,
                                              actor="auto", message_id=message_id)
+                await feed.phone_changed(conn, phone, firm_id)
                 log.info("phone_blocked", failures=count, error_code=error_code)
     if effect.refresh_line_type:
         # Enqueued inside the transaction: if the broker fails, the whole callback is
@@ -159,6 +171,7 @@ async def _apply_error_effect(deps: Deps, conn: asyncpg.Connection, message: asy
         await record_invalid(conn, phone, effect.invalid_reason)
         await queries.add_flag_event(conn, firm_id, phone, "invalidated",
                                      reason=f"error {error_code}: {effect.invalid_reason}", message_id=message_id)
+        await feed.phone_changed(conn, phone, firm_id)
     if effect.opt_out:
         await consent.opt_out(conn, firm_id, phone, OPT_OUT_SOURCE, message_sid=message["twilio_sid"] or sid)
 
@@ -172,7 +185,8 @@ async def handle_inbound(deps: Deps, inbox_id: int) -> str | None:
     A HELP/INFO that Twilio's Advanced Opt-Out did not answer gets the firm's help text,
     stored as a queued outbound message in the thread and sent by the send job."""
     replies: list[int] = []
-    outcome = await _process_inbox_row(deps, inbox_id, lambda conn, inbox: _file_inbound(conn, inbox, replies))
+    outcome = await _process_inbox_row(
+        deps, inbox_id, lambda conn, inbox, woken: _file_inbound(conn, inbox, replies, woken))
     for message_id in replies:
         try:
             await enqueue(send_message, message_id)
@@ -181,7 +195,7 @@ async def handle_inbound(deps: Deps, inbox_id: int) -> str | None:
     return outcome
 
 
-async def _file_inbound(conn: asyncpg.Connection, inbox: asyncpg.Record, replies: list[int]) -> str:
+async def _file_inbound(conn: asyncpg.Connection, inbox: asyncpg.Record, replies: list[int], woken: set[int]) -> str:
     params: dict[str, str] = inbox["params"]
     sid = inbox["message_sid"]
     structlog.contextvars.bind_contextvars(message_sid=sid)
@@ -207,10 +221,14 @@ async def _file_inbound(conn: asyncpg.Connection, inbox: asyncpg.Record, replies
         return "duplicate"
     await bump_conversation(conn, conversation_id)
     log.info("inbound_filed", conversation_id=conversation_id, message_id=message_id)
+    woken.add(firm_id)
+    # the reply, and its conversation's new last message (and notice), on the feed
+    await feed.message_changed(conn, message_id, "message.received")
     keyword = inbound_keyword(params)
     if keyword is not None and keyword.kind == "help" and advanced_opt_out_type(params) is None:
         reply_id = await _queue_help_reply(conn, firm_id, phone, conversation_id)
         if reply_id is not None:
+            await feed.message_changed(conn, reply_id, "message.created")
             replies.append(reply_id)
             return "help_replied"
     if keyword is not None:
@@ -287,6 +305,9 @@ async def decide_review(deps: Deps, firm_id: int, conversation_id: int, decision
                 await consent.opt_out(conn, firm_id, phone, f"staff:{user}")
             await queries.close_review(conn, firm_id, phone)
             await queries.add_flag_event(conn, firm_id, phone, f"review_{decision}", actor=user, message_id=reviewed)
+            if decision == "keep":  # (an opt-out's conversation event comes with its consent change)
+                await feed.phone_changed(conn, phone, firm_id)
             after = await decide_for_phone(conn, firm_id, phone)
+    await events.wake(deps.redis, [firm_id])
     log.info("review_decided", conversation_id=conversation_id, decision=decision)
     return ReviewResult(conversation_id, decision, after)

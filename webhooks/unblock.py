@@ -14,6 +14,7 @@ import json
 import asyncpg
 import structlog
 
+from conversations import feed
 from shared.config import Settings
 from shared.errors import AppError
 from shared.logging import configure
@@ -29,6 +30,7 @@ async def unblock(conn: asyncpg.Connection, firm_id: int, phone_e164: str, by: s
         lifted = await queries.unblock_phone(conn, firm_id, phone_e164)
         if lifted:
             await queries.add_flag_event(conn, firm_id, phone_e164, "unblocked", actor=by)
+            await feed.phone_changed(conn, phone_e164, firm_id)
     log.info("phone_unblocked" if lifted else "phone_not_blocked", firm_id=firm_id, by=by)
     return lifted
 

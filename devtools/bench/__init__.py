@@ -1,4 +1,4 @@
-"""`leadsms bench all|send|floor|callbacks|intake|picker [options]`: the benchmarks.
+"""`leadsms bench all|send|floor|callbacks|intake|stream|picker [options]`: the benchmarks.
 
 Separate from `make test`: each scenario starts the real processes (cluster.py) against a
 fresh database, drives them (load.py), counts CPU per process from /proc
@@ -26,6 +26,7 @@ from devtools.bench.floor import run_floor
 from devtools.bench.intake import run_intake
 from devtools.bench.picker import run_picker
 from devtools.bench.send import run_send
+from devtools.bench.stream import run_stream
 from devtools.bench.system import Options, System
 from shared.config import Settings
 
@@ -44,6 +45,7 @@ SCENARIOS: dict[str, Scenario] = {
     "floor": Scenario(run_floor),
     "callbacks": Scenario(run_callbacks),
     "intake": Scenario(run_intake),
+    "stream": Scenario(run_stream),
     "picker": Scenario(run_picker, on_cluster=False),
 }
 
@@ -75,6 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"interleaved send/floor rounds (default {d.floor_rounds})")
     p.add_argument("--floor-consumers", type=int, default=d.floor_consumers,
                    help=f"the floor's consumer tasks (default {d.floor_consumers}, as the worker's threads)")
+    p.add_argument("--stream-clients", type=int, default=d.stream_clients, help=f"SSE clients (default {d.stream_clients})")
+    p.add_argument("--stream-firms", type=int, default=d.stream_firms, help=f"firms they are spread over (default {d.stream_firms})")
+    p.add_argument("--stream-rate", type=float, default=d.stream_rate, help=f"events/s committed (default {d.stream_rate:g})")
+    p.add_argument("--stream-duration", type=float, default=d.stream_duration)
     p.add_argument("--worker-threads", type=int, default=d.worker_threads)
     p.add_argument("--log-level", default=d.log_level, choices=("DEBUG", "INFO", "WARNING", "ERROR"),
                    help="of the processes under test (default INFO, as in production)")

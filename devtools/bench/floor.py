@@ -13,11 +13,13 @@ Per message, exactly:
 2. The sendable read with a fresh id (`send_pipeline.queries.conversation_for_send`).
 3. The duplicate key SET NX PX and the rate-limit script: the product's own Lua script,
    one EVALSHA (`send_pipeline.limits`).
-4. The insert + conversation bump (`insert_queued_message`), and the answer (the same
-   message JSON).
+4. The insert + conversation bump and their change-feed events (`message.created`,
+   `conversation.updated`) in one transaction (`send_pipeline.writes.store_queued_message`),
+   the feed's Redis wake-up, and the answer (the same message JSON).
 5. A queue hop through a Redis list: LPUSH by the handler, BRPOP by a consumer task.
-6. The claim (`claim_message`), one POST to the simulator's Messages.json with Basic
-   auth (form-encoded, as Twilio's API takes it), the sid update (`store_sent`).
+6. The claim with its `message.status` event (`claim_with_event`) and wake-up, one POST
+   to the simulator's Messages.json with Basic auth (form-encoded, as Twilio's API takes
+   it), the sid update with its event (`store_sent_with_event`) and wake-up.
 
 The SQL and the Lua are imported from the send pipeline, so the floor always runs the
 statements the product runs. Started as `python -m devtools.bench.floor --port N ...`.
@@ -39,12 +41,12 @@ async def serve(opts: argparse.Namespace) -> None:
     import aiohttp
     from aiohttp import web
 
-    from send_pipeline import queries
+    import events
+    from send_pipeline import queries, writes
     from send_pipeline.limits import gate_for
     from conversations.shapes import message_json
     from shared.db import create_pool
     from shared.deps import redis_client
-    from shared.segments import count_segments
 
     pool = await create_pool(opts.database_url, max_size=opts.pool_size)
     redis = redis_client(opts.redis_url)
@@ -80,22 +82,28 @@ async def serve(opts: argparse.Namespace) -> None:
                                   message_id=message_id, window_ms=opts.dedupe_window_ms, limit=opts.rate_limit)
         if not result.accepted:
             return web.json_response({"error": "refused", "code": "refused"}, status=429)
-        stored = await queries.insert_queued_message(pool, message_id, firm_id, conversation_id, body, user,
-                                                     count_segments(body))
+        async with pool.acquire() as conn:
+            stored = await writes.store_queued_message(conn, message_id, firm_id, conversation_id, body, user)
+        await events.wake(redis, [firm_id])
         await redis.lpush(QUEUE_KEY, message_id)
         return web.Response(status=202, content_type="application/json",
                             text=json.dumps(message_json(stored)))
 
     async def send_one(message_id: int) -> None:
-        claim = await queries.claim_message(pool, message_id)
-        if claim is None or claim["status"] != "sending":
+        claim = await writes.claim_with_event(pool, message_id)
+        if claim is None:
+            return
+        await events.wake(redis, [claim["firm_id"]])
+        if claim["status"] != "sending":
             return
         form = {"To": claim["to_phone"], "From": claim["from_phone"], "Body": claim["body"],
                 "StatusCallback": f"{opts.public_base_url}/twilio/status?m={message_id}"}
         async with http.post(create_url, data=form, headers={"Authorization": auth}) as resp:
             answer = await resp.json()
         if resp.status == 201:
-            await queries.store_sent(pool, message_id, answer["sid"], answer["status"], int(answer["num_segments"]))
+            await writes.store_sent_with_event(pool, message_id, answer["sid"], answer["status"],
+                                               int(answer["num_segments"]))
+            await events.wake(redis, [claim["firm_id"]])
 
     async def consume() -> None:
         while True:

@@ -17,6 +17,7 @@ TARGETS: list[tuple[str, str, tuple[str, ...], str, float]] = [
     ("intake", "p95 POST -> line type known at the steady rate (ms)", ("steady", "post_to_line_type", "p95_ms"),
      "<=", 1000.0),
     ("picker", "p95 of 3+ character queries (ms)", ("queries_3plus", "p95_ms"), "<=", 20.0),
+    ("stream", "p99 commit -> SSE client (ms)", ("commit_to_client", "p99_ms"), "<=", 100.0),
 ]
 
 
@@ -75,6 +76,14 @@ def _cpu(label: str, per_unit: dict[str, float] | None, unit: str) -> list[str]:
 def table(r: dict[str, Any]) -> str:
     s = r.get("scenario")
     lines = [f"== {s} == {r.get('cores')} cores, load {r.get('loadavg_1m')}, {r.get('elapsed_s')} s"]
+    if s == "stream":
+        lines.append(_row("clients / firms / events per s", f"{r['clients']} / {r['firms']} / {r['rate']:g}"))
+        lines.append(_row("delivered / expected", f"{r['delivered']} / {r['deliveries_expected']}"))
+        lines.append(_row("commit -> client", _lat(r.get("commit_to_client"))))
+        lines.append(_row("web CPU ms per delivery / per event",
+                          f"{r['web_cpu_ms_per_delivery']} / {r['web_cpu_ms_per_event']}"))
+        lines.append(_row("web RSS MB (idle, streams open, after)",
+                          ", ".join(str(v) for v in r["web_rss_mb"].values())))
     if s == "send":
         for phase in ("fixed", "saturation"):
             p = r.get(phase)

@@ -43,6 +43,10 @@ class Options:
     floor_n: int = 10_000
     floor_rounds: int = 4
     floor_consumers: int = 8
+    stream_clients: int = 1000
+    stream_firms: int = 200
+    stream_rate: float = 200.0
+    stream_duration: float = 20.0
     pg_url: str | None = None
     redis_url: str | None = None
     worker_threads: int = Settings.worker_threads  # the processes under test run as in production

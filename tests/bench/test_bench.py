@@ -22,6 +22,7 @@ TINY = [
     "--floor-n", "200", "--floor-rounds", "2",
     "--callbacks", "200", "--intake-rate", "20", "--intake-duration", "1", "--intake-bulk", "40", "--import-rows", "300",
     "--picker-leads", "20000", "--picker-queries", "40", "--drain-timeout", "60",
+    "--stream-clients", "20", "--stream-firms", "4", "--stream-rate", "20", "--stream-duration", "1",
 ]
 
 
@@ -67,11 +68,18 @@ async def bench_output(tmp_path_factory) -> dict[str, dict]:
 
 
 async def test_every_scenario_prints_one_json_line_and_a_table(bench_output):
-    for scenario in ("send", "floor", "callbacks", "intake", "picker"):
+    for scenario in ("send", "floor", "callbacks", "intake", "stream", "picker"):
         result = bench_output[scenario]
         assert result["cores"] >= 1
         assert result["targets"], f"{scenario} names its target"
         assert f"== {scenario} ==" in bench_output["_stdout"]["text"]
+
+
+async def test_stream_delivers_every_event_to_every_client_of_its_firm_and_times_it(bench_output):
+    stream = bench_output["stream"]
+    assert stream["delivered"] == stream["deliveries_expected"] == 20 * (20 // 4)
+    assert stream["commit_to_client"]["n"] == stream["delivered"]
+    assert stream["web_cpu_ms_per_delivery"] > 0 and stream["web_rss_mb"]["streams_open"]
 
 
 async def test_send_gets_every_accepted_message_to_the_simulator_and_counts_cpu(bench_output):

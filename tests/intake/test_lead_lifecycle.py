@@ -207,3 +207,30 @@ async def test_a_patch_refuses_bad_fields_and_other_firms_leads(ready_worker, ht
     assert await pool.fetchrow("SELECT * FROM leads WHERE id = $1", lead_id) == before
     status, same = await patch(http, firm, lead_id, name=before["name"])
     assert (status, same["updated"]) == (200, [])
+
+
+async def feed_since(http: aiohttp.ClientSession, firm, cursor: str) -> list[dict]:
+    async with http.get("/v1/events", params={"after": cursor, "limit": "100"}, headers=firm.headers) as resp:
+        assert resp.status == 200, await resp.text()
+        return (await resp.json())["items"]
+
+
+async def test_updates_and_deletes_are_in_the_change_feed(ready_worker, http, firm, pool):
+    _, body = await post_lead(http, firm, external_id="crm-feed", name="Fay Feed", phone="(212) 555-2011")
+    lead_id = body["lead_id"]
+    await settled(http, firm, lead_id)
+    conv = await open_conversation(http, firm, lead_id)
+    async with http.get("/v1/events", headers=firm.headers) as resp:
+        start = (await resp.json())["next"]
+
+    assert (await patch(http, firm, lead_id, name="Fay Renamed"))[0] == 200
+    assert await delete(http, firm, lead_id) == 204
+
+    items = await feed_since(http, firm, start)
+    assert [(i["type"], i["data"].get("lead_id"), i["data"].get("name")) for i in items] == [
+        ("lead.updated", lead_id, "Fay Renamed"),
+        ("conversation.updated", lead_id, "Fay Renamed"),
+        ("lead.deleted", lead_id, None),
+        ("conversation.updated", None, None),
+    ]
+    assert items[1]["data"]["conversation_id"] == items[3]["data"]["conversation_id"] == conv["conversation_id"]

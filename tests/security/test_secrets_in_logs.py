@@ -22,6 +22,7 @@ from tests.faults.webhooks import text_us
 from tests.support import create_database, drop_database
 
 WRONG_KEY = "lsk_" + "W" * 43
+WRONG_STREAM_TOKEN = "lst_" + "S" * 32
 PHONES = ["+12125553456", "+13135550399", "+13135550901"]  # delivered, 21610, created-then-500
 
 
@@ -51,6 +52,13 @@ async def test_no_token_key_or_body_reaches_the_logs_of_real_processes(services,
                 async with s.post("/twilio/inbound", data={"Body": "forged zq8x", "MessageSid": "SMx"},
                                   headers={"X-Twilio-Signature": "bm9wZQ=="}) as resp:
                     assert resp.status == 403
+                async with s.post("/v1/stream-tokens", headers={"Authorization": f"Bearer {firm.key}"}) as resp:
+                    stream_token = (await resp.json())["token"]
+                async with s.get("/v1/events/stream", params={"token": stream_token, "after": "0"}) as resp:
+                    assert resp.status == 200
+                    assert (await resp.content.readline()).startswith(b"id: ")
+                async with s.get("/v1/events/stream", params={"token": WRONG_STREAM_TOKEN}) as resp:
+                    assert resp.status == 401
             await wait_settled(conn, timeout=60)
             for _ in range(100):
                 if not await conn.fetchval("SELECT count(*) FROM twilio_inbox WHERE processed_at IS NULL"):
@@ -63,6 +71,7 @@ async def test_no_token_key_or_body_reaches_the_logs_of_real_processes(services,
         for fact in ("send_accepted", "message_sent", "webhook_stored", "webhook_bad_signature"):
             assert fact in logs, f"the run should have logged {fact}"
         leaks = scan(logs, secrets={"auth token": stack.token, "api key": firm.key, "wrong api key": WRONG_KEY,
+                                    "stream token": stream_token, "wrong stream token": WRONG_STREAM_TOKEN,
                                     "basic credentials": basic_credentials(stack.settings.twilio_account_sid, stack.token)},
                      bodies=[*bodies, reply, "forged zq8x"])
         assert leaks == [], leaks[:5]

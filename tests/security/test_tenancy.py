@@ -148,13 +148,54 @@ async def consent_get(http, a, v, pool):
             assert resp.status == 200
             text = await resp.text()
         assert "staff:bob" not in text and "opt_out" not in text.split("\n", 1)[-1]
+
+
 async def message_cancel(http, a, v, pool):
     """B's scheduled message cannot be cancelled with A's key (it stays scheduled: snapshot)."""
     await same_404_as_unknown(http, "DELETE", f"/v1/messages/{v['scheduled']}", f"/v1/messages/{UNKNOWN}",
                               a.headers, None)
 
 
+async def _record(pool, firm_id: int, data: dict) -> None:
+    import events
+
+    async with pool.acquire() as conn:
+        await events.record(conn, firm_id, "lead.updated", data)
+
+
+async def feed_get(http, a, v, pool):
+    """B's events never show in A's feed, and B's cursors are not A's."""
+    await _record(pool, v["firm"].id, {"lead_id": v["lead"], "name": "Bianca Secret"})
+    async with http.get("/v1/events", params={"after": "0"}, headers=a.headers) as resp:
+        assert resp.status == 200
+        assert (await resp.json())["items"] == []
+    b_next = await pool.fetchval("SELECT last_seq FROM event_counters WHERE firm_id = $1", v["firm"].id)
+    async with http.get("/v1/events", params={"after": str(b_next)}, headers=a.headers) as resp:
+        assert resp.status == 400 and (await error_of(resp))["code"] == "invalid_cursor"
+
+
+async def stream_token_and_stream(http, a, v, pool):
+    """A's stream token opens A's stream: B's events, before and after it opens, never show."""
+    from tests.events.support import open_stream
+
+    await _record(pool, v["firm"].id, {"lead_id": v["lead"], "name": "Bianca Secret"})
+    async with http.post("/v1/stream-tokens", headers=a.headers) as resp:
+        assert resp.status == 201
+        token = (await resp.json())["token"]
+    stream = await open_stream(http, "", token, after="0")
+    try:
+        await _record(pool, v["firm"].id, {"lead_id": v["lead"], "name": "Bianca Again"})
+        await _record(pool, a.id, {"lead_id": 1, "name": "A's own"})
+        _, kind, item = await stream.next_event(timeout=20)
+        assert item["data"] == {"lead_id": 1, "name": "A's own"}
+    finally:
+        stream.close()
+
+
 ATTACKS: dict[tuple[str, str], Attack] = {
+    ("GET", "/v1/events"): feed_get,
+    ("POST", "/v1/stream-tokens"): stream_token_and_stream,
+    ("GET", "/v1/events/stream"): stream_token_and_stream,
     ("GET", "/v1/leads/{id}"): lead_get,
     ("POST", "/v1/leads"): lead_post,
     ("GET", "/v1/leads/sendable"): picker,

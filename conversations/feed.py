@@ -1,0 +1,56 @@
+"""The change feed's messages and conversations: each event's `data` built by the one
+function of its shape, in the caller's transaction.
+
+Call these after the change (in the same transaction); the event is numbered at commit.
+Each returns the firm ids it wrote events for, so the caller can `events.wake` them once
+its transaction has committed.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import asyncpg
+
+import events
+from conversations import queries
+from conversations.shapes import conversation_json, message_json
+
+
+async def message_changed(conn: asyncpg.Connection, message_id: int, event_type: str = "message.status", *,
+                          with_conversation: bool = True) -> set[int]:
+    """`message.created` / `message.status` / `message.received` for the message and, as
+    its last message or activity changed, `conversation.updated` for its conversation."""
+    row = await queries.message_row(conn, message_id)
+    if row is None:
+        return set()
+    items = [(row["firm_id"], event_type, message_json(row))]
+    if with_conversation:
+        conversation = await queries.fetch_conversation(conn, row["firm_id"], row["conversation_id"])
+        if conversation is not None:
+            items.append((row["firm_id"], "conversation.updated", conversation_json(conversation)))
+    await events.record_many(conn, items)
+    return {row["firm_id"]}
+
+
+async def conversations_changed(conn: asyncpg.Connection, firm_id: int, conversation_ids: Iterable[int]) -> set[int]:
+    """`conversation.updated` for each of these conversations of the firm."""
+    items = []
+    for conversation_id in sorted(set(conversation_ids)):
+        row = await queries.fetch_conversation(conn, firm_id, conversation_id)
+        if row is not None:
+            items.append((firm_id, "conversation.updated", conversation_json(row)))
+    await events.record_many(conn, items)
+    return {firm_id} if items else set()
+
+
+async def phone_changed(conn: asyncpg.Connection, phone_e164: str, firm_id: int | None = None) -> set[int]:
+    """`conversation.updated` for the phone's conversation in the firm (consent, block,
+    review), or in every firm when `firm_id` is None (line type, validity)."""
+    firms: set[int] = set()
+    by_firm: dict[int, list[int]] = {}
+    for row in await queries.conversations_of_phone(conn, phone_e164, firm_id):
+        by_firm.setdefault(row["firm_id"], []).append(row["id"])
+    for fid in sorted(by_firm):
+        firms |= await conversations_changed(conn, fid, by_firm[fid])
+    return firms
