@@ -137,15 +137,47 @@ async def insert_import_batch(conn: asyncpg.Connection, firm_id: int) -> list[as
     )
 
 
+async def update_import_batch(conn: asyncpg.Connection, firm_id: int) -> list[asyncpg.Record]:
+    """Rows of the batch whose external_id the firm has, with changed fields: the signup
+    takes the row's values (validated inline, like an insert; a signed_up_at left empty
+    keeps the stored one). The last line of an external_id wins. Returns (id, old_phone,
+    phone_e164) of each signup changed; the self-join reads the values before the update."""
+    return await conn.fetch(
+        """
+        WITH src AS (
+            SELECT DISTINCT ON (b.external_id) b.*,
+                   CASE WHEN pl.valid IS FALSE THEN 'invalid' ELSE b.phone_status END AS status,
+                   CASE WHEN pl.valid IS FALSE THEN $2 ELSE b.phone_error END AS error
+            FROM import_batch b
+            LEFT JOIN phone_lines pl ON pl.phone_e164 = b.phone_e164 AND b.phone_status = 'valid'
+            ORDER BY b.external_id, b.line DESC
+        )
+        UPDATE leads l SET name = s.name, email = s.email, event = s.event, phone_raw = s.phone_raw,
+               phone_e164 = s.phone_e164, phone_status = s.status, phone_error = s.error,
+               signed_up_at = COALESCE(s.signed_up_at, o.signed_up_at), updated_at = now()
+        FROM src s, leads o
+        WHERE l.firm_id = $1 AND l.external_id = s.external_id AND o.id = l.id
+          AND ((o.name, o.email, o.event, o.signed_up_at)
+                   IS DISTINCT FROM (s.name, s.email, s.event, COALESCE(s.signed_up_at, o.signed_up_at))
+               OR CASE WHEN o.phone_e164 IS NOT NULL AND s.phone_e164 IS NOT NULL  -- formatting is no change
+                       THEN o.phone_e164 <> s.phone_e164
+                       ELSE o.phone_raw IS DISTINCT FROM s.phone_raw END)
+        RETURNING l.id, o.phone_e164 AS old_phone, l.phone_e164
+        """,
+        firm_id, LOOKUP_INVALID,
+    )
+
+
 # ---- updates and deletes by the CRM ------------------------------------------------------
 
 async def lock_lead(conn: asyncpg.Connection, firm_id: int, *, lead_id: int | None = None,
                     external_id: str | None = None) -> asyncpg.Record | None:
     """The firm's signup (by id or external_id), locked for the transaction."""
     return await conn.fetchrow(
-        """SELECT id, firm_id, name, email, event, phone_raw, phone_e164, phone_status, signed_up_at,
-                  timezone, postal_code
-           FROM leads WHERE firm_id = $1 AND (id = $2 OR external_id = $3) FOR UPDATE""",
+        """SELECT l.id, l.firm_id, l.name, l.email, l.event, l.phone_raw, l.phone_e164, l.phone_status,
+                  l.signed_up_at, l.timezone, l.postal_code, f.default_region
+           FROM leads l JOIN firms f ON f.id = l.firm_id
+           WHERE l.firm_id = $1 AND (l.id = $2 OR l.external_id = $3) FOR UPDATE OF l""",
         firm_id, lead_id, external_id,
     )
 

@@ -135,6 +135,9 @@ def _diff(row: asyncpg.Record, changes: dict[str, object]) -> dict[str, object]:
         if name == "phone":
             current = current or None
             value = value or None
+            if value is not None and row["phone_e164"] is not None \
+                    and check_phone(value, row["default_region"]).e164 == row["phone_e164"]:
+                continue  # the same number written another way is no change
         if value != current:
             out[name] = value
     return out
