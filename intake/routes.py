@@ -14,13 +14,14 @@ from __future__ import annotations
 import structlog
 from aiohttp import web
 
-from intake import service
-from intake.actors import validate_lead
+from intake import erasure, service
+from intake.actors import erase_person, validate_lead
 from intake.validation import LeadInputError, changes_from_json, changes_from_lead, lead_from_json
 from intake.shapes import lead_json
 from shared.broker import enqueue
 from shared.errors import HttpError
-from shared.web import DEPS, FIRM_ID, json_response, path_id, read_json
+from shared.phones import check_phone
+from shared.web import DEPS, FIRM_ID, json_response, path_id, read_json, user_id
 
 log = structlog.get_logger(__name__)
 
@@ -54,10 +55,14 @@ async def post_lead(request: web.Request) -> web.Response:
 
 
 async def _enqueue_validation(lead_id: int) -> None:
+    await _enqueue_or_sweep(validate_lead, lead_id)
+
+
+async def _enqueue_or_sweep(job, row_id: int) -> None:
     try:
-        await enqueue(validate_lead, lead_id)
+        await enqueue(job, row_id)
     except Exception as exc:  # stored: the sweeper re-enqueues it after STALE_AFTER_S
-        log.warning("validate_enqueue_failed", lead_id=lead_id, error=f"{type(exc).__name__}: {exc}")
+        log.warning("enqueue_failed", actor=job.actor_name, row_id=row_id, error=f"{type(exc).__name__}: {exc}")
 
 
 async def _revalidate(updated: service.Updated) -> None:
@@ -93,8 +98,44 @@ async def _lead_json(request: web.Request, lead_id: int) -> dict:
     return lead_json(row)
 
 
+async def post_erasure(request: web.Request) -> web.Response:
+    """`{phone}` or `{lead_id}` + X-User-Id → 202 `{erasure_id}`; the erasure runs on the
+    intake queue (intake/erasure.py)."""
+    deps, firm_id = request.app[DEPS], request[FIRM_ID]
+    body = await read_json(request)
+    requested_by = user_id(request)
+    if deps.settings.erasure_key is None:
+        raise HttpError(503, "erasure_not_configured", "Erasure is not configured on this server.")
+    phone, lead_id = body.get("phone"), body.get("lead_id")
+    if (phone is None) == (lead_id is None):
+        raise HttpError(400, "invalid_erasure", "Send either phone or lead_id.")
+    if phone is not None:
+        if not isinstance(phone, str):
+            raise HttpError(400, "invalid_phone", "phone must be a string.")
+        check = check_phone(phone, await service.firm_region(deps.pool, firm_id))
+        if check.status != "valid":
+            raise HttpError(400, "invalid_phone", "phone is not a valid phone number.")
+        phone = check.e164
+    else:
+        if not isinstance(lead_id, int) or isinstance(lead_id, bool) or await service.lead_for_firm(
+                deps.pool, firm_id, lead_id) is None:
+            raise HttpError(404, "not_found", "No such lead.")
+    erasure_id = await erasure.request_erasure(deps, firm_id, requested_by, phone=phone, lead_id=lead_id)
+    await _enqueue_or_sweep(erase_person, erasure_id)
+    return json_response({"erasure_id": erasure_id}, status=202)
+
+
+async def get_erasure(request: web.Request) -> web.Response:
+    status = await erasure.erasure_status(request.app[DEPS].pool, request[FIRM_ID], path_id(request))
+    if status is None:
+        raise HttpError(404, "not_found", "No such erasure.")
+    return json_response(status)
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/leads", post_lead)
     app.router.add_get(r"/v1/leads/{id:\d+}", get_lead)
     app.router.add_patch(r"/v1/leads/{id:\d+}", patch_lead)
     app.router.add_delete(r"/v1/leads/{id:\d+}", delete_lead)
+    app.router.add_post("/v1/erasure", post_erasure)
+    app.router.add_get(r"/v1/erasure/{id:\d+}", get_erasure)

@@ -15,9 +15,11 @@ import asyncpg
 import structlog
 
 import events
+from consent import ledger
 from conversations import feed
 from conversations import queries as conversation_queries
 from intake import queries
+from intake.erasure import restore_suppression
 from intake.shapes import lead_json
 from intake.validation import UPDATABLE_FIELDS, LeadInput
 from lookup import actors as lookup_actors
@@ -61,11 +63,24 @@ async def lead_for_firm(pool: asyncpg.Pool, firm_id: int, lead_id: int) -> async
     return await queries.lead_for_firm(pool, firm_id, lead_id)
 
 
+async def firm_region(pool: asyncpg.Pool, firm_id: int) -> str:
+    return await queries.firm_region(pool, firm_id) or "US"
+
+
 async def record_lead_updated(conn: asyncpg.Connection, firm_id: int, lead_id: int) -> None:
     """The feed's `lead.updated` with the lead's shape as it now is (caller's transaction)."""
     row = await queries.lead_for_firm(conn, firm_id, lead_id)
     if row is not None:
         await events.record(conn, firm_id, "lead.updated", lead_json(row))
+
+
+async def _restore_erased_opt_out(deps: Deps, conn: asyncpg.Connection, firm_id: int, phone_e164: str) -> None:
+    """A phone whose erased person had opted out is opted out again, with that opt-out's
+    source (so who may lift it stays the same), before the signup is sendable."""
+    source = await restore_suppression(conn, deps.settings.erasure_key, firm_id, phone_e164)
+    if source is not None and await ledger.opt_out(conn, firm_id, phone_e164, source,
+                                                   detail="restored: the phone's erased person had opted out"):
+        log.info("erased_opt_out_restored", firm_id=firm_id)
 
 
 @dataclass(frozen=True)
@@ -96,6 +111,8 @@ async def validate_lead(deps: Deps, lead_id: int) -> Verdict | None:
                 if cached is not None and cached["valid"] is False:
                     status, error = "invalid", lookup_queries.LOOKUP_INVALID
             changed = await queries.set_phone(conn, lead_id, status, e164, error)
+            if changed and status == "valid":
+                await _restore_erased_opt_out(deps, conn, lead["firm_id"], e164)
             if changed:
                 await record_lead_updated(conn, lead["firm_id"], lead_id)
             if changed and e164 is not None:

@@ -61,6 +61,11 @@ def sender_phone(raw: str | None, region: str) -> str | None:
     return raw if E164_RE.match(raw) else None
 
 
+async def for_erased_message(deps: Deps, message_sid: str) -> bool:
+    """A callback for a message whose person was erased: answered, never stored."""
+    return await queries.is_erased_message(deps.pool, message_sid)
+
+
 async def store_webhook(deps: Deps, kind: str, params: Mapping[str, str], message_id: int | None) -> Stored:
     """Write the webhook to `twilio_inbox` (and an inbound text's consent meaning) in one
     transaction. Raises what the pool raises when PostgreSQL is down: the route answers 503."""
