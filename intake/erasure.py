@@ -121,8 +121,9 @@ async def _erase_phones_once(deps: Deps, key: str, erasure_id: int, firm_id: int
             await queries.remember_erased_messages(conn, erasure_id, firm_id, firm["twilio_account_sid"], sids)
             await queries.suppress_opted_out(conn, firm_id, hashes)
             await queries.hash_ledgers(conn, firm_id, hashes)
-            await queries.delete_person_rows(conn, firm_id, phones, lead_ids, conv_ids, message_ids, sids)
-            await events.record_many(conn, [
+            await queries.delete_person_rows(conn, firm_id, phones, lead_ids, conv_ids, message_ids, sids,
+                                             events_too=final)
+            await events.record_many(conn, [] if not final else [
                 *((firm_id, "lead.deleted", {"lead_id": i}) for i in lead_ids),
                 *((firm_id, "conversation.deleted", {"conversation_id": i}) for i in conv_ids),
             ])

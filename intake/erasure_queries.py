@@ -106,7 +106,8 @@ async def remember_erased_messages(conn: Conn, erasure_id: int, firm_id: int, ac
 
 
 async def delete_person_rows(conn: asyncpg.Connection, firm_id: int, phones: Sequence[str], lead_ids: Sequence[int],
-                             conversation_ids: Sequence[int], message_ids: Sequence[int], sids: Sequence[str]) -> None:
+                             conversation_ids: Sequence[int], message_ids: Sequence[int], sids: Sequence[str],
+                             *, events_too: bool = True) -> None:
     """Every row that names the person, but the ledgers (hashed, below): inbox rows (by
     the unique key's sid, or the message id), events, messages, conversations, signups,
     remembered phones, per-firm flags and their side tables."""
@@ -117,14 +118,15 @@ async def delete_person_rows(conn: asyncpg.Connection, firm_id: int, phones: Seq
                                        OR message_id = ANY($2::bigint[])""",
         sids, message_ids,
     )
-    await conn.execute(
+    if events_too:  # (a firm's offboarding deletes all its events at the end instead)
+        await conn.execute(
         """DELETE FROM events WHERE firm_id = $1 AND (
                data->>'phone' = ANY($2::text[])
             OR (type LIKE 'lead.%' AND (data->>'lead_id')::bigint = ANY($3::bigint[]))
             OR (type LIKE 'conversation.%' AND (data->>'conversation_id')::bigint = ANY($4::bigint[]))
             OR (type LIKE 'message.%' AND (data->>'id')::bigint = ANY($5::bigint[])))""",
         firm_id, phones, lead_ids, conv_ids, message_ids,
-    )
+        )
     await conn.execute("DELETE FROM messages WHERE conversation_id = ANY($1::bigint[])", conv_ids)
     await conn.execute("DELETE FROM conversations WHERE id = ANY($1::bigint[])", conv_ids)
     await conn.execute("DELETE FROM leads WHERE firm_id = $1 AND id = ANY($2::bigint[])", firm_id, lead_ids)
@@ -231,16 +233,61 @@ async def is_erased_sid(conn: Conn, sid: str) -> bool:
 
 async def firm_phones(conn: Conn, firm_id: int, after: str, limit: int) -> list[str]:
     """The firm's phones (signups, remembered phones, conversations, flags, ledger) in
-    order, a page after `after`: each is a person to erase."""
-    rows = await conn.fetch(
-        """SELECT p FROM (
-               SELECT phone_e164 AS p FROM leads WHERE firm_id = $1 AND phone_e164 > $2
-               UNION SELECT phone_e164 FROM lead_phones WHERE firm_id = $1 AND phone_e164 > $2
-               UNION SELECT phone_e164 FROM conversations WHERE firm_id = $1 AND phone_e164 > $2
-               UNION SELECT phone_e164 FROM phone_flags WHERE firm_id = $1 AND phone_e164 > $2
-               UNION SELECT phone_e164 FROM consent_events WHERE firm_id = $1 AND phone_e164 > $2
-                                                              AND phone_e164 NOT LIKE 'erased:%'
-           ) x WHERE p IS NOT NULL ORDER BY p LIMIT $3""",
-        firm_id, after, limit,
-    )
+    order, a page after `after` (each source read by its (firm_id, phone) index, at most
+    `limit` rows each): each is a person to erase."""
+    branches = [
+        ("leads", ""), ("lead_phones", ""), ("conversations", ""), ("phone_flags", ""),
+        ("consent_events", "AND phone_e164 NOT LIKE 'erased:%'"),
+    ]
+    union = " UNION ".join(
+        f"(SELECT DISTINCT phone_e164 AS p FROM {table} WHERE firm_id = $1 AND phone_e164 > $2 {extra} "
+        f"ORDER BY 1 LIMIT $3)" for table, extra in branches)
+    rows = await conn.fetch(f"SELECT p FROM ({union}) x ORDER BY p LIMIT $3", firm_id, after, limit)
     return [r["p"] for r in rows]
+
+
+async def firm_leads_of_phones(conn: Conn, firm_id: int, phones: Sequence[str]) -> list[int]:
+    rows = await conn.fetch(
+        """SELECT id FROM leads WHERE firm_id = $1 AND phone_e164 = ANY($2::text[])
+           UNION SELECT lead_id FROM lead_phones WHERE firm_id = $1 AND phone_e164 = ANY($2::text[])""",
+        firm_id, list(phones),
+    )
+    return sorted(r["id"] for r in rows)
+
+
+async def cancel_firm_unsent(conn: Conn, firm_id: int) -> int:
+    result = await conn.execute(
+        """UPDATE messages SET status = 'canceled', updated_at = clock_timestamp()
+           WHERE firm_id = $1 AND status IN ('queued', 'scheduled')""",
+        firm_id,
+    )
+    return int(result.split()[-1])
+
+
+async def delete_firm_leftovers(conn: asyncpg.Connection, firm_id: int) -> None:
+    """What no phone led to: signups without a phone, the firm's events, and (had any
+    phone been missed) its remaining conversations and messages."""
+    await conn.execute("DELETE FROM events WHERE firm_id = $1", firm_id)
+    await conn.execute("DELETE FROM messages WHERE firm_id = $1", firm_id)
+    await conn.execute("DELETE FROM conversations WHERE firm_id = $1", firm_id)
+    await conn.execute("DELETE FROM leads WHERE firm_id = $1", firm_id)
+    await conn.execute("DELETE FROM lead_phones WHERE firm_id = $1", firm_id)
+
+
+async def tombstone_firm(conn: asyncpg.Connection, firm_id: int) -> None:
+    """The firm row stays (the hashed ledger's firm) with no key, no number, no account."""
+    await conn.execute(
+        """UPDATE firms SET deleted_at = clock_timestamp(), name = 'deleted firm ' || id,
+                  api_key_sha256 = NULL, previous_api_key_sha256 = NULL, previous_api_key_expires_at = NULL,
+                  sms_number = NULL, messaging_service_sid = NULL, twilio_account_sid = NULL,
+                  twilio_auth_token_enc = NULL, help_text = NULL
+           WHERE id = $1""",
+        firm_id,
+    )
+    await conn.execute(
+        "UPDATE firm_numbers SET removed_at = clock_timestamp() WHERE firm_id = $1 AND removed_at IS NULL", firm_id,
+    )
+
+
+async def live_firm(conn: Conn, firm_id: int) -> bool:
+    return bool(await conn.fetchval("SELECT true FROM firms WHERE id = $1 AND deleted_at IS NULL", firm_id))

@@ -142,6 +142,7 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "sweeper": ("database_url", "redis_url", "twilio_account_sid", "twilio_auth_token"),
     "migrate": ("database_url",),
     "firm": ("database_url",),
+    "firm-delete": ("database_url", "redis_url", "twilio_account_sid", "twilio_auth_token", "erasure_key"),
     "import": ("database_url",),
     "optouts": ("database_url",),
     "unblock": ("database_url",),
