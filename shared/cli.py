@@ -45,16 +45,17 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 # ---- web ---------------------------------------------------------------------------------
 
 def cmd_web(args: argparse.Namespace) -> int:
-    from aiohttp import web
-
     from shared.app import create_app
-    from shared.web import HANDLER_ARGS
+    from shared.web import serve
 
     settings = _settings("web")
     port = args.port or settings.port
-    app = create_app(settings)
-    web.run_app(app, host=args.host, port=port, access_log=None, print=None,
-                handle_signals=True, shutdown_timeout=5, handler_args=HANDLER_ARGS)
+
+    async def run() -> None:
+        # The app is built on the running loop: its cleanup_ctx opens the deps there.
+        await serve([(create_app(settings), args.host, port)])
+
+    asyncio.run(run())
     return 0
 
 
