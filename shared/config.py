@@ -92,6 +92,8 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "queues": ("broker_url",),
     "twilio-sim": (),
 }
+# Commands that give Twilio our address (StatusCallback URLs, webhook signatures).
+NEEDS_PUBLIC_URL = ("web", "worker")
 
 
 def _choice(name: str, raw: str, allowed: tuple[str, ...]) -> str:
@@ -144,9 +146,11 @@ class Settings:
                 values[attr] = var.parse(var.env, raw)
         if values["broker_url"] is None:
             values["broker_url"] = values["redis_url"]
-        if values["public_base_url"] is None:
+        if values["public_base_url"] is None and values["twilio_base_url"] is not None:
+            # The simulator calls back on this machine; real Twilio needs the real address.
             values["public_base_url"] = f"http://127.0.0.1:{values['port']}"
-        values["public_base_url"] = values["public_base_url"].rstrip("/")
+        if values["public_base_url"] is not None:
+            values["public_base_url"] = values["public_base_url"].rstrip("/")
         if values["retry_max_backoff_ms"] < values["retry_min_backoff_ms"]:
             raise ConfigError("RETRY_MAX_BACKOFF_MS", "must not be smaller than RETRY_MIN_BACKOFF_MS")
         settings = cls(**values, extra=dict(env))
@@ -155,7 +159,11 @@ class Settings:
 
     @classmethod
     def for_command(cls, command: str, environ: Mapping[str, str] | None = None) -> "Settings":
-        return cls.from_env(environ, require=NEEDS.get(command, ()))
+        settings = cls.from_env(environ, require=NEEDS.get(command, ()))
+        if command in NEEDS_PUBLIC_URL and settings.twilio_base_url is None and settings.public_base_url is None:
+            raise ConfigError("PUBLIC_BASE_URL", "is not set (required with real Twilio, i.e. when TWILIO_BASE_URL "
+                                                 "is unset: it is where Twilio sends status callbacks)")
+        return settings
 
     def require(self, *attrs: str) -> None:
         for attr in attrs:
