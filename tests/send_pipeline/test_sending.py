@@ -62,17 +62,27 @@ async def test_the_eleventh_send_in_a_minute_is_429_while_a_colleague_still_send
     assert len((await sim_view(sim, PHONE))["messages"]) == 11
 
 
-async def test_two_identical_sends_100ms_apart_are_one_message_and_2_5s_later_a_new_one(worker, http, firm, thread, pool, sim):
+async def test_two_identical_sends_100ms_apart_are_one_message_and_2_5s_later_a_new_one(worker, http, firm, thread, pool, sim, deps):
     conv = await thread(PHONE)
     user = firm.user("u1")
+
+    async def window_keys():
+        return await deps.redis.keys("leadsms:dedupe:*")
+
     first = asyncio.create_task(post_send(http, user, conv, "Are you coming?"))
-    await asyncio.sleep(0.1)
+    # The first request holds the duplicate window before the second is made (no sleep
+    # deciding which one is first).
+    await wait_for(window_keys, timeout=10, interval=0.01, what="the first send to open its duplicate window")
     s2, second, _ = await post_send(http, user, conv, "Are you coming?")
     s1, first_body, _ = await first
     assert (s1, s2) == (202, 200)
     assert second["id"] == first_body["id"] and second["deduplicated"] is True
     await until_sent(pool, first_body["id"])
-    await asyncio.sleep(2.5 - 0.1)
+
+    async def window_closed():
+        return not await window_keys()
+
+    await wait_for(window_closed, timeout=10, interval=0.02, what="the 2 s duplicate window to close")
     s3, third, _ = await post_send(http, user, conv, "Are you coming?")
     assert s3 == 202 and third["id"] != first_body["id"]
     await until_sent(pool, third["id"])
