@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import os
-import socket
 import time
 import traceback as tb
 from typing import Any, Callable
@@ -125,10 +124,18 @@ def ping(broker: dramatiq.Broker) -> None:
         client.ping()
         return
     parameters = getattr(broker, "parameters", None)
-    if parameters:  # RabbitmqBroker: a TCP connect is enough to say it is up
-        p = parameters[0]
-        with socket.create_connection((p.host, p.port), timeout=2):
-            return
+    if parameters is not None:  # RabbitmqBroker: one URLParameters, or a list of them
+        import pika
+
+        candidates = parameters if isinstance(parameters, (list, tuple)) else [parameters]
+        errors = []
+        for p in candidates:
+            try:  # a real AMQP handshake: credentials and vhost checked, not just the port
+                pika.BlockingConnection(p).close()
+                return
+            except Exception as exc:
+                errors.append(f"{p.host}:{p.port}: {type(exc).__name__}")
+        raise ConnectionError("RabbitMQ unreachable (" + "; ".join(errors) + ")")
     # StubBroker: always reachable.
 
 
