@@ -1,7 +1,7 @@
 """Configuration: one frozen `Settings`, read from the environment once.
 
 Nothing else in the project reads `os.environ`. Each command names the variables it
-needs (see ../shared/api.md); a missing or malformed one raises `ConfigError`, which the
+needs (the README's configuration table); a missing or malformed one raises `ConfigError`, which the
 CLI prints as one line naming the variable.
 """
 
@@ -75,6 +75,7 @@ _VARS: dict[str, _Var] = {
     "worker_threads": _Var("WORKER_THREADS", _int(1, 256), 8),
     "worker_metrics_port": _Var("WORKER_METRICS_PORT", _int(0, 65535), 9191),
     "ops_token": _Var("OPS_TOKEN", _text),
+    "metrics_port": _Var("METRICS_PORT", _int(0, 65535), 9192),
     "demo_sim_url": _Var("DEMO_SIM_URL", _url(("http", "https"))),
     "log_format": _Var("LOG_FORMAT", lambda n, r: _choice(n, r, ("json", "console")), None),
     "log_level": _Var("LOG_LEVEL", lambda n, r: _choice(n, r.upper(), ("DEBUG", "INFO", "WARNING", "ERROR")), "INFO"),
@@ -125,6 +126,7 @@ class Settings:
     worker_threads: int = 8
     worker_metrics_port: int = 9191
     ops_token: str | None = None
+    metrics_port: int = 9192  # `/metrics` on its own listener; 0 = on PORT behind OPS_TOKEN
     demo_sim_url: str | None = None  # set by `leadsms demo` only: enables the page's reply control
     log_format: str | None = None
     log_level: str = "INFO"

@@ -188,6 +188,28 @@ async def web(settings: Settings, deps: Deps, broker, web_port: int) -> AsyncIte
         await runner.cleanup()
 
 
+@pytest_asyncio.fixture(scope="session")
+async def metrics_url(deps: Deps, broker) -> AsyncIterator[str]:
+    """`/metrics` on a listener of its own, as `leadsms web` serves it on METRICS_PORT,
+    reading the session's deps and broker (no cache: each scrape reads PostgreSQL)."""
+    from aiohttp import web as aioweb
+
+    from ops.routes import metrics_app
+    from shared.web import BROKER, DEPS
+    from tests.support import serve_app
+
+    source = aioweb.Application()
+    source[DEPS], source[BROKER] = deps, broker
+    async with serve_app(metrics_app(source, cache_ttl_s=0)) as url:
+        yield url
+
+
+@pytest_asyncio.fixture
+async def metrics_http(metrics_url: str) -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(base_url=metrics_url) as session:
+        yield session
+
+
 @pytest_asyncio.fixture
 async def http(web: str) -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession(base_url=web) as session:

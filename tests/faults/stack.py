@@ -33,13 +33,13 @@ SID = "AC" + "f" * 32
 class Stack:
     def __init__(self, database_url: str, redis_url: str, log_dir: Path, **overrides: Any) -> None:
         self.log_dir = log_dir
-        self.web_port, self.sim_port = free_port(), free_port()
+        self.web_port, self.sim_port, self.metrics_port = free_port(), free_port(), free_port()
         self.token = "tok_" + secrets.token_hex(16)  # distinctive, so a leak is found by grep
         values: dict[str, Any] = dict(
             database_url=database_url, redis_url=redis_url, broker_url=redis_url,
             twilio_account_sid=SID, twilio_auth_token=self.token,
             twilio_base_url=f"http://127.0.0.1:{self.sim_port}",
-            public_base_url=f"http://127.0.0.1:{self.web_port}", port=self.web_port,
+            public_base_url=f"http://127.0.0.1:{self.web_port}", port=self.web_port, metrics_port=self.metrics_port,
             worker_metrics_port=0, retry_min_backoff_ms=100, retry_max_backoff_ms=2000,
             sweep_interval_s=1, stale_after_s=2, send_rate_limit=100_000, log_format="json", log_level="INFO",
         )
@@ -48,6 +48,7 @@ class Stack:
         self.procs: dict[str, list[subprocess.Popen]] = {}
         self.sim = f"http://127.0.0.1:{self.sim_port}"
         self.web = self.settings.public_base_url
+        self.metrics = f"http://127.0.0.1:{self.settings.metrics_port}"
 
     # ---- processes ---------------------------------------------------------------------
 

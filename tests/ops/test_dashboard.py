@@ -51,8 +51,8 @@ def test_the_name_parser_finds_metrics_not_functions_or_labels():
     assert metric_names(expr) == {"x_bucket", "y_total", "z"}
 
 
-async def test_every_dashboard_query_names_a_metric_the_service_exports(ops_http):
-    async with ops_http.get("/metrics") as resp:
+async def test_every_dashboard_query_names_a_metric_the_service_exports(metrics_http):
+    async with metrics_http.get("/metrics") as resp:
         text = await resp.text()
     exported = {s.name for fam in text_string_to_metric_families(text) for s in fam.samples}
     exported |= {fam.name for fam in text_string_to_metric_families(text)}

@@ -21,6 +21,7 @@ async def web_stack(services, tmp_path):
 
 
 async def test_the_web_command_answers_a_ten_thousand_character_url_with_json_and_logs_no_handler_warning(web_stack):
+    """...and serves /metrics on METRICS_PORT only."""
     async with aiohttp.ClientSession() as http:
         for _ in range(3):  # a warning would come once per connection
             async with http.get(f"{web_stack.web}/healthz", headers={"Connection": "close"}) as resp:
@@ -30,6 +31,11 @@ async def test_the_web_command_answers_a_ten_thousand_character_url_with_json_an
             assert resp.content_type == "application/json", await resp.text()
             body = await resp.json()
             assert body["code"] and body["error"]
+        async with http.get(f"{web_stack.web}/metrics") as resp:
+            assert resp.status == 404  # not on the port Twilio reaches
+        async with http.get(f"{web_stack.metrics}/metrics") as resp:
+            assert resp.status == 200, await resp.text()
+            assert "leadsms_metrics_source_up" in await resp.text()
     web_stack.stop_all()
     logs = web_stack.logs()
     assert "web_listening" in logs

@@ -190,14 +190,14 @@ async def _has_status(pool, message_id, status):
     return await status_of(pool, message_id) == status
 
 
-async def test_a_send_adds_its_accept_to_twilio_time_to_the_latency_histogram(worker, http, firm, thread, pool):
+async def test_a_send_adds_its_accept_to_twilio_time_to_the_latency_histogram(metrics_http, worker, http, firm, thread, pool):
     conv = await thread(PHONE)
     status, body, _ = await post_send(http, firm.user("u1"), conv, "Counting this one")
     assert status == 202
     await until_sent(pool, body["id"])
 
     async def histogram_count():
-        async with http.get("/metrics") as resp:
+        async with metrics_http.get("/metrics") as resp:
             for line in (await resp.text()).splitlines():
                 if line.startswith("leadsms_send_accept_to_twilio_seconds_count"):
                     return float(line.split()[-1]) == 1.0
