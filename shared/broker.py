@@ -238,6 +238,29 @@ class WorkerDeps(Middleware):
         deps.set_current(None)
 
 
+class ZeroSeries(Middleware):
+    """Creates dramatiq's exporter series of every actor at 0 when a worker process boots.
+
+    dramatiq's Prometheus middleware makes a series on its first event, so on a healthy
+    system "errors", "retries" and "dead-lettered" had no series at all (the dashboard
+    showed "No data", and `rate()` has nothing to start from when the first one comes).
+    Runs at worker boot, after `Prometheus.after_process_boot` made the counters (dramatiq
+    emits `after_*` hooks in reverse middleware order, so process boot would be too early).
+    """
+
+    def __init__(self, prometheus: Middleware) -> None:
+        self.prometheus = prometheus
+
+    def after_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
+        names = ("total_messages", "total_errored_messages", "total_retried_messages", "total_rejected_messages")
+        counters = [getattr(self.prometheus, n, None) for n in names]
+        for actor_name in broker.get_declared_actors():
+            queue = broker.get_actor(actor_name).queue_name
+            for counter in counters:
+                if counter is not None:
+                    counter.labels(queue, actor_name)
+
+
 def worker_broker(settings: Settings) -> dramatiq.Broker:
     """The broker of a worker process: project middleware, deps opened at boot."""
     settings.require("broker_url")
@@ -246,7 +269,8 @@ def worker_broker(settings: Settings) -> dramatiq.Broker:
     if settings.worker_metrics_port:
         from dramatiq.middleware.prometheus import Prometheus
 
-        extra.append(Prometheus())
+        prometheus = Prometheus()
+        extra += [prometheus, ZeroSeries(prometheus)]
     broker = build_broker(settings.broker_url, middleware=extra)
     broker.add_middleware(WorkerDeps(settings))
     return broker

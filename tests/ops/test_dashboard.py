@@ -81,3 +81,13 @@ def test_the_dashboard_imports_as_is_with_a_prometheus_datasource_input():
     for topic in ("queue depth", "dead letters", "messages by status", "error codes", "refused", "deduplicated",
                   "auto-blocks", "opt-outs", "lookups", "cache hit", "webhooks", "oldest unprocessed", "latency"):
         assert topic in titles, topic
+
+
+def test_retries_leave_out_the_delay_queue_and_delayed_reads_our_own_gauge():
+    """dramatiq counts a retry on the queue and again on its `.DQ` delay queue; its delayed
+    gauge leaks when another process runs the message (dramatiq issue #672)."""
+    exprs = expressions()
+    retries = [e for e in exprs if "dramatiq_message_retries_total" in e]
+    assert retries and all('queue_name!~".*\\\\.DQ"' in e for e in retries), retries
+    assert not [e for e in exprs if "dramatiq_delayed_messages_inprogress" in e]
+    assert any("leadsms_queue_delayed" in e for e in exprs)
