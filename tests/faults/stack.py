@@ -73,6 +73,15 @@ class Stack:
         await self.wait_http(f"{self.web}/healthz")
         return proc
 
+    async def start_another_web(self) -> str:
+        """One more `leadsms web` on the same database and broker, on free ports (its own
+        PORT and METRICS_PORT); its base URL. Twilio's callbacks still go to PUBLIC_BASE_URL."""
+        port = free_port()
+        self._spawn("web", leadsms_command("web"), PORT=port, METRICS_PORT=free_port())
+        url = f"http://127.0.0.1:{port}"
+        await self.wait_http(f"{url}/healthz")
+        return url
+
     def start_worker(self, *queues: str, **extra: Any) -> subprocess.Popen:
         return self._spawn("worker", leadsms_command("worker", *(["--queues", *queues] if queues else [])), **extra)
 
