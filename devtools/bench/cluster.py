@@ -159,6 +159,7 @@ class Cluster:
     env_overrides: dict[str, str] = field(default_factory=dict)
     procs: dict[str, Proc] = field(default_factory=dict)
     web_port: int = field(default_factory=free_port)
+    metrics_port: int = field(default_factory=free_port)  # the web's /metrics listener
     sim_port: int = field(default_factory=free_port)
 
     @property
@@ -172,7 +173,7 @@ class Cluster:
     def env(self) -> dict[str, str]:
         base = {k: v for k, v in self.settings.extra.items()
                 if not k.startswith(("TWILIO_", "DATABASE_", "REDIS_", "BROKER_", "PUBLIC_BASE_URL",
-                                     "SEND_", "WORKER_", "DEDUPE_", "LOG_", "PORT"))}
+                                     "SEND_", "WORKER_", "DEDUPE_", "LOG_", "PORT", "METRICS_PORT"))}
         base.update({
             "DATABASE_URL": self.database_url,
             "REDIS_URL": self.redis_url,
@@ -182,6 +183,7 @@ class Cluster:
             "TWILIO_BASE_URL": self.sim_url,
             "PUBLIC_BASE_URL": self.web_url,
             "PORT": str(self.web_port),
+            "METRICS_PORT": str(self.metrics_port),
             "SEND_RATE_LIMIT": str(self.send_rate_limit),
             "WORKER_PROCESSES": "1",
             "WORKER_THREADS": str(self.worker_threads),
