@@ -19,6 +19,7 @@ from typing import Any, Iterable, Mapping
 import structlog
 from aiohttp import web
 
+from conversations.sendable import NOTICES
 from ops import queues
 from ops.queries import fetch_figures
 from shared import metrics
@@ -152,8 +153,10 @@ def _postgres_families(out: Exposition, f: Mapping[str, Any]) -> None:
                [({"status": s}, n) for s, n in status.items()])
     out.family("leadsms_messages_by_error_code", "gauge", "Messages carrying a Twilio error code, by code and status.",
                [({"error_code": str(code), "status": st}, n) for code, st, n in sorted(f["messages_by_error"])])
+    blocked = {code: 0 for code in NOTICES}  # every reason at 0: "0", not "No data", when none
+    blocked.update(f["messages_blocked"])
     out.family("leadsms_messages_blocked_by_reason", "gauge", "Messages never sent because a check stopped them.",
-               [({"reason": r}, n) for r, n in sorted(f["messages_blocked"].items())])
+               [({"reason": r}, n) for r, n in sorted(blocked.items())])
     out.one("leadsms_messages_oldest_queued_age_seconds", "gauge",
             "Age of the oldest queued message past its due time (0 when none).", max(0.0, f["queued_oldest_age_s"] or 0.0))
     out.one("leadsms_messages_oldest_sending_age_seconds", "gauge",

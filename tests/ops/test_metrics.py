@@ -135,6 +135,8 @@ async def test_metrics_of_an_empty_system_are_zeros_not_gaps(metrics_http, deps)
     assert at(f, "leadsms_send_accept_to_twilio_seconds_count") == 0
     assert at(f, "leadsms_inbox_oldest_unprocessed_age_seconds") == 0
     assert at(f, "leadsms_queue_depth", queue="send") == 0
+    for reason in ("opted_out", "landline", "blocked", "invalid_phone", "review_opt_out"):
+        assert at(f, "leadsms_messages_blocked_by_reason", reason=reason) == 0
     assert not any(name == "leadsms_sweeper_last_pass_age_seconds" for name, _ in f)
 
 
