@@ -23,7 +23,7 @@ TINY = [
     "--firms", "2", "--users", "2", "--conversations", "4",
     "--floor-n", str(FLOOR_N), "--floor-rounds", "2",
     "--callbacks", str(CALLBACKS), "--intake-rate", "10", "--intake-duration", "1", "--intake-bulk", "10",
-    "--import-rows", "50", "--picker-leads", "2000", "--picker-queries", str(PICKER_QUERIES), "--drain-timeout", "60",
+    "--import-rows", "50", "--picker-leads", "20000", "--picker-queries", str(PICKER_QUERIES), "--drain-timeout", "60",
 ]
 
 
@@ -78,7 +78,7 @@ async def test_every_scenario_prints_one_json_line_and_a_table(bench_output):
 
 
 async def test_the_smoke_run_of_every_scenario_takes_seconds_not_minutes(bench_output):
-    assert bench_output["_elapsed"]["s"] < 90, bench_output["_elapsed"]
+    assert bench_output["_elapsed"]["s"] < 120, bench_output["_elapsed"]  # 25-65 s on a shared 2-core machine
 
 
 async def test_send_gets_every_accepted_message_to_the_simulator_and_counts_cpu(bench_output):
