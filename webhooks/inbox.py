@@ -61,6 +61,11 @@ def sender_phone(raw: str | None, region: str) -> str | None:
     return raw if E164_RE.match(raw) else None
 
 
+# How long a webhook waits for a pool connection before answering 503 (Twilio retries):
+# well inside Twilio's 15 s, so a busy pool never makes its callbacks time out.
+ACQUIRE_TIMEOUT_S = 3.0
+
+
 async def store_webhook(deps: Deps, kind: str, params: Mapping[str, str], message_id: int | None) -> Stored:
     """Write the webhook to `twilio_inbox` (and an inbound text's consent meaning) in one
     transaction. Raises what the pool raises when PostgreSQL is down: the route answers 503."""
@@ -69,7 +74,7 @@ async def store_webhook(deps: Deps, kind: str, params: Mapping[str, str], messag
     keyword: Keyword | None = None
     changed = review = False
     woken: list[int] = []
-    async with deps.pool.acquire() as conn:
+    async with deps.pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as conn:
         async with conn.transaction():
             inbox_id = await queries.insert_inbox(conn, kind, sid, twilio_status, message_id, dict(params))
             if inbox_id is None:
