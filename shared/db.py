@@ -6,6 +6,8 @@ A pool belongs to the event loop that made it: the web app makes its own in a
 
 from __future__ import annotations
 
+import asyncio
+
 import json
 from importlib import resources
 from typing import Any
@@ -82,6 +84,16 @@ def migration_files(folder: Any = None) -> list[tuple[str, str]]:
     return out
 
 
+async def _take_lock_polling(conn: asyncpg.Connection, key: int) -> None:
+    """Take the advisory lock by polling, not by blocking in `pg_advisory_lock`: a session
+    blocked there holds a snapshot, and the lock holder's CREATE INDEX CONCURRENTLY waits
+    for every such snapshot (PostgreSQL then reports a deadlock)."""
+    delay = 0.02
+    while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", key):
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.5)
+
+
 async def migrate(dsn: str, *, folder: Any = None) -> list[str]:
     """Apply every migration not yet applied; returns the versions applied now.
 
@@ -92,7 +104,7 @@ async def migrate(dsn: str, *, folder: Any = None) -> list[str]:
     conn = await asyncpg.connect(dsn)
     applied_now: list[str] = []
     try:
-        await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
+        await _take_lock_polling(conn, MIGRATION_LOCK_KEY)
         try:
             await conn.execute(
                 """CREATE TABLE IF NOT EXISTS schema_migrations (
