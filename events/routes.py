@@ -58,8 +58,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
     try:
         client = await hub.subscribe(firm_id)
         last = newest if after is None else after
-        resp = EventSourceResponse()
-        resp.ping_interval = heartbeat
+        resp = EventSourceResponse(ping_interval=heartbeat)
         await resp.prepare(request)
         log.info("stream_opened", after=last)
         # catch-up from the table; the reader's events for this client queue meanwhile

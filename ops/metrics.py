@@ -20,6 +20,7 @@ from typing import Any, Iterable, Mapping
 import structlog
 from aiohttp import web
 
+from conversations.sendable import NOTICES
 from ops import queues
 from ops.queries import fetch_figures
 from shared import metrics
@@ -29,6 +30,12 @@ from shared.web import BROKER, DEPS
 log = structlog.get_logger(__name__)
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# PostgreSQL figures are read at most once per this many seconds per web process, by one
+# scrape at a time (the others wait for it or take the last copy): however many
+# Prometheus servers scrape, PostgreSQL sees one read per interval.
+PG_FIGURES_TTL_S = 5.0
+# A scrape never waits long for a pool connection: the web's pool serves Twilio's webhooks.
+PG_ACQUIRE_TIMEOUT_S = 1.0
 MESSAGE_STATUSES = ("scheduled", "queued", "sending", "sent", "delivered", "undelivered", "failed", "blocked",
                     "canceled", "received")
 CONSENT_KINDS = ("opt_out", "opt_in")
@@ -148,8 +155,10 @@ def _postgres_families(out: Exposition, f: Mapping[str, Any]) -> None:
                [({"status": s}, n) for s, n in status.items()])
     out.family("leadsms_messages_by_error_code", "gauge", "Messages carrying a Twilio error code, by code and status.",
                [({"error_code": str(code), "status": st}, n) for code, st, n in sorted(f["messages_by_error"])])
+    blocked = {code: 0 for code in NOTICES}  # every reason at 0: "0", not "No data", when none
+    blocked.update(f["messages_blocked"])
     out.family("leadsms_messages_blocked_by_reason", "gauge", "Messages never sent because a check stopped them.",
-               [({"reason": r}, n) for r, n in sorted(f["messages_blocked"].items())])
+               [({"reason": r}, n) for r, n in sorted(blocked.items())])
     out.one("leadsms_messages_oldest_queued_age_seconds", "gauge",
             "Age of the oldest queued message past its due time (0 when none).", max(0.0, f["queued_oldest_age_s"] or 0.0))
     out.one("leadsms_messages_oldest_sending_age_seconds", "gauge",
@@ -203,15 +212,35 @@ async def guard_source(source: str, aw: Any) -> Any:
         return None
 
 
-async def _pg_figures(deps: Deps) -> dict[str, Any]:
-    async with deps.pool.acquire(timeout=2) as conn:
-        return await fetch_figures(conn)
+class FiguresCache:
+    """The last PostgreSQL figures and when they were read; one read in flight at a time."""
+
+    def __init__(self, ttl_s: float = PG_FIGURES_TTL_S) -> None:
+        self.ttl_s = ttl_s
+        self.reads = 0
+        self._value: dict[str, Any] | None = None
+        self._at = -math.inf
+        self._lock = asyncio.Lock()
+
+    async def get(self, deps: Deps) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        if self._value is not None and loop.time() - self._at < self.ttl_s:
+            return self._value
+        async with self._lock:  # the scrapes that came meanwhile take this read's result
+            if self._value is not None and loop.time() - self._at < self.ttl_s:
+                return self._value
+            self.reads += 1
+            async with deps.pool.acquire(timeout=PG_ACQUIRE_TIMEOUT_S) as conn:
+                value = await fetch_figures(conn)
+            self._value, self._at = value, loop.time()
+            return value
 
 
-async def render_metrics(deps: Deps, broker: Any) -> str:
+async def render_metrics(deps: Deps, broker: Any, cache: FiguresCache | None = None) -> str:
     """The whole `/metrics` body."""
+    cache = cache or FiguresCache(ttl_s=0)
     pg, counters, stats = await asyncio.gather(
-        guard_source("postgres", _pg_figures(deps)),
+        guard_source("postgres", cache.get(deps)),
         guard_source("redis", read_counters(deps.redis)),
         guard_source("broker", asyncio.to_thread(queues.queue_stats, broker)) if broker is not None else no_source(),
     )
@@ -243,6 +272,12 @@ def _process_metrics() -> str:
         return ""
 
 
+# The app whose deps and broker a metrics listener reads (the main web app, or itself).
+SOURCE_APP = web.AppKey("ops_metrics_source", web.Application)
+CACHE = web.AppKey("ops_metrics_cache", FiguresCache)
+
+
 async def metrics_handler(request: web.Request) -> web.Response:
-    body = await render_metrics(request.app[DEPS], request.app.get(BROKER))
+    source = request.app.get(SOURCE_APP, request.app)
+    body = await render_metrics(source[DEPS], source.get(BROKER), request.app.get(CACHE))
     return web.Response(body=body.encode("utf-8"), headers={"Content-Type": CONTENT_TYPE})

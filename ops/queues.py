@@ -113,8 +113,84 @@ def _rabbit_counts(broker: Any, name: str) -> tuple[int, None, int, int]:
 
 def _require_redis(broker: Any, what: str) -> None:
     if not is_redis(broker):
-        raise AppError(f"{what} needs a Redis broker (BROKER_URL is {type(broker).__name__})",
+        raise AppError(f"{what} needs a Redis or RabbitMQ broker (BROKER_URL is {type(broker).__name__})",
                        code="unsupported_broker")
+
+
+# ---- RabbitMQ: dramatiq dead-letters into `<queue>.XQ` (RabbitMQ's dead-letter routing) --
+
+def is_rabbitmq(broker: Any) -> bool:
+    return hasattr(broker, "get_queue_message_counts") and hasattr(broker, "channel")
+
+
+def _rabbit_dead(broker: Any, queue: str) -> tuple[Any, list[tuple[int, float, bytes]]]:
+    """Every dead letter of `queue` as (delivery tag, dead-at ms, body), oldest first, held
+    unacknowledged on the returned channel: `_rabbit_release` puts back what is not acked."""
+    from dramatiq.common import xq_name
+
+    broker.declare_queue(queue)  # declares Q, Q.DQ and Q.XQ when this process has not yet
+    channel = broker.channel
+    held = []
+    while True:
+        method, properties, body = channel.basic_get(xq_name(queue), auto_ack=False)
+        if method is None:
+            break
+        held.append((method.delivery_tag, _rabbit_dead_at(properties), body))
+    return channel, held
+
+
+def _rabbit_dead_at(properties: Any) -> float:
+    deaths = ((getattr(properties, "headers", None) or {}).get("x-death") or [{}])
+    when = deaths[0].get("time")
+    return when.timestamp() * 1000 if hasattr(when, "timestamp") else time.time() * 1000
+
+
+def _rabbit_release(channel: Any, tags: Iterable[int]) -> None:
+    for tag in tags:
+        channel.basic_nack(tag, requeue=True)
+
+
+def _rabbit_list(broker: Any, queue: str, limit: int | None) -> list[DeadLetter]:
+    channel, held = _rabbit_dead(broker, queue)
+    try:
+        letters = []
+        for _tag, dead_at, body in held:
+            msg = _decode(body)
+            letters.append(_letter(queue, msg.message_id if msg else "", dead_at, msg))
+        return letters[-limit:] if limit else letters
+    finally:
+        _rabbit_release(channel, [tag for tag, _, _ in held])
+
+
+def _rabbit_retry(broker: Any, queue: str, wanted: set[str] | None) -> tuple[list[str], set[str]]:
+    """Re-enqueue then ack each chosen dead letter: a crash in between leaves it in both
+    places (run twice, which every handler tolerates), never in neither."""
+    channel, held = _rabbit_dead(broker, queue)
+    retried, matched, keep = [], set(), []
+    try:
+        for tag, _dead_at, body in held:
+            msg = _decode(body)
+            if msg is None or (wanted is not None and msg.message_id not in wanted):
+                keep.append(tag)
+                continue
+            matched.add(msg.message_id)
+            options = {key: v for key, v in msg.options.items() if key not in _DELIVERY_OPTIONS}
+            broker.enqueue(Message(queue_name=queue, actor_name=msg.actor_name, args=msg.args, kwargs=msg.kwargs,
+                                   options=options, message_id=msg.message_id,
+                                   message_timestamp=int(time.time() * 1000)))
+            channel.basic_ack(tag)
+            retried.append(msg.message_id)
+            log.info("dead_letter_retried", queue=queue, id=msg.message_id, actor=msg.actor_name)
+    finally:
+        _rabbit_release(channel, keep + [t for t, _, _ in held[len(retried) + len(keep):]])
+    return retried, matched
+
+
+def _rabbit_purge(broker: Any, queue: str) -> int:
+    from dramatiq.common import xq_name
+
+    broker.declare_queue(queue)
+    return int(broker.channel.queue_purge(xq_name(queue)).method.message_count)
 
 
 def _decode(raw: bytes | None) -> Message | None:
@@ -157,6 +233,8 @@ def _letter(queue: str, rid: str, score: float, msg: Message | None) -> DeadLett
 
 def list_dead(broker: Any, queue: str, limit: int | None = None) -> list[DeadLetter]:
     """Dead letters of `queue`, oldest first (only the newest `limit` when given)."""
+    if is_rabbitmq(broker):
+        return _rabbit_list(broker, queue, limit)
     _require_redis(broker, "listing dead letters")
     return [_letter(queue, rid, score, _decode(data)) for rid, score, data in _dead_entries(broker, queue, limit)]
 
@@ -164,8 +242,13 @@ def list_dead(broker: Any, queue: str, limit: int | None = None) -> list[DeadLet
 def retry_dead(broker: Any, queue: str, ids: Sequence[str] | None = None) -> tuple[list[str], list[str]]:
     """Put dead letters back on `queue` (all when `ids` is None) with their retry count reset.
 
-    `ids` may be broker ids or dramatiq message ids. Returns (retried, not_found).
+    `ids` may be broker ids or dramatiq message ids (on RabbitMQ they are the same).
+    Returns (retried, not_found).
     """
+    if is_rabbitmq(broker):
+        wanted_ids = None if ids is None else set(ids)
+        done, found = _rabbit_retry(broker, queue, wanted_ids)
+        return done, sorted(wanted_ids - found) if wanted_ids is not None else []
     _require_redis(broker, "retrying dead letters")
     k = redis_keys(broker, queue)
     wanted = None if ids is None else set(ids)
@@ -193,6 +276,10 @@ def retry_dead(broker: Any, queue: str, ids: Sequence[str] | None = None) -> tup
 
 def purge_dead(broker: Any, queue: str) -> int:
     """Drop every dead letter of `queue`; returns how many there were."""
+    if is_rabbitmq(broker):
+        n = _rabbit_purge(broker, queue)
+        log.info("dead_letters_purged", queue=queue, count=n)
+        return n
     _require_redis(broker, "purging dead letters")
     k = redis_keys(broker, queue)
     n = broker.client.register_script(_PURGE_LUA)(keys=[k["xq"], k["xq_msgs"]])

@@ -44,8 +44,7 @@ from shared.web import BROKER, DEPS, base_app
 ACTOR_MODULES = (ops.actors, intake.actors, lookup.actors, send_pipeline.actors, webhooks.actors)
 SWEEP_MODULES = {"events": events.sweeps, "intake": intake.sweeps, "send_pipeline": send_pipeline.sweeps,
                  "webhooks": webhooks.sweeps, "sweeper": sweeper, "firms": firms.pauses}
-ROUTE_MODULES = (events.routes, intake.routes, consent.routes, send_pipeline.routes, webhooks.routes, portal.routes,
-                 ops.routes)
+ROUTE_MODULES = (events.routes, intake.routes, consent.routes, send_pipeline.routes, webhooks.routes, portal.routes)
 
 
 def sweep_tasks() -> dict[str, SweepTask]:
@@ -80,6 +79,12 @@ def create_app(settings: Settings, *, deps: Deps | None = None, broker: dramatiq
 
     for module in ROUTE_MODULES:
         module.add_routes(app)
+    ops.routes.add_routes(app, metrics_on_app=settings.metrics_port == 0)
     # The inbox page at `/`; `leadsms demo` sets DEMO_SIM_URL to add its reply control.
     portal.inbox_page.add_routes(app, demo_sim_url=settings.demo_sim_url)
     return app
+
+
+def create_metrics_app(main: web.Application) -> web.Application:
+    """`/metrics` for the METRICS_PORT listener, reading `main`'s deps and broker."""
+    return ops.routes.metrics_app(main)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import os
-import socket
 import time
 import traceback as tb
 from typing import Any, Callable
@@ -121,10 +120,18 @@ def ping(broker: dramatiq.Broker) -> None:
         client.ping()
         return
     parameters = getattr(broker, "parameters", None)
-    if parameters:  # RabbitmqBroker: a TCP connect is enough to say it is up
-        p = parameters[0]
-        with socket.create_connection((p.host, p.port), timeout=2):
-            return
+    if parameters is not None:  # RabbitmqBroker: one URLParameters, or a list of them
+        import pika
+
+        candidates = parameters if isinstance(parameters, (list, tuple)) else [parameters]
+        errors = []
+        for p in candidates:
+            try:  # a real AMQP handshake: credentials and vhost checked, not just the port
+                pika.BlockingConnection(p).close()
+                return
+            except Exception as exc:
+                errors.append(f"{p.host}:{p.port}: {type(exc).__name__}")
+        raise ConnectionError("RabbitMQ unreachable (" + "; ".join(errors) + ")")
     # StubBroker: always reachable.
 
 
@@ -227,6 +234,29 @@ class WorkerDeps(Middleware):
         deps.set_current(None)
 
 
+class ZeroSeries(Middleware):
+    """Creates dramatiq's exporter series of every actor at 0 when a worker process boots.
+
+    dramatiq's Prometheus middleware makes a series on its first event, so on a healthy
+    system "errors", "retries" and "dead-lettered" had no series at all (the dashboard
+    showed "No data", and `rate()` has nothing to start from when the first one comes).
+    Runs at worker boot, after `Prometheus.after_process_boot` made the counters (dramatiq
+    emits `after_*` hooks in reverse middleware order, so process boot would be too early).
+    """
+
+    def __init__(self, prometheus: Middleware) -> None:
+        self.prometheus = prometheus
+
+    def after_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
+        names = ("total_messages", "total_errored_messages", "total_retried_messages", "total_rejected_messages")
+        counters = [getattr(self.prometheus, n, None) for n in names]
+        for actor_name in broker.get_declared_actors():
+            queue = broker.get_actor(actor_name).queue_name
+            for counter in counters:
+                if counter is not None:
+                    counter.labels(queue, actor_name)
+
+
 def worker_broker(settings: Settings) -> dramatiq.Broker:
     """The broker of a worker process: project middleware, deps opened at boot."""
     settings.require("broker_url")
@@ -235,7 +265,8 @@ def worker_broker(settings: Settings) -> dramatiq.Broker:
     if settings.worker_metrics_port:
         from dramatiq.middleware.prometheus import Prometheus
 
-        extra.append(Prometheus())
+        prometheus = Prometheus()
+        extra += [prometheus, ZeroSeries(prometheus)]
     broker = build_broker(settings.broker_url, middleware=extra)
     broker.add_middleware(WorkerDeps(settings))
     return broker

@@ -46,16 +46,25 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 # ---- web ---------------------------------------------------------------------------------
 
 def cmd_web(args: argparse.Namespace) -> int:
-    from aiohttp import web
-
-    from shared.app import create_app
-    from shared.web import HANDLER_ARGS
+    from shared.app import create_app, create_metrics_app
+    from shared.web import serve
 
     settings = _settings("web")
     port = args.port or settings.port
-    app = create_app(settings)
-    web.run_app(app, host=args.host, port=port, access_log=None, print=None,
-                handle_signals=True, shutdown_timeout=5, handler_args=HANDLER_ARGS)
+    if settings.metrics_port and settings.metrics_port == port:
+        raise ConfigError("METRICS_PORT", f"must differ from PORT ({port}), or be 0 to serve /metrics on PORT")
+
+    async def run() -> None:
+        # The app is built on the running loop: its cleanup_ctx opens the deps there.
+        app = create_app(settings)
+        listeners = [(app, args.host, port)]
+        if settings.metrics_port:
+            # Its own listener, off the public port Twilio reaches (firewall it, or bind
+            # it with --metrics-host 127.0.0.1 when the scraper runs on this host).
+            listeners.append((create_metrics_app(app), args.metrics_host, settings.metrics_port))
+        await serve(listeners)
+
+    asyncio.run(run())
     return 0
 
 
@@ -188,6 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("web", help="the HTTP server: portal API, CRM hook, Twilio webhooks")
     p.add_argument("--host", default="0.0.0.0")
     p.add_argument("--port", type=int, default=None, help="default: $PORT (8080)")
+    p.add_argument("--metrics-host", default="0.0.0.0", help="interface of the METRICS_PORT listener")
     p.set_defaults(run=cmd_web)
 
     p = sub.add_parser("worker", help="dramatiq workers for every queue (or the named ones)")

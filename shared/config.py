@@ -124,6 +124,7 @@ _VARS: dict[str, _Var] = {
     "quiet_hours_reply_grace_min": _Var("QUIET_HOURS_REPLY_GRACE_MIN", _int(0, 24 * 60), 60),
     "twilio_auth_token_secondary": _Var("TWILIO_AUTH_TOKEN_SECONDARY", _text),
     "credentials_key": _Var("CREDENTIALS_KEY", lambda n, r: _fernet_key(n, r)),
+    "metrics_port": _Var("METRICS_PORT", _int(0, 65535), 9192),
     "demo_sim_url": _Var("DEMO_SIM_URL", _url(("http", "https"))),
     "log_format": _Var("LOG_FORMAT", lambda n, r: _choice(n, r, ("json", "console")), None),
     "stream_token_ttl_s": _Var("STREAM_TOKEN_TTL_S", _int(1, 86400), 60),
@@ -149,6 +150,8 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "queues": ("broker_url",),
     "twilio-sim": (),
 }
+# Commands that give Twilio our address (StatusCallback URLs, webhook signatures).
+NEEDS_PUBLIC_URL = ("web", "worker")
 
 
 def _fernet_key(name: str, raw: str) -> str:
@@ -198,6 +201,7 @@ class Settings:
     quiet_hours_reply_grace_min: int = 60
     twilio_auth_token_secondary: str | None = field(default=None, repr=False)
     credentials_key: str | None = field(default=None, repr=False)
+    metrics_port: int = 9192  # `/metrics` on its own listener; 0 = on PORT behind OPS_TOKEN
     demo_sim_url: str | None = None  # set by `leadsms demo` only: enables the page's reply control
     log_format: str | None = None
     log_level: str = "INFO"
@@ -225,9 +229,11 @@ class Settings:
                 values[attr] = var.parse(var.env, raw)
         if values["broker_url"] is None:
             values["broker_url"] = values["redis_url"]
-        if values["public_base_url"] is None:
+        if values["public_base_url"] is None and values["twilio_base_url"] is not None:
+            # The simulator calls back on this machine; real Twilio needs the real address.
             values["public_base_url"] = f"http://127.0.0.1:{values['port']}"
-        values["public_base_url"] = values["public_base_url"].rstrip("/")
+        if values["public_base_url"] is not None:
+            values["public_base_url"] = values["public_base_url"].rstrip("/")
         if values["retry_max_backoff_ms"] < values["retry_min_backoff_ms"]:
             raise ConfigError("RETRY_MAX_BACKOFF_MS", "must not be smaller than RETRY_MIN_BACKOFF_MS")
         settings = cls(**values, extra=dict(env))
@@ -236,7 +242,11 @@ class Settings:
 
     @classmethod
     def for_command(cls, command: str, environ: Mapping[str, str] | None = None) -> "Settings":
-        return cls.from_env(environ, require=NEEDS.get(command, ()))
+        settings = cls.from_env(environ, require=NEEDS.get(command, ()))
+        if command in NEEDS_PUBLIC_URL and settings.twilio_base_url is None and settings.public_base_url is None:
+            raise ConfigError("PUBLIC_BASE_URL", "is not set (required with real Twilio, i.e. when TWILIO_BASE_URL "
+                                                 "is unset: it is where Twilio sends status callbacks)")
+        return settings
 
     def require(self, *attrs: str) -> None:
         for attr in attrs:

@@ -6,6 +6,8 @@ A pool belongs to the event loop that made it: the web app makes its own in a
 
 from __future__ import annotations
 
+import asyncio
+
 import json
 from importlib import resources
 from typing import Any
@@ -42,9 +44,39 @@ async def connect(dsn: str) -> asyncpg.Connection:
     return conn
 
 
-def migration_files() -> list[tuple[str, str]]:
-    """(version, sql) for every migration shipped with the package, in order."""
-    folder = resources.files("shared") / "migrations"
+# First line of a migration that must run outside a transaction (CREATE INDEX
+# CONCURRENTLY refuses to run inside one). Its statements run one by one, each in its own
+# implicit transaction; they are split at a semicolon that ends a line, so such a
+# migration holds plain statements only (no function bodies). Make each statement safe to
+# re-run after a crash half-way, e.g. `DROP INDEX CONCURRENTLY IF EXISTS x;` before
+# `CREATE INDEX CONCURRENTLY x ...;` (a failed concurrent build leaves an invalid index).
+NO_TRANSACTION_MARKER = "-- leadsms: no-transaction"
+
+
+def runs_outside_transaction(sql: str) -> bool:
+    return sql.lstrip("\ufeff").split("\n", 1)[0].strip() == NO_TRANSACTION_MARKER
+
+
+def split_statements(sql: str) -> list[str]:
+    """The statements of a no-transaction migration (comment-only chunks dropped)."""
+    statements, current = [], []
+    for line in sql.splitlines():
+        current.append(line)
+        if line.rstrip().endswith(";"):
+            statements.append("\n".join(current))
+            current = []
+    statements.append("\n".join(current))
+    meaningful = []
+    for stmt in statements:
+        code = "\n".join(l for l in stmt.splitlines() if not l.strip().startswith("--")).strip()
+        if code:
+            meaningful.append(stmt.strip())
+    return meaningful
+
+
+def migration_files(folder: Any = None) -> list[tuple[str, str]]:
+    """(version, sql) for every migration shipped with the package (or in `folder`), in order."""
+    folder = folder if folder is not None else resources.files("shared") / "migrations"
     out = []
     for entry in sorted(folder.iterdir(), key=lambda p: p.name):
         if entry.name.endswith(".sql"):
@@ -52,16 +84,27 @@ def migration_files() -> list[tuple[str, str]]:
     return out
 
 
-async def migrate(dsn: str) -> list[str]:
+async def _take_lock_polling(conn: asyncpg.Connection, key: int) -> None:
+    """Take the advisory lock by polling, not by blocking in `pg_advisory_lock`: a session
+    blocked there holds a snapshot, and the lock holder's CREATE INDEX CONCURRENTLY waits
+    for every such snapshot (PostgreSQL then reports a deadlock)."""
+    delay = 0.02
+    while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", key):
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.5)
+
+
+async def migrate(dsn: str, *, folder: Any = None) -> list[str]:
     """Apply every migration not yet applied; returns the versions applied now.
 
     Safe to run from several processes at once: the whole run holds an advisory lock,
-    and each migration commits together with its row in `schema_migrations`.
+    and each migration commits together with its row in `schema_migrations` (one marked
+    `NO_TRANSACTION_MARKER` records its row after its last statement succeeded).
     """
     conn = await asyncpg.connect(dsn)
     applied_now: list[str] = []
     try:
-        await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
+        await _take_lock_polling(conn, MIGRATION_LOCK_KEY)
         try:
             await conn.execute(
                 """CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -69,12 +112,17 @@ async def migrate(dsn: str) -> list[str]:
                        applied_at timestamptz NOT NULL DEFAULT now())"""
             )
             done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
-            for version, sql in migration_files():
+            for version, sql in migration_files(folder):
                 if version in done:
                     continue
-                async with conn.transaction():
-                    await conn.execute(sql)
+                if runs_outside_transaction(sql):
+                    for statement in split_statements(sql):
+                        await conn.execute(statement, timeout=None)
                     await conn.execute("INSERT INTO schema_migrations (version) VALUES ($1)", version)
+                else:
+                    async with conn.transaction():
+                        await conn.execute(sql)
+                        await conn.execute("INSERT INTO schema_migrations (version) VALUES ($1)", version)
                 applied_now.append(version)
                 log.info("migration_applied", version=version)
         finally:

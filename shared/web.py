@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import uuid
 from typing import Any, Awaitable, Callable
 
@@ -237,6 +238,36 @@ async def readyz(request: web.Request) -> web.Response:
     if down:
         return error_response(503, "not_ready", f"Not ready: {', '.join(down)} unreachable.", down=down)
     return json_response({"ok": True})
+
+
+# (app, host, port): one listener of `serve`.
+Listener = tuple[web.Application, str, int]
+
+
+async def serve(listeners: list[Listener], *, shutdown_timeout: float = 5.0,
+                stop: asyncio.Event | None = None) -> None:
+    """Serve each app on its host and port until SIGINT/SIGTERM (or `stop` is set).
+
+    `leadsms web` runs this instead of `web.run_app`: run_app takes no `handler_args`
+    (it forwards the dict as one unknown keyword, so every connection logs "Failed to
+    create request handler with custom kwargs" and the raised limits never apply).
+    """
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    runners: list[web.AppRunner] = []
+    try:
+        for app, host, port in listeners:
+            runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_timeout, **HANDLER_ARGS)
+            await runner.setup()
+            runners.append(runner)
+            await web.TCPSite(runner, host, port).start()
+            log.info("web_listening", host=host, port=port)
+        await stop.wait()
+    finally:
+        for runner in reversed(runners):
+            await runner.cleanup()
 
 
 def base_app(authenticate: Authenticator) -> web.Application:

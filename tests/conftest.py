@@ -24,6 +24,7 @@ from shared.db import migrate
 from shared.deps import Deps, close_deps, open_deps
 from tests.support import (
     Embedded,
+    RabbitVhost,
     create_database,
     drop_database,
     free_port,
@@ -84,12 +85,50 @@ def sim_port() -> int:
     return free_port()
 
 
+# Modules whose end-to-end tests run once per broker (Redis and RabbitMQ).
+BOTH_BROKERS = ("send_pipeline/test_sending.py", "webhooks/test_end_to_end.py", "intake/test_with_worker.py",
+                "platform/test_readiness.py")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if Path(metafunc.module.__file__).as_posix().endswith(BOTH_BROKERS) and "broker_kind" in metafunc.fixturenames:
+        # Redis is the param None: the same cache key as every unparametrized test's, so
+        # going between those and these tears nothing down (only RabbitMQ's run does).
+        metafunc.parametrize("broker_kind", [None, "rabbitmq"], ids=["redis", "rabbitmq"], indirect=True,
+                             scope="session")
+
+
 @pytest.fixture(scope="session")
-def settings(services: Services, web_port: int, sim_port: int) -> Settings:
+def rabbitmq() -> Any:
+    """This run's RabbitMQ vhost (made on first use, deleted at the end)."""
+    vhost = RabbitVhost().create()
+    yield vhost
+    vhost.delete()
+
+
+@pytest.fixture(scope="session")
+def broker_kind(request: pytest.FixtureRequest) -> str:
+    """Which broker the session's web, worker and enqueues use: Redis unless a module of
+    BOTH_BROKERS asks for each. Switching tears the whole session stack down and up."""
+    return getattr(request, "param", None) or "redis"
+
+
+@pytest.fixture(scope="session")
+def broker_url(request: pytest.FixtureRequest, broker_kind: str, services: Services) -> str:
+    if broker_kind == "redis":
+        return services.redis_url
+    vhost: RabbitVhost = request.getfixturevalue("rabbitmq")
+    if vhost.url is None:
+        pytest.skip(f"RabbitMQ tests skipped: {vhost.skip_reason}")
+    return vhost.url
+
+
+@pytest.fixture(scope="session")
+def settings(services: Services, web_port: int, sim_port: int, broker_url: str) -> Settings:
     return Settings(
         database_url=services.database_url,
         redis_url=services.redis_url,
-        broker_url=services.redis_url,
+        broker_url=broker_url,
         twilio_account_sid=TEST_SID,
         twilio_auth_token=TEST_TOKEN,
         twilio_auth_token_secondary=TEST_TOKEN_SECONDARY,
@@ -111,7 +150,8 @@ def settings(services: Services, web_port: int, sim_port: int) -> Settings:
 
 @pytest.fixture(scope="session")
 def broker(settings: Settings):
-    """The real Redis broker, installed for the test process (the web app enqueues on it)."""
+    """The real broker (Redis, or RabbitMQ for BOTH_BROKERS), installed for the test process
+    (the web app enqueues on it)."""
     b = brokers.install(brokers.build_broker(settings.broker_url))
     yield b
     b.close()
@@ -158,6 +198,28 @@ async def web(settings: Settings, deps: Deps, broker, web_port: int) -> AsyncIte
         yield settings.public_base_url
     finally:
         await runner.cleanup()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def metrics_url(deps: Deps, broker) -> AsyncIterator[str]:
+    """`/metrics` on a listener of its own, as `leadsms web` serves it on METRICS_PORT,
+    reading the session's deps and broker (no cache: each scrape reads PostgreSQL)."""
+    from aiohttp import web as aioweb
+
+    from ops.routes import metrics_app
+    from shared.web import BROKER, DEPS
+    from tests.support import serve_app
+
+    source = aioweb.Application()
+    source[DEPS], source[BROKER] = deps, broker
+    async with serve_app(metrics_app(source, cache_ttl_s=0)) as url:
+        yield url
+
+
+@pytest_asyncio.fixture
+async def metrics_http(metrics_url: str) -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(base_url=metrics_url) as session:
+        yield session
 
 
 @pytest_asyncio.fixture

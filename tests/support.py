@@ -12,6 +12,7 @@ import contextlib
 import os
 import subprocess
 import sys
+import socket
 import time
 from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable
@@ -43,6 +44,52 @@ def resolve_redis(embedded: Embedded) -> str:
     if redis_reachable(url):
         return url
     return embedded.start_redis()
+
+
+DEFAULT_RABBITMQ = "amqp://guest:guest@127.0.0.1:5672"
+
+
+class RabbitVhost:
+    """A RabbitMQ virtual host of this test run (so parallel runs share no queue), made
+    with `rabbitmqctl` on the machine's server (`TEST_RABBITMQ_URL`, default guest@127.0.0.1).
+    `url` is None with `skip_reason` set when no broker can be used."""
+
+    def __init__(self) -> None:
+        import uuid
+
+        self.base = os.environ.get("TEST_RABBITMQ_URL", DEFAULT_RABBITMQ).rstrip("/")
+        self.name = f"leadsms_test_{uuid.uuid4().hex[:10]}"
+        self.url: str | None = None
+        self.skip_reason = ""
+
+    def _ctl(self, *args: str) -> None:
+        subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
+
+    def create(self) -> "RabbitVhost":
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(self.base)
+        try:
+            socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 5672), timeout=2).close()
+        except OSError as exc:
+            self.skip_reason = f"RabbitMQ is not answering at {parts.hostname}:{parts.port or 5672} ({exc})"
+            return self
+        try:
+            self._ctl("add_vhost", self.name)
+            self._ctl("set_permissions", "-p", self.name, parts.username or "guest", ".*", ".*", ".*")
+        except (OSError, subprocess.SubprocessError) as exc:
+            self.skip_reason = f"cannot create a RabbitMQ vhost with rabbitmqctl ({type(exc).__name__})"
+            return self
+        self.url = f"{self.base}/{self.name}"
+        return self
+
+    def delete(self) -> None:
+        if self.url is not None:
+            with contextlib.suppress(OSError, subprocess.SubprocessError):
+                self._ctl("delete_vhost", self.name)
+            self.url = None
+
+
 
 
 @contextlib.asynccontextmanager

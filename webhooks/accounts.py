@@ -26,6 +26,7 @@ from firms import queries as firm_queries
 from firms.credentials import CredentialsUnavailable, decrypt_token
 from shared.deps import Deps
 from shared.errors import HttpError
+from webhooks import inbox
 
 TOKEN_CACHE = web.AppKey("webhook_token_cache", dict)
 TOKEN_CACHE_TTL_S = 30.0
@@ -70,7 +71,7 @@ async def check_account_owns(deps: Deps, kind: str, params: Mapping[str, str], m
     main = deps.settings.twilio_account_sid
     signer = (params.get("AccountSid") or "").strip() or main
     try:
-        async with deps.pool.acquire(timeout=5) as conn:
+        async with deps.pool.acquire(timeout=inbox.ACQUIRE_TIMEOUT_S) as conn:  # 503 rather than a hang
             owner = await _owning_account(conn, kind, params, message_id)
     except DB_DOWN as exc:
         raise _unavailable() from exc

@@ -124,7 +124,7 @@ async def _insert(deps: Deps, batch: list[_Waiting]) -> list[inbox.Stored]:
     """One transaction for the batch; a Stored per request, in order."""
     sids = [w.sid for w in batch]
     statuses = [w.twilio_status for w in batch]
-    async with deps.pool.acquire() as conn:
+    async with deps.pool.acquire(timeout=inbox.ACQUIRE_TIMEOUT_S) as conn:
         async with conn.transaction():
             inserted = await queries.insert_status_batch(
                 conn, sids, statuses, [w.message_id for w in batch], [json.dumps(w.params) for w in batch])

@@ -200,14 +200,13 @@ async def insert_inbound_message(conn: asyncpg.Connection, *, firm_id: int, conv
                                  twilio_status: str, twilio_sid: str, segments: int | None,
                                  received_at: Any) -> int | None:
     """Store a reply; its id, or None when a message with this sid is stored already.
-
-    `created_at` is when we filed it (the thread's order), `received_at` Twilio's time: a
-    reply filed late no longer sorts before messages a reader has already paged past."""
+    (`created_at` is Twilio's time, so the thread reads in the order texts arrived; a
+    reply filed late can sort before a page already read: follow a thread by the feed.)"""
     return await conn.fetchval(
         """
         INSERT INTO messages (firm_id, conversation_id, direction, body, status, twilio_status,
                               twilio_sid, segments, received_at, created_at)
-        VALUES ($1, $2, 'in', $3, 'received', $4, $5, $6, $7, clock_timestamp())
+        VALUES ($1, $2, 'in', $3, 'received', $4, $5, $6, $7, $7)
         ON CONFLICT (twilio_sid) DO NOTHING
         RETURNING id
         """,

@@ -36,7 +36,11 @@ async def _signed_form(request: web.Request, kind: str, message_id: int | None) 
         raise HttpError(403, "bad_signature", "This request is not signed by Twilio.")
     if request.content_type not in FORM_TYPES:
         raise HttpError(415, "unsupported_media_type", "Twilio webhooks are form-encoded.")
-    form = await request.post()
+    try:
+        form = await request.post()
+    except UnicodeDecodeError:  # Twilio sends UTF-8; anything else is not Twilio
+        log.warning("webhook_bad_encoding", path=request.path)
+        raise HttpError(400, "invalid_utf8", "The form body is not valid UTF-8.") from None
     url = signed_url(settings.public_base_url, request.path_qs)
     account_sid = form.get("AccountSid")
     named = account_sid if isinstance(account_sid, str) else None

@@ -189,8 +189,8 @@ async def handle_inbound(deps: Deps, inbox_id: int) -> str | None:
     A HELP/INFO that Twilio's Advanced Opt-Out did not answer gets the firm's help text,
     stored as a queued outbound message in the thread and sent by the send job."""
     replies: list[int] = []
-    outcome = await _process_inbox_row(
-        deps, inbox_id, lambda conn, inbox, woken: _file_inbound(conn, inbox, replies, woken))
+    outcome = await _process_inbox_row(deps, inbox_id,
+                                       lambda conn, inbox, woken: _file_inbound(conn, inbox, replies, woken))
     for message_id in replies:
         try:
             await enqueue(send_message, message_id)

@@ -123,6 +123,7 @@ class Cluster:
     env_overrides: dict[str, str] = field(default_factory=dict)
     procs: dict[str, Proc] = field(default_factory=dict)
     web_port: int = field(default_factory=free_port)
+    metrics_port: int = field(default_factory=free_port)  # the web's /metrics listener
     sim_port: int = field(default_factory=free_port)
 
     @property
@@ -137,8 +138,8 @@ class Cluster:
         return simulated_system_env(
             self.settings.extra, database_url=self.database_url, redis_url=self.redis_url,
             broker_url=self.redis_url, web_port=self.web_port, sim_url=self.sim_url,
-            worker_threads=self.worker_threads, drop=("SEND_", "WORKER_", "DEDUPE_", "LOG_", "PORT"),
-            **{"SEND_RATE_LIMIT": str(self.send_rate_limit), "LOG_FORMAT": "json", "LOG_LEVEL": self.log_level,
+            worker_threads=self.worker_threads, drop=("SEND_", "WORKER_", "DEDUPE_", "LOG_", "PORT", "METRICS_PORT"),
+            **{"SEND_RATE_LIMIT": str(self.send_rate_limit), "METRICS_PORT": str(self.metrics_port), "LOG_FORMAT": "json", "LOG_LEVEL": self.log_level,
                **self.env_overrides})
 
     def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Proc:

@@ -17,6 +17,7 @@ from typing import Any
 
 import aiohttp
 
+from devtools import waiting
 from devtools.bench import load
 from devtools.bench.seed import phones
 
@@ -119,7 +120,7 @@ async def measure_stream(system: Any, *, clients: int = STREAM_CLIENTS, firms: i
         async def all_delivered() -> bool:
             return len(received) >= expected
 
-        await load.wait_until(all_delivered, timeout=60, what=f"{expected} deliveries")
+        await waiting.wait_until(all_delivered, timeout=60, what=f"{expected} deliveries")
         spent = await meter.end()
         rss_after = _rss_mb(web_pid)
     finally:

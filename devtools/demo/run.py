@@ -47,6 +47,11 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
         "REDIS_URL are set, the Twilio simulator, web, worker and sweeper."))
     parser.add_argument("--port", type=int, default=settings.port, help="web port (default: $PORT or 8080)")
     parser.add_argument("--sim-port", type=int, default=SIM_PORT, help=f"Twilio simulator port (default {SIM_PORT})")
+    parser.add_argument("--metrics-port", type=int, default=settings.metrics_port or 9192,
+                        help="the web's /metrics listener (default: $METRICS_PORT or 9192)")
+    parser.add_argument("--worker-metrics-port", type=int, default=settings.worker_metrics_port,
+                        help="the worker's exporter, for the dashboard's Workers row "
+                             "(default: $WORKER_METRICS_PORT or 9191; 0 = off)")
     parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR,
                         help=f"where embedded data, logs and the demo key live (default ./{DEFAULT_DATA_DIR})")
     parser.add_argument("--no-seed", action="store_true", help="do not create the demo firm and leads")
@@ -59,11 +64,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = Settings.from_env()
     configure(settings.log_format, "WARNING")  # the demo speaks in plain lines; children log to files
     opts = build_parser(settings).parse_args(argv)
-    for name in ("port", "sim_port"):
-        if not 1 <= getattr(opts, name) <= 65535:
-            raise AppError(f"--{name.replace('_', '-')} must be a port number (1-65535)", code="bad_port")
-    if opts.port == opts.sim_port:
-        raise AppError("--port and --sim-port must differ", code="bad_port")
+    for name in ("port", "sim_port", "metrics_port", "worker_metrics_port"):
+        low = 0 if name == "worker_metrics_port" else 1
+        if not low <= getattr(opts, name) <= 65535:
+            raise AppError(f"--{name.replace('_', '-')} must be a port number ({low}-65535)", code="bad_port")
+    ports = [opts.port, opts.sim_port, opts.metrics_port] + ([opts.worker_metrics_port] if opts.worker_metrics_port else [])
+    if len(set(ports)) != len(ports):
+        raise AppError("--port, --sim-port, --metrics-port and --worker-metrics-port must differ", code="bad_port")
     return asyncio.run(Demo(settings, opts).run())
 
 
@@ -115,8 +122,10 @@ class Demo:
 
     async def _up_and_supervise(self) -> int:
         started = time.monotonic()
-        for port, what in ((self.opts.port, "--port"), (self.opts.sim_port, "--sim-port")):
-            if not port_free(port):
+        for port, what in ((self.opts.port, "--port"), (self.opts.sim_port, "--sim-port"),
+                           (self.opts.metrics_port, "--metrics-port"),
+                           (self.opts.worker_metrics_port, "--worker-metrics-port")):
+            if port and not port_free(port):
                 raise AppError(f"port {port} is already in use; stop what uses it or pass {what} N",
                                code="port_busy")
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -135,7 +144,8 @@ class Demo:
         logs = self.data_dir / "logs"
         self.supervisor.add("twilio-sim", cli + ["twilio-sim", "--host", "127.0.0.1", "--port", str(self.opts.sim_port)],
                             logs / "twilio-sim.log")
-        self.supervisor.add("web", cli + ["web", "--host", "127.0.0.1", "--port", str(self.opts.port)], logs / "web.log")
+        self.supervisor.add("web", cli + ["web", "--host", "127.0.0.1", "--port", str(self.opts.port),
+                                          "--metrics-host", "127.0.0.1"], logs / "web.log")
         self.supervisor.add("worker", cli + ["worker"], logs / "worker.log")
         self.supervisor.add("sweeper", cli + ["sweeper"], logs / "sweeper.log")
         await self._wait_ready()  # a child that fails here fails the demo, with its log
@@ -182,10 +192,14 @@ class Demo:
         return str(path)
 
     def _child_env(self, database_url: str, redis_url: str, broker_url: str) -> dict[str, str]:
-        """The environment of every child: the demo's services, and the simulator as Twilio."""
+        """The environment of every child: the demo's services, and the simulator as Twilio.
+        The worker runs dramatiq's exporter, so the dashboard's Workers row has data in the
+        demo too (on 127.0.0.1; shared/cli.py gives it a metrics folder of its own)."""
         env = simulated_system_env(os.environ, database_url=database_url, redis_url=redis_url,
                                    broker_url=broker_url, web_port=self.opts.port, sim_url=self.sim_url,
-                                   worker_threads=4, DEMO_SIM_URL=self.sim_url)
+                                   worker_threads=4, DEMO_SIM_URL=self.sim_url,
+                                   METRICS_PORT=str(self.opts.metrics_port),
+                                   WORKER_METRICS_PORT=str(self.opts.worker_metrics_port))
         env.setdefault("LOG_FORMAT", "console")
         return env
 
@@ -217,6 +231,9 @@ class Demo:
         say(f"  Inbox:        {url}")
         say(f"  API key:      {key}   (firm {seeded.firm_id}, {seeded.firm_number})")
         say(f"  Twilio sim:   {self.sim_url}/sim/messages")
+        say(f"  Metrics:      http://127.0.0.1:{self.opts.metrics_port}/metrics"
+            + (f"   (worker: http://127.0.0.1:{self.opts.worker_metrics_port}/metrics)"
+               if self.opts.worker_metrics_port else ""))
         say("")
         say("  Try the API:")
         say(f"    curl -s {self.web_url}/v1/conversations -H 'Authorization: Bearer {key}'")

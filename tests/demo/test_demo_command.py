@@ -74,10 +74,11 @@ def start_demo(data_dir: Path, out_path: Path, database_url: str | None) -> Demo
            if not k.startswith(("TWILIO_", "DATABASE_", "REDIS_", "BROKER_", "PUBLIC_BASE_URL", "PORT"))}
     if database_url:
         env["DATABASE_URL"] = database_url
-    web_port, sim_port = free_port(), free_port()
+    web_port, sim_port, metrics_port, worker_metrics_port = free_port(), free_port(), free_port(), free_port()
     out = open(out_path, "w")
     proc = subprocess.Popen(
-        leadsms_command("demo", "--port", str(web_port), "--sim-port", str(sim_port), "--data-dir", str(data_dir)),
+        leadsms_command("demo", "--port", str(web_port), "--sim-port", str(sim_port), "--metrics-port",
+                        str(metrics_port), "--worker-metrics-port", str(worker_metrics_port), "--data-dir", str(data_dir)),
         cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         start_new_session=True,  # its own group, as a shell gives a foreground job
     )

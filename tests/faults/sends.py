@@ -60,9 +60,10 @@ class Posted:
 
 
 async def post_sends(stack: Stack, firm: Firm, plan: list[tuple[int, str]], *, concurrency: int = 24,
-                     retry_refused: bool = False, deadline_s: float = 600) -> Posted:
+                     retry_refused: bool = False, deadline_s: float = 600, base_url: str | None = None) -> Posted:
     """POST each (conversation, body) once (or, with `retry_refused`, until accepted, as a
-    portal user would after a 503). A 5xx other than 503 is an error."""
+    portal user would after a 503) to `base_url` (default: the stack's first web). A 5xx
+    other than 503 is an error."""
     out = Posted()
     gate = asyncio.Semaphore(concurrency)
     stop_at = time.monotonic() + deadline_s
@@ -90,7 +91,7 @@ async def post_sends(stack: Stack, firm: Firm, plan: list[tuple[int, str]], *, c
                 await asyncio.sleep(0.5)
 
     timeout = aiohttp.ClientTimeout(total=30)
-    async with aiohttp.ClientSession(base_url=stack.web, timeout=timeout,
+    async with aiohttp.ClientSession(base_url=base_url or stack.web, timeout=timeout,
                                      connector=aiohttp.TCPConnector(limit=concurrency)) as session:
         await asyncio.gather(*(one(session, conv, body) for conv, body in plan))
     return out

@@ -33,13 +33,13 @@ SID = "AC" + "f" * 32
 class Stack:
     def __init__(self, database_url: str, redis_url: str, log_dir: Path, **overrides: Any) -> None:
         self.log_dir = log_dir
-        self.web_port, self.sim_port = free_port(), free_port()
+        self.web_port, self.sim_port, self.metrics_port = free_port(), free_port(), free_port()
         self.token = "tok_" + secrets.token_hex(16)  # distinctive, so a leak is found by grep
         values: dict[str, Any] = dict(
             database_url=database_url, redis_url=redis_url, broker_url=redis_url,
             twilio_account_sid=SID, twilio_auth_token=self.token,
             twilio_base_url=f"http://127.0.0.1:{self.sim_port}",
-            public_base_url=f"http://127.0.0.1:{self.web_port}", port=self.web_port,
+            public_base_url=f"http://127.0.0.1:{self.web_port}", port=self.web_port, metrics_port=self.metrics_port,
             worker_metrics_port=0, retry_min_backoff_ms=100, retry_max_backoff_ms=2000,
             sweep_interval_s=1, stale_after_s=2, send_rate_limit=100_000, log_format="json", log_level="INFO",
         )
@@ -48,6 +48,7 @@ class Stack:
         self.procs: dict[str, list[subprocess.Popen]] = {}
         self.sim = f"http://127.0.0.1:{self.sim_port}"
         self.web = self.settings.public_base_url
+        self.metrics = f"http://127.0.0.1:{self.settings.metrics_port}"
 
     # ---- processes ---------------------------------------------------------------------
 
@@ -71,6 +72,15 @@ class Stack:
         proc = self._spawn("web", leadsms_command("web"))
         await self.wait_http(f"{self.web}/healthz")
         return proc
+
+    async def start_another_web(self) -> str:
+        """One more `leadsms web` on the same database and broker, on free ports (its own
+        PORT and METRICS_PORT); its base URL. Twilio's callbacks still go to PUBLIC_BASE_URL."""
+        port = free_port()
+        self._spawn("web", leadsms_command("web"), PORT=port, METRICS_PORT=free_port())
+        url = f"http://127.0.0.1:{port}"
+        await self.wait_http(f"{url}/healthz")
+        return url
 
     def start_worker(self, *queues: str, **extra: Any) -> subprocess.Popen:
         return self._spawn("worker", leadsms_command("worker", *(["--queues", *queues] if queues else [])), **extra)

@@ -4,15 +4,17 @@ replaced; every message ends at Twilio exactly once. The full runs are `make fau
 
 from __future__ import annotations
 
-import asyncio
+import pytest
 
 from tests.faults.sends import add_conversations, audit, make_firm, post_sends, wait_settled
 from tests.faults.stack import connect, private_stack
 from tests.faults.test_worker_kills import plan_phones
+from tests.support import wait_for
 
 SENDS = 150
 
 
+@pytest.mark.timeout(180)
 async def test_a_worker_killed_mid_batch_leaves_every_message_at_twilio_exactly_once(tmp_path):
     async with private_stack(tmp_path) as (stack, pg, rd):
         firm = await make_firm(stack)
@@ -26,8 +28,10 @@ async def test_a_worker_killed_mid_batch_leaves_every_message_at_twilio_exactly_
             stack.start_sweeper()
             posted = await post_sends(stack, firm, plan)
             assert len(posted.accepted) == SENDS
-            while await conn.fetchval("SELECT count(*) FROM messages WHERE status <> 'queued'") < SENDS // 4:
-                await asyncio.sleep(0.05)
+            async def a_quarter_taken() -> bool:
+                return await conn.fetchval("SELECT count(*) FROM messages WHERE status <> 'queued'") >= SENDS // 4
+
+            await wait_for(a_quarter_taken, timeout=60, what="a quarter of the sends taken by the worker")
             stack.kill(victim)
             assert await conn.fetchval("SELECT count(*) FROM messages WHERE status IN ('queued', 'sending')") > 0
             stack.start_worker(WORKER_THREADS=8)

@@ -23,7 +23,7 @@ async def _conversation(conn, firm_id: int, phone: str, line_type: str = "mobile
            VALUES ($1, $2, (SELECT id FROM leads WHERE phone_e164 = $2)) RETURNING id""", firm_id, phone)
 
 
-async def test_refused_and_duplicate_sends_are_counted(ops_http, pool, firm):
+async def test_refused_and_duplicate_sends_are_counted(metrics_http, ops_http, pool, firm):
     async with pool.acquire() as conn:
         ok = await _conversation(conn, firm.id, "+16465559001")
         stop = await _conversation(conn, firm.id, "+16465559002", opted_out=True)
@@ -42,7 +42,7 @@ async def test_refused_and_duplicate_sends_are_counted(ops_http, pool, firm):
     again, duplicate = await send(ok, "See you Tuesday")
     assert (first, again) == (202, 200) and duplicate["deduplicated"] is True
 
-    async with ops_http.get("/metrics") as resp:
+    async with metrics_http.get("/metrics") as resp:
         f = samples(await resp.text())
     assert at(f, "leadsms_sends_refused_total", code="opted_out") == 1
     assert at(f, "leadsms_sends_refused_total", code="landline") == 1
@@ -50,7 +50,7 @@ async def test_refused_and_duplicate_sends_are_counted(ops_http, pool, firm):
     assert at(f, "leadsms_sends_deduplicated_total") == 1
 
 
-async def test_forged_and_genuine_twilio_callbacks_are_counted_by_result(ops_http, settings, deps):
+async def test_forged_and_genuine_twilio_callbacks_are_counted_by_result(metrics_http, ops_http, settings, deps):
     path = "/twilio/status?m=1"
     params = {"MessageSid": "SM" + "f" * 32, "MessageStatus": "delivered", "AccountSid": settings.twilio_account_sid}
     good = RequestValidator(settings.twilio_auth_token).compute_signature(settings.public_base_url + path, params)
@@ -63,7 +63,7 @@ async def test_forged_and_genuine_twilio_callbacks_are_counted_by_result(ops_htt
     async with ops_http.post(path, data=params, headers={"X-Twilio-Signature": good}) as resp:
         assert resp.status == 204
 
-    async with ops_http.get("/metrics") as resp:
+    async with metrics_http.get("/metrics") as resp:
         f = samples(await resp.text())
     assert at(f, "leadsms_webhook_requests_total", kind="status", result="bad_signature") == 2
     assert at(f, "leadsms_webhook_requests_total", kind="status", result="ok") == 1

@@ -51,8 +51,8 @@ def test_the_name_parser_finds_metrics_not_functions_or_labels():
     assert metric_names(expr) == {"x_bucket", "y_total", "z"}
 
 
-async def test_every_dashboard_query_names_a_metric_the_service_exports(ops_http):
-    async with ops_http.get("/metrics") as resp:
+async def test_every_dashboard_query_names_a_metric_the_service_exports(metrics_http):
+    async with metrics_http.get("/metrics") as resp:
         text = await resp.text()
     exported = {s.name for fam in text_string_to_metric_families(text) for s in fam.samples}
     exported |= {fam.name for fam in text_string_to_metric_families(text)}
@@ -81,3 +81,13 @@ def test_the_dashboard_imports_as_is_with_a_prometheus_datasource_input():
     for topic in ("queue depth", "dead letters", "messages by status", "error codes", "refused", "deduplicated",
                   "auto-blocks", "opt-outs", "lookups", "cache hit", "webhooks", "oldest unprocessed", "latency"):
         assert topic in titles, topic
+
+
+def test_retries_leave_out_the_delay_queue_and_delayed_reads_our_own_gauge():
+    """dramatiq counts a retry on the queue and again on its `.DQ` delay queue; its delayed
+    gauge leaks when another process runs the message (dramatiq issue #672)."""
+    exprs = expressions()
+    retries = [e for e in exprs if "dramatiq_message_retries_total" in e]
+    assert retries and all('queue_name!~".*\\\\.DQ"' in e for e in retries), retries
+    assert not [e for e in exprs if "dramatiq_delayed_messages_inprogress" in e]
+    assert any("leadsms_queue_delayed" in e for e in exprs)

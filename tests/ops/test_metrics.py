@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 
+import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from shared import metrics
-from shared.deps import redis_client
-from ops.metrics import render_metrics
+from shared.deps import close_deps, open_deps, redis_client
+from ops.metrics import PG_ACQUIRE_TIMEOUT_S, FiguresCache, render_metrics
 from tests.ops import jobs, seed
-from tests.ops.conftest import wait_dead
+from tests.ops.conftest import OPS_TOKEN, serve_app, wait_dead
 
 
 def samples(text: str) -> dict[tuple[str, frozenset], float]:
@@ -46,7 +49,7 @@ async def record_feature_counters(redis) -> None:
         await metrics.observe_line_type_latency(redis, seconds)
 
 
-async def test_metrics_report_every_figure_after_a_scripted_run(ops_http, pool, deps, broker, job_worker, make_firm):
+async def test_metrics_report_every_figure_after_a_scripted_run(metrics_http, pool, deps, broker, job_worker, make_firm):
     firm = await make_firm()
     async with pool.acquire() as conn:
         await seed.seed_all(conn, firm.id)
@@ -57,7 +60,7 @@ async def test_metrics_report_every_figure_after_a_scripted_run(ops_http, pool, 
     jobs.ops_idle_job.send(2)  # nobody consumes ops_idle: depth 2
     await wait_dead(broker, jobs.TEST_QUEUE, 1)
 
-    async with ops_http.get("/metrics") as resp:
+    async with metrics_http.get("/metrics") as resp:
         assert resp.status == 200
         assert resp.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
         f = samples(await resp.text())
@@ -124,14 +127,16 @@ async def test_metrics_report_every_figure_after_a_scripted_run(ops_http, pool, 
     assert any(name.startswith(("process_", "python_")) for name, _ in f)
 
 
-async def test_metrics_of_an_empty_system_are_zeros_not_gaps(ops_http, deps):
-    async with ops_http.get("/metrics") as resp:
+async def test_metrics_of_an_empty_system_are_zeros_not_gaps(metrics_http, deps):
+    async with metrics_http.get("/metrics") as resp:
         f = samples(await resp.text())
     assert at(f, "leadsms_messages", status="failed") == 0
     assert at(f, "leadsms_sends_refused_total", code="landline") == 0
     assert at(f, "leadsms_send_accept_to_twilio_seconds_count") == 0
     assert at(f, "leadsms_inbox_oldest_unprocessed_age_seconds") == 0
     assert at(f, "leadsms_queue_depth", queue="send") == 0
+    for reason in ("opted_out", "landline", "blocked", "invalid_phone", "review_opt_out"):
+        assert at(f, "leadsms_messages_blocked_by_reason", reason=reason) == 0
     assert not any(name == "leadsms_sweeper_last_pass_age_seconds" for name, _ in f)
 
 
@@ -167,3 +172,36 @@ def test_an_unknown_metric_or_label_is_a_programming_error():
 
 def test_label_values_are_escaped_in_the_text_format():
     assert metrics.label_string({"b": 'say "hi"\n', "a": "back\\slash"}) == 'a="back\\\\slash",b="say \\"hi\\"\\n"'
+
+
+async def test_metrics_are_not_served_on_the_public_port_unless_metrics_port_is_0(settings, deps, broker):
+    async with serve_app(settings.replace(ops_token=OPS_TOKEN, metrics_port=9192), deps, broker) as url:
+        async with aiohttp.ClientSession(base_url=url) as http:
+            async with http.get("/metrics", headers={"Authorization": f"Bearer {OPS_TOKEN}"}) as resp:
+                assert resp.status == 404  # on its own listener (METRICS_PORT), never where Twilio calls
+    async with serve_app(settings.replace(ops_token=OPS_TOKEN, metrics_port=0), deps, broker) as url:
+        async with aiohttp.ClientSession(base_url=url) as http:
+            async with http.get("/metrics") as resp:
+                assert resp.status == 401 and (await resp.json())["code"] == "unauthorized"
+            async with http.get("/metrics", headers={"Authorization": f"Bearer {OPS_TOKEN}"}) as resp:
+                assert resp.status == 200 and "leadsms_metrics_source_up" in await resp.text()
+
+
+async def test_concurrent_scrapes_read_postgresql_once_per_interval(deps, broker):
+    cache = FiguresCache(ttl_s=60)
+    bodies = await asyncio.gather(*(render_metrics(deps, broker, cache) for _ in range(20)))
+    assert cache.reads == 1
+    assert all(at(samples(b), "leadsms_metrics_source_up", source="postgres") == 1 for b in bodies)
+
+
+async def test_a_scrape_with_the_pool_exhausted_answers_at_once_without_postgres_figures(settings, broker):
+    small = await open_deps(settings, pool_size=1, with_twilio=False)
+    try:
+        async with small.pool.acquire():  # the webhooks hold every connection
+            started = time.monotonic()
+            body = await render_metrics(small, broker, FiguresCache(ttl_s=0))
+            elapsed = time.monotonic() - started
+        assert at(samples(body), "leadsms_metrics_source_up", source="postgres") == 0
+        assert elapsed < PG_ACQUIRE_TIMEOUT_S + 1.0, elapsed
+    finally:
+        await close_deps(small)

@@ -41,3 +41,27 @@ async def test_a_worker_exports_per_actor_figures_on_worker_metrics_port(worker_
     finally:
         stop_process(proc)
         worker_pool.procs.remove(proc)
+
+
+async def test_a_fresh_worker_exports_its_error_retry_and_dead_letter_series_at_zero(worker_pool, services):
+    port = free_port()
+    proc = worker_pool.start("ops", WORKER_METRICS_PORT=port, dramatiq_prom_db=services.tmp / f"prom-{port}")
+    try:
+        async with aiohttp.ClientSession() as http:
+            async def scrape() -> dict | None:
+                try:
+                    async with http.get(f"http://127.0.0.1:{port}/metrics") as resp:
+                        text = await resp.text()
+                except aiohttp.ClientError:
+                    return None
+                found = {(s.name, s.labels.get("actor_name")): s.value
+                         for fam in text_string_to_metric_families(text) for s in fam.samples}
+                return found or None
+
+            found = await wait_for(scrape, timeout=30, interval=0.3, what="the worker exporter to answer")
+        for name in ("dramatiq_message_errors_total", "dramatiq_message_retries_total",
+                     "dramatiq_message_rejects_total", "dramatiq_messages_total"):
+            assert found.get((name, "send_message")) == 0, (name, sorted(found)[:20])
+    finally:
+        stop_process(proc)
+        worker_pool.procs.remove(proc)

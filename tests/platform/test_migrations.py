@@ -75,3 +75,53 @@ async def test_consent_events_cannot_be_rewritten(pool, firm):
             firm.id)
         with pytest.raises(asyncpg.RaiseError, match="append-only"):
             await conn.execute("DELETE FROM consent_events")
+
+
+def test_migrations_after_0007_are_numbered_without_gaps():
+    """0001-0007 keep their numbers (0005 never existed); from 0008 on, no gap, no repeat."""
+    numbers = [int(version.split("_", 1)[0]) for version, _ in migration_files()]
+    assert numbers == sorted(numbers) and len(numbers) == len(set(numbers)), numbers
+    later = [n for n in numbers if n > 7]
+    assert later == list(range(8, 8 + len(later))), f"migration numbers after 0007 have a gap: {later}"
+
+
+CONCURRENT_INDEX = """{marker}
+-- messages by body: a big table, so the index is built without locking out writes
+DROP INDEX CONCURRENTLY IF EXISTS notes_body;
+CREATE INDEX CONCURRENTLY notes_body
+    ON notes (body);
+"""
+
+
+async def _migrate_folder(services, tmp_path, marker: str):
+    (tmp_path / "0001_notes.sql").write_text("CREATE TABLE notes (id bigserial PRIMARY KEY, body text);\n"
+                                             "INSERT INTO notes (body) SELECT 'n' || g FROM generate_series(1, 500) g;\n")
+    (tmp_path / "0002_notes_index.sql").write_text(CONCURRENT_INDEX.format(marker=marker))
+    name, dsn = await create_database(services.admin_dsn)
+    return name, dsn, migrate(dsn, folder=tmp_path)
+
+
+async def test_a_migration_marked_no_transaction_builds_its_index_concurrently(services, tmp_path):
+    name, dsn, run = await _migrate_folder(services, tmp_path, "-- leadsms: no-transaction")
+    try:
+        assert await run == ["0001_notes", "0002_notes_index"]
+        assert await migrate(dsn, folder=tmp_path) == []
+        conn = await asyncpg.connect(dsn)
+        try:
+            valid = await conn.fetchval("SELECT indisvalid FROM pg_index WHERE indexrelid = 'notes_body'::regclass")
+        finally:
+            await conn.close()
+        assert valid is True
+    finally:
+        await drop_database(services.admin_dsn, name)
+
+
+async def test_a_concurrent_index_without_the_marker_fails_and_records_nothing(services, tmp_path):
+    name, dsn, run = await _migrate_folder(services, tmp_path, "-- (no marker)")
+    try:
+        with pytest.raises(asyncpg.exceptions.ActiveSQLTransactionError):
+            await run
+        _, versions = await _schema(dsn)
+        assert versions == ["0001_notes"]
+    finally:
+        await drop_database(services.admin_dsn, name)

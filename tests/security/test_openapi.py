@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from dramatiq.brokers.stub import StubBroker
 
-from shared.app import create_app
+from shared.app import create_app, create_metrics_app
 from shared.config import Settings
 
 yaml = pytest.importorskip("yaml", reason="pyyaml (the test extra) reads docs/openapi.yaml")
@@ -32,17 +32,20 @@ def spec_operations(spec: dict) -> set[tuple[str, str]]:
 
 
 def app_operations() -> set[tuple[str, str]]:
-    """Every (method, path) the app serves, in demo mode (a superset: the demo adds two
-    routes), a static folder as the spec writes it (`/static/{filename}`)."""
+    """Every (method, path) `leadsms web` serves (the app and its metrics listener), in demo
+    mode (a superset: the demo adds two routes), a static folder as the spec writes it
+    (`/static/{filename}`)."""
     from aiohttp.web_urldispatcher import StaticResource
 
     settings = Settings(database_url="postgresql://unused/unused", redis_url="redis://unused:1/0",
                         public_base_url="http://127.0.0.1:1", twilio_account_sid="AC", twilio_auth_token="t",
                         demo_sim_url="http://127.0.0.1:1")
     app = create_app(settings, broker=StubBroker())
+    # `/metrics` is served by `leadsms web`'s second listener (METRICS_PORT)
     return {(route.method, route.resource.canonical + ("/{filename}" if isinstance(route.resource, StaticResource)
                                                        else ""))
-            for route in app.router.routes() if route.method != "HEAD" and route.resource is not None}
+            for served in (app, create_metrics_app(app))
+            for route in served.router.routes() if route.method != "HEAD" and route.resource is not None}
 
 
 def test_every_v1_and_twilio_route_of_the_app_is_in_the_spec_and_nothing_else():

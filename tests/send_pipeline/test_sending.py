@@ -62,17 +62,27 @@ async def test_the_eleventh_send_in_a_minute_is_429_while_a_colleague_still_send
     assert len((await sim_view(sim, PHONE))["messages"]) == 11
 
 
-async def test_two_identical_sends_100ms_apart_are_one_message_and_2_5s_later_a_new_one(worker, http, firm, thread, pool, sim):
+async def test_two_identical_sends_100ms_apart_are_one_message_and_2_5s_later_a_new_one(worker, http, firm, thread, pool, sim, deps):
     conv = await thread(PHONE)
     user = firm.user("u1")
+
+    async def window_keys():
+        return await deps.redis.keys("leadsms:dedupe:*")
+
     first = asyncio.create_task(post_send(http, user, conv, "Are you coming?"))
-    await asyncio.sleep(0.1)
+    # The first request holds the duplicate window before the second is made (no sleep
+    # deciding which one is first).
+    await wait_for(window_keys, timeout=10, interval=0.01, what="the first send to open its duplicate window")
     s2, second, _ = await post_send(http, user, conv, "Are you coming?")
     s1, first_body, _ = await first
     assert (s1, s2) == (202, 200)
     assert second["id"] == first_body["id"] and second["deduplicated"] is True
     await until_sent(pool, first_body["id"])
-    await asyncio.sleep(2.5 - 0.1)
+
+    async def window_closed():
+        return not await window_keys()
+
+    await wait_for(window_closed, timeout=10, interval=0.02, what="the 2 s duplicate window to close")
     s3, third, _ = await post_send(http, user, conv, "Are you coming?")
     assert s3 == 202 and third["id"] != first_body["id"]
     await until_sent(pool, third["id"])
@@ -180,14 +190,14 @@ async def _has_status(pool, message_id, status):
     return await status_of(pool, message_id) == status
 
 
-async def test_a_send_adds_its_accept_to_twilio_time_to_the_latency_histogram(worker, http, firm, thread, pool):
+async def test_a_send_adds_its_accept_to_twilio_time_to_the_latency_histogram(metrics_http, worker, http, firm, thread, pool):
     conv = await thread(PHONE)
     status, body, _ = await post_send(http, firm.user("u1"), conv, "Counting this one")
     assert status == 202
     await until_sent(pool, body["id"])
 
     async def histogram_count():
-        async with http.get("/metrics") as resp:
+        async with metrics_http.get("/metrics") as resp:
             for line in (await resp.text()).splitlines():
                 if line.startswith("leadsms_send_accept_to_twilio_seconds_count"):
                     return float(line.split()[-1]) == 1.0

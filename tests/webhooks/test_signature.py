@@ -113,3 +113,16 @@ async def test_webhooks_answer_503_when_postgresql_is_down(settings, services, d
             answer = await post_signed(session, down_settings, "/twilio/inbound", params)
         assert answer.status == 503 and '"code": "unavailable"' in answer.text
         assert await _inbox_count(pool) == 0
+
+
+async def test_a_form_body_that_is_not_utf8_is_refused_with_json_and_stores_nothing(http, settings, pool, firm):
+    message_id = await add_outbound(pool, firm.id, PHONE, sid="SM3")
+    for path in (f"/twilio/status?m={message_id}", "/twilio/inbound"):
+        for body in (b"MessageSid=SM3&Body=\xff\xfe", b"MessageSid=SM3&Body=%ff%fe"):
+            async with http.post(path, data=body, headers={
+                    "Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": "c2ln"}) as resp:
+                assert resp.status in (400, 403), await resp.text()
+                assert resp.content_type == "application/json"
+                assert (await resp.json())["code"]
+    assert await pool.fetchval("SELECT count(*) FROM twilio_inbox") == 0
+    assert (await message(pool, message_id))["status"] == "sending"

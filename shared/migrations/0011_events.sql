@@ -15,12 +15,15 @@ CREATE TABLE events (
     seq      bigint,
     type     text NOT NULL CHECK (type ~ '^[a-z_]+\.[a-z_]+$'),
     data     jsonb NOT NULL,
-    at       timestamptz NOT NULL DEFAULT clock_timestamp()
+    at       timestamptz NOT NULL DEFAULT clock_timestamp(),
+    -- the writing transaction, so its commit finds its own rows by index alone
+    txid     bigint NOT NULL DEFAULT txid_current()
 );
 -- the feed: a firm's events after a cursor
 CREATE UNIQUE INDEX events_firm_seq ON events (firm_id, seq);
--- rows still waiting for their number: only ever the committing transaction's own
-CREATE INDEX events_unnumbered ON events (id) WHERE seq IS NULL;
+-- rows still waiting for their number, by transaction: the commit's lookup descends to its
+-- own transaction's entries (not through every other row once numbered)
+CREATE INDEX events_unnumbered ON events (txid) WHERE seq IS NULL;
 -- retention
 CREATE INDEX events_at ON events (at);
 
@@ -39,19 +42,21 @@ CREATE FUNCTION events_number_pending() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     f record;
     top bigint;
+    me bigint := txid_current();
 BEGIN
     -- The first of the transaction's deferred calls numbers every pending row; the
     -- others find theirs numbered already.
     IF NOT EXISTS (SELECT 1 FROM events WHERE id = NEW.id AND seq IS NULL) THEN
         RETURN NULL;
     END IF;
-    FOR f IN SELECT firm_id, count(*) AS n FROM events WHERE seq IS NULL GROUP BY firm_id ORDER BY firm_id LOOP
+    FOR f IN SELECT firm_id, count(*) AS n FROM events WHERE txid = me AND seq IS NULL
+             GROUP BY firm_id ORDER BY firm_id LOOP
         INSERT INTO event_counters AS c (firm_id, last_seq) VALUES (f.firm_id, f.n)
         ON CONFLICT (firm_id) DO UPDATE SET last_seq = c.last_seq + EXCLUDED.last_seq
         RETURNING last_seq INTO top;
         UPDATE events e SET seq = top - f.n + p.rank
         FROM (SELECT id, row_number() OVER (ORDER BY id) AS rank
-              FROM events WHERE seq IS NULL AND firm_id = f.firm_id) p
+              FROM events WHERE txid = me AND seq IS NULL AND firm_id = f.firm_id) p
         WHERE e.id = p.id;
     END LOOP;
     RETURN NULL;
