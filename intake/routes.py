@@ -71,8 +71,10 @@ async def _revalidate(updated: service.Updated) -> None:
 
 
 async def patch_lead(request: web.Request) -> web.Response:
-    changes = await _parsed(request, changes_from_json)
     lead_id = path_id(request)
+    if await service.lead_for_firm(request.app[DEPS].pool, request[FIRM_ID], lead_id) is None:
+        raise HttpError(404, "not_found", "No such lead.")  # before the body: another firm's id reads as unknown
+    changes = await _parsed(request, changes_from_json)
     updated = await service.update_lead(request.app[DEPS], request[FIRM_ID], changes, lead_id=lead_id)
     if updated is None:
         raise HttpError(404, "not_found", "No such lead.")
