@@ -155,3 +155,11 @@ async def ids_for_phones(conn: Conn, firm_id: int, phones: Sequence[str]) -> lis
         firm_id, list(phones),
     )
     return [r["id"] for r in rows]
+
+
+async def ids_for_lead(conn: Conn, firm_id: int, lead_id: int) -> list[int]:
+    """The ids of the firm's conversations linked to this signup (index conversations_lead)."""
+    rows = await conn.fetch(
+        "SELECT id FROM conversations WHERE firm_id = $1 AND lead_id = $2 ORDER BY id", firm_id, lead_id,
+    )
+    return [r["id"] for r in rows]

@@ -81,7 +81,9 @@ def cmd_firm_resume(args: argparse.Namespace) -> int:
     return _print(asyncio.run(service.resume(settings.database_url, args.firm)))
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:
+    """`leadsms firm …`; returns its actions so composition can add those of higher
+    layers (`firm delete`, which erases people: intake/offboarding.py)."""
     p = sub.add_parser("firm", help="manage firms")
     firm_sub = p.add_subparsers(dest="firm_command", required=True, metavar="ACTION")
     fa = firm_sub.add_parser("add", help="create a firm; prints JSON with firm_id and api_key")
@@ -124,3 +126,4 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     fu = firm_sub.add_parser("resume", help="resume sending paused by an account-level Twilio error")
     fu.add_argument("--firm", type=int, required=True)
     fu.set_defaults(run=cmd_firm_resume)
+    return firm_sub

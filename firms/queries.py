@@ -65,14 +65,15 @@ async def set_default_number(conn: Conn, firm_id: int, number: str) -> None:
 
 async def firm_for_number(conn: Conn, number: str, messaging_service_sid: str | None = None) -> asyncpg.Record | None:
     """The firm an inbound text to `number` belongs to: its current owner, else the firm
-    that had it last; else (a Messaging Service's pooled number) the service's firm."""
+    that had it last; else (a Messaging Service's pooled number) the service's firm. An
+    offboarded firm (`leadsms firm delete`) gets nothing: its people are erased."""
     return await conn.fetchrow(
         """
         SELECT f.id, f.default_region, f.twilio_account_sid FROM (
             SELECT n.firm_id, 0 AS rank, n.removed_at FROM firm_numbers n WHERE n.number = $1
             UNION ALL SELECT id, 1, NULL FROM firms WHERE sms_number = $1
             UNION ALL SELECT id, 2, NULL FROM firms WHERE $2::text IS NOT NULL AND messaging_service_sid = $2
-        ) o JOIN firms f ON f.id = o.firm_id
+        ) o JOIN firms f ON f.id = o.firm_id AND f.deleted_at IS NULL  -- not an offboarded firm
         ORDER BY o.rank, o.removed_at DESC NULLS FIRST
         LIMIT 1
         """,

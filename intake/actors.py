@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import structlog
 
-from intake import service
+from intake import erasure, service
 from lookup.actors import backoff_from_settings
 from shared import deps
-from shared.broker import actor
+from shared.broker import actor, enqueue
 
 
 @actor(queue_name="intake", max_retries=8)
@@ -19,3 +19,23 @@ async def validate_lead(lead_id: int) -> None:
             await service.validate_lead(d, lead_id)
     finally:
         structlog.contextvars.unbind_contextvars("lead_id")
+
+
+@actor(queue_name="intake", max_retries=30)
+async def erase_person(erasure_id: int) -> None:
+    """Erase a person (intake/erasure.py), then a job per Twilio record to delete."""
+    d = deps.current()
+    with structlog.contextvars.bound_contextvars(erasure_id=erasure_id):
+        with backoff_from_settings(d.settings):  # a send in flight, or the database away
+            sids = await erasure.erase_person(d, erasure_id)
+        for sid in sids:
+            await enqueue(delete_erased_message, sid)
+
+
+@actor(queue_name="intake", max_retries=30)
+async def delete_erased_message(message_sid: str) -> None:
+    """Messages DELETE for one erased message, retried with backoff until Twilio has it done."""
+    d = deps.current()
+    with structlog.contextvars.bound_contextvars(message_sid=message_sid):
+        with backoff_from_settings(d.settings):
+            await erasure.delete_twilio_record(d, message_sid)

@@ -3,8 +3,11 @@
 Streams the file (one batch in memory at a time, so a million rows cost what a thousand
 do), validates each row inline with the hook's rules and the firm's default region, and
 stores each batch in one transaction: COPY into a temp table, then one
-`INSERT ... SELECT ... ON CONFLICT (firm_id, external_id) DO NOTHING`. An interrupted
-import is resumed by running it again: rows already stored count as duplicates.
+`INSERT ... SELECT ... ON CONFLICT (firm_id, external_id) DO NOTHING`, then one `UPDATE`
+of the signups whose external_id was stored with other values (a CRM export run again
+after corrections: both phones of a moved signup relink, the old phone's scheduled sends
+to it are cancelled). An interrupted import is resumed by running it again: rows already
+stored unchanged count as duplicates.
 
 No Lookup call is made: older leads are looked up lazily at first thread open, as the
 product promises (a million paid lookups at import would be a surprise bill). A phone
@@ -60,6 +63,7 @@ class ImportSummary:
     firm_id: int
     rows: int = 0
     inserted: int = 0
+    updated: int = 0  # rows whose external_id was stored, with changed fields
     duplicates: int = 0
     invalid: int = 0
     invalid_rows: list[dict[str, Any]] = field(default_factory=list)
@@ -77,6 +81,7 @@ class ImportSummary:
             "firm_id": self.firm_id,
             "rows": self.rows,
             "inserted": self.inserted,
+            "updated": self.updated,
             "duplicates": self.duplicates,
             "invalid": self.invalid,
             "invalid_rows": self.invalid_rows,
@@ -203,7 +208,12 @@ async def _store_batch(conn: Any, firm_id: int, batch: list[tuple], summary: Imp
     async with conn.transaction():
         await queries.copy_import_batch(conn, batch)
         inserted = await queries.insert_import_batch(conn, firm_id)
+        updated = await queries.update_import_batch(conn, firm_id)
         phones = {r["phone_e164"] for r in inserted if r["phone_e164"] is not None}
+        for row in updated:  # both phones of a moved signup relink; the old one's schedule is off
+            phones.update(p for p in (row["old_phone"], row["phone_e164"]) if p is not None)
+            if row["old_phone"] is not None and row["old_phone"] != row["phone_e164"]:
+                await queries.cancel_scheduled_to_phone(conn, firm_id, row["id"], row["old_phone"])
         if phones:
             await conversation_queries.relink_conversations(conn, firm_id, sorted(phones))
         # one summary event per batch, not one per lead: a portal reloads its lists
@@ -211,11 +221,13 @@ async def _store_batch(conn: Any, firm_id: int, batch: list[tuple], summary: Imp
         for r in inserted:
             statuses[r["phone_status"]] = statuses.get(r["phone_status"], 0) + 1
         await events.record(conn, firm_id, "leads.imported", {
-            "rows": len(batch), "inserted": len(inserted), "duplicates": len(batch) - len(inserted),
+            "rows": len(batch), "inserted": len(inserted), "updated": len(updated),
+            "duplicates": len(batch) - len(inserted) - len(updated),
             "phone_status": statuses,
         })
     summary.inserted += len(inserted)
-    summary.duplicates += len(batch) - len(inserted)
+    summary.updated += len(updated)
+    summary.duplicates += len(batch) - len(inserted) - len(updated)
     summary.phones.update(r["phone_status"] for r in inserted)
 
 

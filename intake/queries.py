@@ -135,3 +135,96 @@ async def insert_import_batch(conn: asyncpg.Connection, firm_id: int) -> list[as
         """,
         firm_id, LOOKUP_INVALID,
     )
+
+
+async def update_import_batch(conn: asyncpg.Connection, firm_id: int) -> list[asyncpg.Record]:
+    """Rows of the batch whose external_id the firm has, with changed fields: the signup
+    takes the row's values (validated inline, like an insert; a signed_up_at left empty
+    keeps the stored one). The last line of an external_id wins. Returns (id, old_phone,
+    phone_e164) of each signup changed; the self-join reads the values before the update."""
+    return await conn.fetch(
+        """
+        WITH src AS (
+            SELECT DISTINCT ON (b.external_id) b.*,
+                   CASE WHEN pl.valid IS FALSE THEN 'invalid' ELSE b.phone_status END AS status,
+                   CASE WHEN pl.valid IS FALSE THEN $2 ELSE b.phone_error END AS error
+            FROM import_batch b
+            LEFT JOIN phone_lines pl ON pl.phone_e164 = b.phone_e164 AND b.phone_status = 'valid'
+            ORDER BY b.external_id, b.line DESC
+        )
+        UPDATE leads l SET name = s.name, email = s.email, event = s.event, phone_raw = s.phone_raw,
+               phone_e164 = s.phone_e164, phone_status = s.status, phone_error = s.error,
+               signed_up_at = COALESCE(s.signed_up_at, o.signed_up_at), updated_at = now()
+        FROM src s, leads o
+        WHERE l.firm_id = $1 AND l.external_id = s.external_id AND o.id = l.id
+          AND ((o.name, o.email, o.event, o.signed_up_at)
+                   IS DISTINCT FROM (s.name, s.email, s.event, COALESCE(s.signed_up_at, o.signed_up_at))
+               OR CASE WHEN o.phone_e164 IS NOT NULL AND s.phone_e164 IS NOT NULL  -- formatting is no change
+                       THEN o.phone_e164 <> s.phone_e164
+                       ELSE o.phone_raw IS DISTINCT FROM s.phone_raw END)
+        RETURNING l.id, o.phone_e164 AS old_phone, l.phone_e164
+        """,
+        firm_id, LOOKUP_INVALID,
+    )
+
+
+# ---- updates and deletes by the CRM ------------------------------------------------------
+
+async def lock_lead(conn: asyncpg.Connection, firm_id: int, *, lead_id: int | None = None,
+                    external_id: str | None = None) -> asyncpg.Record | None:
+    """The firm's signup (by id or external_id), locked for the transaction."""
+    return await conn.fetchrow(
+        """SELECT l.id, l.firm_id, l.name, l.email, l.event, l.phone_raw, l.phone_e164, l.phone_status,
+                  l.signed_up_at, l.timezone, l.postal_code, f.default_region
+           FROM leads l JOIN firms f ON f.id = l.firm_id
+           WHERE l.firm_id = $1 AND (l.id = $2 OR l.external_id = $3) FOR UPDATE OF l""",
+        firm_id, lead_id, external_id,
+    )
+
+
+async def update_lead(conn: asyncpg.Connection, lead_id: int, fields: dict, *, phone_changed: bool) -> asyncpg.Record:
+    """Write the changed columns; a changed phone makes the signup `pending` again (judged
+    afresh by validate_lead). `fields` holds only `leads` columns of UPDATABLE_FIELDS."""
+    return await conn.fetchrow(
+        """
+        UPDATE leads SET
+            name = COALESCE($2, name), email = COALESCE($3, email), event = COALESCE($4, event),
+            phone_raw = CASE WHEN $5 THEN $6 ELSE phone_raw END,
+            phone_e164 = CASE WHEN $5 THEN NULL ELSE phone_e164 END,
+            phone_status = CASE WHEN $5 THEN 'pending' ELSE phone_status END,
+            phone_error = CASE WHEN $5 THEN NULL ELSE phone_error END,
+            requeued_at = CASE WHEN $5 THEN NULL ELSE requeued_at END,
+            signed_up_at = COALESCE($7, signed_up_at),
+            timezone = CASE WHEN $8 THEN $9 ELSE timezone END,
+            postal_code = CASE WHEN $10 THEN $11 ELSE postal_code END,
+            updated_at = now()
+        WHERE id = $1
+        RETURNING id, phone_status
+        """,
+        lead_id, fields.get("name"), fields.get("email"), fields.get("event"),
+        phone_changed, fields.get("phone_raw"), fields.get("signed_up_at"),
+        "timezone" in fields, fields.get("timezone"), "postal_code" in fields, fields.get("postal_code"),
+    )
+
+
+async def cancel_scheduled_to_phone(conn: asyncpg.Connection, firm_id: int, lead_id: int, phone_e164: str) -> list[int]:
+    """The lead left this phone: its conversation's `scheduled` messages, written to this
+    lead, are `canceled` (they were meant for the person, not for whoever has the number)."""
+    rows = await conn.fetch(
+        """
+        UPDATE messages m SET status = 'canceled', updated_at = clock_timestamp()
+        FROM conversations c
+        WHERE c.firm_id = $1 AND c.phone_e164 = $2 AND c.lead_id = $3
+          AND m.conversation_id = c.id AND m.status = 'scheduled'
+        RETURNING m.id
+        """,
+        firm_id, phone_e164, lead_id,
+    )
+    return [r["id"] for r in rows]
+
+
+async def delete_lead(conn: asyncpg.Connection, firm_id: int, lead_id: int) -> asyncpg.Record | None:
+    """Remove the firm's signup; its phone (for the relink), or None when not the firm's."""
+    return await conn.fetchrow(
+        "DELETE FROM leads WHERE id = $1 AND firm_id = $2 RETURNING id, phone_e164", lead_id, firm_id,
+    )

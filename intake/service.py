@@ -15,11 +15,13 @@ import asyncpg
 import structlog
 
 import events
+from consent import ledger
 from conversations import feed
 from conversations import queries as conversation_queries
 from intake import queries
+from intake.erasure import restore_suppression
 from intake.shapes import lead_json
-from intake.validation import LeadInput
+from intake.validation import UPDATABLE_FIELDS, LeadInput
 from lookup import actors as lookup_actors
 from lookup import queries as lookup_queries
 from lookup.service import ttl_seconds
@@ -41,17 +43,19 @@ class Accepted:
 async def accept_lead(pool: asyncpg.Pool, firm_id: int, lead: LeadInput, redis: Any = None) -> Accepted:
     """Store the signup unless the firm already has its external_id (a new signup is a
     `lead.updated` event, in the same transaction; `redis` wakes the firm's streams)."""
-    async with pool.acquire() as conn, conn.transaction():
-        row = await queries.insert_lead(conn, firm_id, lead)
+    for _ in range(3):
+        async with pool.acquire() as conn, conn.transaction():
+            row = await queries.insert_lead(conn, firm_id, lead)
+            if row is not None:
+                await record_lead_updated(conn, firm_id, row["id"])
         if row is not None:
-            await record_lead_updated(conn, firm_id, row["id"])
-    if row is not None:
-        await events.wake(redis, [firm_id])
-        return Accepted(row["id"], row["phone_status"], created=True)
-    row = await queries.lead_by_external_id(pool, firm_id, lead.external_id)
-    if row is None:  # cannot happen: leads are only deleted with their firm
-        raise RuntimeError("a conflicting lead vanished")
-    return Accepted(row["id"], row["phone_status"], created=False)
+            await events.wake(redis, [firm_id])
+            return Accepted(row["id"], row["phone_status"], created=True)
+        row = await queries.lead_by_external_id(pool, firm_id, lead.external_id)
+        if row is not None:
+            return Accepted(row["id"], row["phone_status"], created=False)
+        # the conflicting signup was deleted in between (DELETE /v1/leads): insert again
+    raise RuntimeError("a conflicting lead kept vanishing")
 
 
 async def lead_for_firm(pool: asyncpg.Pool, firm_id: int, lead_id: int) -> asyncpg.Record | None:
@@ -59,11 +63,24 @@ async def lead_for_firm(pool: asyncpg.Pool, firm_id: int, lead_id: int) -> async
     return await queries.lead_for_firm(pool, firm_id, lead_id)
 
 
+async def firm_region(pool: asyncpg.Pool, firm_id: int) -> str:
+    return await queries.firm_region(pool, firm_id) or "US"
+
+
 async def record_lead_updated(conn: asyncpg.Connection, firm_id: int, lead_id: int) -> None:
     """The feed's `lead.updated` with the lead's shape as it now is (caller's transaction)."""
     row = await queries.lead_for_firm(conn, firm_id, lead_id)
     if row is not None:
         await events.record(conn, firm_id, "lead.updated", lead_json(row))
+
+
+async def _restore_erased_opt_out(deps: Deps, conn: asyncpg.Connection, firm_id: int, phone_e164: str) -> None:
+    """A phone whose erased person had opted out is opted out again, with that opt-out's
+    source (so who may lift it stays the same), before the signup is sendable."""
+    source = await restore_suppression(conn, deps.settings.erasure_key, firm_id, phone_e164)
+    if source is not None and await ledger.opt_out(conn, firm_id, phone_e164, source,
+                                                   detail="restored: the phone's erased person had opted out"):
+        log.info("erased_opt_out_restored", firm_id=firm_id)
 
 
 @dataclass(frozen=True)
@@ -94,6 +111,8 @@ async def validate_lead(deps: Deps, lead_id: int) -> Verdict | None:
                 if cached is not None and cached["valid"] is False:
                     status, error = "invalid", lookup_queries.LOOKUP_INVALID
             changed = await queries.set_phone(conn, lead_id, status, e164, error)
+            if changed and status == "valid":
+                await _restore_erased_opt_out(deps, conn, lead["firm_id"], e164)
             if changed:
                 await record_lead_updated(conn, lead["firm_id"], lead_id)
             if changed and e164 is not None:
@@ -112,3 +131,96 @@ async def validate_lead(deps: Deps, lead_id: int) -> Verdict | None:
         await metrics.record_lookup(deps.redis, "cache_hit")
         await metrics.observe_line_type_latency(deps.redis, lead["age_s"])
     return Verdict(status, e164, error, wants_lookup)
+
+
+# ---- the CRM changes or deletes a signup -------------------------------------------------
+
+@dataclass(frozen=True)
+class Updated:
+    lead_id: int
+    phone_status: str
+    updated: list[str]  # API names of the fields that changed; empty: nothing did
+    revalidate: bool    # the phone changed: validate_lead must run
+
+
+def _diff(row: asyncpg.Record, changes: dict[str, object]) -> dict[str, object]:
+    """The changed fields (API names) with their new values."""
+    out = {}
+    for name, value in changes.items():
+        column = UPDATABLE_FIELDS[name]
+        current = row[column]
+        if name == "phone":
+            current = current or None
+            value = value or None
+            if value is not None and row["phone_e164"] is not None \
+                    and check_phone(value, row["default_region"]).e164 == row["phone_e164"]:
+                continue  # the same number written another way is no change
+        if value != current:
+            out[name] = value
+    return out
+
+
+async def update_lead(deps: Deps, firm_id: int, changes: dict[str, object], *,
+                      lead_id: int | None = None, external_id: str | None = None) -> Updated | None:
+    """Apply the CRM's changes to a stored signup (by id or external_id); None when the
+    firm has no such signup.
+
+    A changed phone: the signup is `pending` again (the caller enqueues validate_lead),
+    the scheduled messages written to this lead on its old phone are cancelled, and the
+    old phone's conversation relinks to its next newest signup (consent stays with the
+    old phone). A changed signed_up_at relinks the current phone. The new phone's link
+    is made when it is validated. Events (same transaction): `lead.updated`, the
+    cancelled messages' `message.status`, `conversation.updated` for every conversation
+    linked to the lead before or after."""
+    async with deps.pool.acquire() as conn, conn.transaction():
+        row = await queries.lock_lead(conn, firm_id, lead_id=lead_id, external_id=external_id)
+        if row is None:
+            return None
+        changed = _diff(row, changes)
+        if not changed:
+            return Updated(row["id"], row["phone_status"], [], False)
+        phone_changed = "phone" in changed
+        old_phone = row["phone_e164"]
+        if old_phone is not None:
+            await conversation_queries.lock_conversation(conn, firm_id, old_phone)
+        linked = set(await conversation_queries.ids_for_lead(conn, firm_id, row["id"]))
+        columns = {UPDATABLE_FIELDS[name]: value for name, value in changed.items()}
+        updated = await queries.update_lead(conn, row["id"], columns, phone_changed=phone_changed)
+        canceled: list[int] = []
+        if phone_changed and old_phone is not None:
+            canceled = await queries.cancel_scheduled_to_phone(conn, firm_id, row["id"], old_phone)
+        if old_phone is not None and (phone_changed or "signed_up_at" in changed):
+            await conversation_queries.relink_conversations(conn, firm_id, [old_phone])
+            linked |= set(await conversation_queries.ids_for_phones(conn, firm_id, [old_phone]))
+        await record_lead_updated(conn, firm_id, row["id"])
+        for message_id in canceled:
+            await feed.message_changed(conn, message_id, with_conversation=False)
+        await feed.conversations_changed(conn, firm_id, linked)
+    await events.wake(deps.redis, [firm_id])
+    if canceled:
+        log.info("scheduled_canceled_phone_changed", lead_id=row["id"], messages=len(canceled))
+    log.info("lead_updated", lead_id=row["id"], fields=sorted(changed))
+    return Updated(row["id"], updated["phone_status"], sorted(changed), phone_changed)
+
+
+async def delete_lead(deps: Deps, firm_id: int, lead_id: int) -> bool:
+    """The CRM deleted this signup: the row goes, and its phone's conversation relinks to
+    the phone's next newest signup (or keeps its history with no lead). False when the
+    firm has no such signup. The phone stays remembered in lead_phones for an erasure.
+    Events: `lead.deleted` {lead_id} and `conversation.updated` for its conversation."""
+    async with deps.pool.acquire() as conn, conn.transaction():
+        row = await queries.lock_lead(conn, firm_id, lead_id=lead_id)
+        if row is None:
+            return False
+        phone = row["phone_e164"]
+        if phone is not None:
+            await conversation_queries.lock_conversation(conn, firm_id, phone)
+        linked = await conversation_queries.ids_for_lead(conn, firm_id, lead_id)
+        await queries.delete_lead(conn, firm_id, lead_id)
+        if phone is not None:
+            await conversation_queries.relink_conversations(conn, firm_id, [phone])
+        await events.record(conn, firm_id, "lead.deleted", {"lead_id": lead_id})
+        await feed.conversations_changed(conn, firm_id, linked)
+    await events.wake(deps.redis, [firm_id])
+    log.info("lead_deleted", lead_id=lead_id)
+    return True

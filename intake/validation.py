@@ -134,3 +134,41 @@ def lead_from_row(row: Mapping[str, str]) -> LeadInput:
         phone_raw=_text("phone", phone) if phone is not None else None,
         signed_up_at=parse_signed_up_at(row.get("signed_up_at")),
     )
+
+
+# API field name -> `leads` column, for the fields a CRM may change on a stored signup.
+UPDATABLE_FIELDS = {"name": "name", "email": "email", "event": "event", "phone": "phone_raw",
+                    "signed_up_at": "signed_up_at", "timezone": "timezone", "postal_code": "postal_code"}
+
+
+def changes_from_lead(lead: LeadInput) -> dict[str, Any]:
+    """What a repost of a known external_id says each field should be (API names). A
+    field the CRM may leave out (signed_up_at, timezone, postal_code) counts only when sent."""
+    fields: dict[str, Any] = {"name": lead.name, "email": lead.email, "event": lead.event, "phone": lead.phone_raw}
+    for name in ("signed_up_at", "timezone", "postal_code"):
+        value = getattr(lead, name)
+        if value is not None:
+            fields[name] = value
+    return fields
+
+
+def changes_from_json(body: Mapping[str, Any]) -> dict[str, Any]:
+    """`PATCH /v1/leads/{id}`: the fields present in the body, checked by the hook's rules
+    (API names). external_id cannot change; an unknown field is refused, so a typo is not
+    silently ignored."""
+    unknown = sorted(set(body) - set(UPDATABLE_FIELDS))
+    if unknown:
+        raise LeadInputError(unknown[0], "invalid_field",
+                             f"{unknown[0]} cannot be changed (fields: {', '.join(UPDATABLE_FIELDS)}).")
+    parsers = {
+        "name": lambda v: _text("name", v), "email": lambda v: _text("email", v),
+        "event": lambda v: _text("event", v),
+        "phone": lambda v: _text("phone", v) if v is not None else None,
+        "signed_up_at": parse_signed_up_at, "timezone": parse_timezone, "postal_code": parse_postal_code,
+    }
+    fields = {name: parsers[name](value) for name, value in body.items()}
+    if "signed_up_at" in fields and fields["signed_up_at"] is None:
+        raise LeadInputError("signed_up_at", "invalid_field", f"signed_up_at must be {SIGNED_UP_AT_HINT}.")
+    if not fields:
+        raise LeadInputError("body", "missing_field", "Send at least one field to change.")
+    return fields

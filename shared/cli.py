@@ -18,6 +18,7 @@ import tempfile
 from typing import Sequence
 
 from firms import cli as firms_cli
+from intake import offboarding as intake_offboarding
 from shared.config import Settings
 from shared.errors import AppError, ConfigError
 from shared.logging import configure
@@ -207,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--once", action="store_true", help="run one pass and exit")
     p.set_defaults(run=cmd_sweeper)
 
-    firms_cli.add_parser(sub)
+    intake_offboarding.add_parser(firms_cli.add_parser(sub))
 
     p = sub.add_parser("twilio-sim", help="the Twilio simulator (and `inbound` to text us)")
     p.add_argument("sim_args", nargs=argparse.REMAINDER)

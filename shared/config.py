@@ -83,6 +83,13 @@ def _text(name: str, raw: str) -> str:
     return raw.strip()
 
 
+def _erasure_key(name: str, raw: str) -> str:
+    key = raw.strip()
+    if len(key) < 32:
+        raise ConfigError(name, "must be at least 32 characters (a random secret; it never rotates)")
+    return key
+
+
 @dataclass(frozen=True)
 class _Var:
     env: str
@@ -126,6 +133,7 @@ _VARS: dict[str, _Var] = {
     "events_retention_days": _Var("EVENTS_RETENTION_DAYS", _int(1), 7),
     "log_level": _Var("LOG_LEVEL", lambda n, r: _choice(n, r.upper(), ("DEBUG", "INFO", "WARNING", "ERROR")), "INFO"),
     "inbox_retention_days": _Var("INBOX_RETENTION_DAYS", _int(1), 30),
+    "erasure_key": _Var("ERASURE_KEY", _erasure_key),
 }
 
 # Which variables each command needs (the README's configuration section lists them).
@@ -135,6 +143,7 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "sweeper": ("database_url", "redis_url", "twilio_account_sid", "twilio_auth_token"),
     "migrate": ("database_url",),
     "firm": ("database_url",),
+    "firm-delete": ("database_url", "redis_url", "twilio_account_sid", "twilio_auth_token", "erasure_key"),
     "import": ("database_url",),
     "optouts": ("database_url",),
     "unblock": ("database_url",),
@@ -201,6 +210,7 @@ class Settings:
     streams_per_firm: int = 200
     stream_heartbeat_s: int = 15
     events_retention_days: int = 7
+    erasure_key: str | None = field(default=None, repr=False)  # HMAC key for erased phones; never rotated
     extra: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod

@@ -380,6 +380,17 @@ class TwilioClient:
             for m in messages
         ]
 
+    async def delete_message(self, sid: str) -> bool:
+        """Messages DELETE (erasure): True when deleted now, False when Twilio has no such
+        message any more (deleted before: the same outcome). Other errors raise."""
+        try:
+            await self._call("delete_message", lambda: self._client.messages(sid).delete_async())
+        except TwilioError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
     async def lookup_line_type(self, phone_e164: str) -> LineTypeResult:
         """Lookup v2 with line_type_intelligence. An invalid number is a result, not an error."""
         number = await self._call(

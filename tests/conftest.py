@@ -8,6 +8,7 @@ Isolation: every test that touches the database or Redis starts from empty table
 from __future__ import annotations
 
 import json
+import secrets
 import subprocess
 from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable
@@ -132,6 +133,7 @@ def settings(services: Services, web_port: int, sim_port: int, broker_url: str) 
         twilio_auth_token=TEST_TOKEN,
         twilio_auth_token_secondary=TEST_TOKEN_SECONDARY,
         credentials_key=TEST_CREDENTIALS_KEY,
+        erasure_key=secrets.token_hex(32),  # generated per run, as the demo does
         twilio_base_url=f"http://127.0.0.1:{sim_port}",
         public_base_url=f"http://127.0.0.1:{web_port}",
         port=web_port,

@@ -66,6 +66,9 @@ async def _signed_form(request: web.Request, kind: str, message_id: int | None) 
 async def _receive(request: web.Request, kind: str, message_id: int | None) -> None:
     params = await _signed_form(request, kind, message_id)
     try:
+        if kind == "status" and await inbox.for_erased_message(request.app[DEPS], params["MessageSid"]):
+            log.info("webhook_for_erased_message_dropped", message_sid=params["MessageSid"])
+            return
         if kind == "status":
             # Group commit: stored and enqueued with the callbacks that arrived with it.
             await request.app[STATUS_BATCHER].store(request.app[DEPS], params, message_id)

@@ -81,6 +81,10 @@ async def _apply_status_row(deps: Deps, conn: asyncpg.Connection, inbox: asyncpg
 
     message = await _find_message(conn, inbox["message_id"], sid)
     if message is None:
+        if await queries.is_erased_message(conn, sid):  # stored while its erasure committed
+            await queries.delete_inbox(conn, inbox["id"])
+            log.info("webhook_for_erased_message_dropped")
+            return "erased"
         log.warning("status_for_unknown_message", message_id=inbox["message_id"], twilio_status=twilio_status)
         return "unmatched"
     structlog.contextvars.bind_contextvars(message_id=message["id"], firm_id=message["firm_id"])

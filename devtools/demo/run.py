@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import secrets
 import signal
 import sys
 import time
@@ -201,6 +202,10 @@ class Demo:
                                    METRICS_PORT=str(self.opts.metrics_port),
                                    WORKER_METRICS_PORT=str(self.opts.worker_metrics_port))
         env.setdefault("LOG_FORMAT", "console")
+        # Erasure needs a key; the demo makes one per run (one for all its children).
+        if not env.get("ERASURE_KEY"):
+            self.erasure_key = getattr(self, "erasure_key", None) or secrets.token_hex(32)
+            env["ERASURE_KEY"] = self.erasure_key
         return env
 
     async def _wait_ready(self) -> None:

@@ -1,1 +1,1 @@
-from tests.intake.helpers import enqueued  # noqa: F401  (fixture)
+from tests.intake.helpers import enqueued, ready_worker  # noqa: F401  (fixtures)

@@ -4,12 +4,17 @@ this process enqueued, and asking the simulator what it was asked."""
 from __future__ import annotations
 
 import itertools
+import uuid
 from typing import Any
 
 import aiohttp
 import dramatiq
 import pytest
+import pytest_asyncio
 from dramatiq.middleware import Middleware
+
+from ops.actors import ping_worker
+from tests.support import wait_for
 
 _external = itertools.count(1)
 
@@ -64,3 +69,25 @@ def enqueued(broker):
         yield recorder
     finally:
         broker.middleware.remove(recorder)
+
+
+@pytest_asyncio.fixture
+async def ready_worker(worker, deps):
+    """The session's worker, answering: a timing below starts at its POST, not at a boot."""
+    token = uuid.uuid4().hex
+    ping_worker.send(token)
+    await wait_for(lambda: deps.redis.get(f"leadsms:ping:{token}"), timeout=60, what="the worker to boot")
+    return worker
+
+
+async def settled(http, firm, lead_id: int, *, timeout: float = 10.0) -> dict:
+    """The lead once validation and (for a valid phone) Lookup are done."""
+    async def done():
+        _, lead = await get_lead(http, firm, lead_id)
+        if lead["phone_status"] == "pending":
+            return None
+        if lead["phone_status"] == "valid" and lead["line_type"] is None:
+            return None
+        return lead
+
+    return await wait_for(done, timeout=timeout, interval=0.02, what=f"lead {lead_id} to settle")

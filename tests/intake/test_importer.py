@@ -59,12 +59,12 @@ async def test_an_import_stores_valid_rows_reports_bad_ones_by_line_and_calls_no
         "\n"                                                              # 8 blank: skipped
         'a-6,"Multi\nLine",,2125550146,Gala,,x\n'                         # 9-10 valid, one record
         f"a-7,{'N' * 201},,2125550147,Gala,,x\n"                          # 11 malformed: name too long
-        "a-1,Ann again,,2125550142,Gala,,x\n"                             # 12 duplicate in the file
-        "dup-db,Already,,2125550148,Gala,,x\n"                            # 13 duplicate of the hook's lead
+        "a-1,Ann again,,2125550142,Gala,,x\n"                             # 12 a later line of a-1: an update
+        "dup-db,Already,,2125550148,Gala,,x\n"                            # 13 the hook's lead, changed: an update
     )
     summary = await import_file(settings.database_url, firm.id, write(tmp_path, text))
 
-    assert (summary.rows, summary.inserted, summary.duplicates, summary.invalid) == (10, 4, 2, 4)
+    assert (summary.rows, summary.inserted, summary.updated, summary.duplicates, summary.invalid) == (10, 4, 2, 0, 4)
     assert [r["line"] for r in summary.invalid_rows] == [5, 6, 7, 11]
     reasons = [r["reason"] for r in summary.invalid_rows]
     assert "external_id is required" in reasons[0]
@@ -74,12 +74,14 @@ async def test_an_import_stores_valid_rows_reports_bad_ones_by_line_and_calls_no
     assert dict(summary.phones) == {"valid": 2, "missing": 1, "invalid": 1}
     rows = {r["external_id"]: r for r in await pool.fetch("SELECT * FROM leads WHERE firm_id = $1", firm.id)}
     assert set(rows) == {"dup-db", "a-1", "a-2", "a-3", "a-6"}
-    assert (rows["a-1"]["phone_status"], rows["a-1"]["phone_e164"], rows["a-1"]["name"]) == ("valid", "+12125550142", "Ann")
+    assert (rows["a-1"]["phone_status"], rows["a-1"]["phone_e164"], rows["a-1"]["name"]) == (
+        "valid", "+12125550142", "Ann again")
     assert rows["a-1"]["signed_up_at"].isoformat() == "2024-05-01T10:00:00+00:00"
     assert (rows["a-2"]["phone_status"], rows["a-2"]["phone_raw"]) == ("missing", None)
     assert (rows["a-3"]["phone_status"], rows["a-3"]["phone_error"]) == ("invalid", "sequential")
     assert rows["a-6"]["name"] == "Multi\nLine"
-    assert rows["dup-db"]["id"] == existing["lead_id"] and rows["dup-db"]["name"] == "Dana Lead"
+    assert (rows["dup-db"]["id"], rows["dup-db"]["name"], rows["dup-db"]["phone_e164"]) == (
+        existing["lead_id"], "Already", "+12125550148")
     imported = ["+12125550142", "+12125550146"]
     assert await pool.fetchval("SELECT count(*) FROM phone_lines WHERE phone_e164 = ANY($1)", imported) == 0
     assert [x for x in await sim_lookups(sim) if x["phone_number"] in imported] == []
@@ -90,8 +92,8 @@ async def test_running_an_import_again_stores_nothing_new(tmp_path, settings, po
     first = await import_file(settings.database_url, firm.id, path, batch_size=7)
     second = await import_file(settings.database_url, firm.id, path, batch_size=7)
 
-    assert (first.inserted, first.duplicates) == (50, 0)
-    assert (second.inserted, second.duplicates) == (0, 50)
+    assert (first.inserted, first.updated, first.duplicates) == (50, 0, 0)
+    assert (second.inserted, second.updated, second.duplicates) == (0, 0, 50)
     assert await pool.fetchval("SELECT count(*) FROM leads") == 50
 
 
@@ -220,3 +222,34 @@ async def test_importing_ten_times_the_rows_takes_no_more_memory_and_no_lookup(t
     # rows may cost allocator noise, not rows.
     assert large_rss - small_rss < 8 * 1024, (small_rss, large_rss)
     assert [x for x in await sim_lookups(sim) if re.match(IMPORTED_PHONES, x["phone_number"])] == []
+
+
+async def test_an_import_updates_changed_signups_relinks_both_phones_and_cancels_the_old_schedule(
+        tmp_path, settings, pool, firm, make_firm):
+    other = await make_firm()
+    for f in (firm, other):
+        await pool.execute(
+            "INSERT INTO leads (firm_id, external_id, name, phone_raw, phone_e164, phone_status, signed_up_at) "
+            "VALUES ($1, 'crm-9', 'Old Name', '2125550160', '+12125550160', 'valid', '2023-01-01Z')", f.id)
+    lead_id = await pool.fetchval("SELECT id FROM leads WHERE firm_id = $1", firm.id)
+    async with pool.acquire() as conn:
+        old_conv, _ = await upsert_conversation(conn, firm.id, "+12125550160")
+        new_conv, _ = await upsert_conversation(conn, firm.id, "+12125550161")
+    scheduled = await pool.fetchval(
+        "INSERT INTO messages (firm_id, conversation_id, direction, body, status, send_at) "
+        "VALUES ($1, $2, 'out', 'Reminder', 'scheduled', now() + interval '1 day') RETURNING id", firm.id, old_conv)
+    path = write(tmp_path, HEADER + "crm-9,New Name,,212 555 0161,Gala,\n")
+
+    summary = await import_file(settings.database_url, firm.id, path)
+
+    assert (summary.inserted, summary.updated, summary.duplicates) == (0, 1, 0)
+    row = await pool.fetchrow("SELECT * FROM leads WHERE id = $1", lead_id)
+    assert (row["name"], row["phone_e164"], row["phone_status"], row["signed_up_at"].year) == (
+        "New Name", "+12125550161", "valid", 2023)
+    links = dict(await pool.fetch("SELECT id, lead_id FROM conversations WHERE firm_id = $1", firm.id))
+    assert links == {old_conv: None, new_conv: lead_id}
+    assert await pool.fetchval("SELECT status FROM messages WHERE id = $1", scheduled) == "canceled"
+    theirs = await pool.fetchrow("SELECT name, phone_e164 FROM leads WHERE firm_id = $1", other.id)
+    assert tuple(theirs) == ("Old Name", "+12125550160")
+    again = await import_file(settings.database_url, firm.id, write(tmp_path, HEADER + "crm-9,New Name,,(212) 555-0161,Gala,\n"))
+    assert (again.updated, again.duplicates) == (0, 1)  # the same number written another way

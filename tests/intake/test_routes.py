@@ -35,10 +35,11 @@ async def test_a_signup_is_stored_as_it_came_pending_and_enqueued_once(http, fir
 
 async def test_reposting_an_external_id_returns_the_same_lead_changes_nothing_and_enqueues_nothing(
         http, firm, pool, enqueued):
-    _, first = await post_lead(http, firm, external_id="crm-7", name="Dana")
+    _, first = await post_lead(http, firm, external_id="crm-7", name="Dana", phone="2125550199",
+                               signed_up_at="2030-01-01T00:00:00Z")
     before = await pool.fetchrow(f"SELECT {HOOK_COLUMNS} FROM leads WHERE id = $1", first["lead_id"])
 
-    status, again = await post_lead(http, firm, external_id="crm-7", name="Someone Else", phone="2125550199",
+    status, again = await post_lead(http, firm, external_id="crm-7", name="Dana", phone="2125550199",
                                     signed_up_at="2030-01-01T00:00:00Z")
 
     assert status == 202
@@ -46,6 +47,23 @@ async def test_reposting_an_external_id_returns_the_same_lead_changes_nothing_an
     assert await pool.fetchrow(f"SELECT {HOOK_COLUMNS} FROM leads WHERE id = $1", first["lead_id"]) == before
     assert await pool.fetchval("SELECT count(*) FROM leads") == 1
     assert enqueued.of("validate_lead") == [(first["lead_id"],)]
+
+
+async def test_reposting_an_external_id_with_changes_updates_the_lead_and_revalidates_a_new_phone(
+        http, firm, pool, enqueued):
+    _, first = await post_lead(http, firm, external_id="crm-8", name="Dana")
+
+    status, again = await post_lead(http, firm, external_id="crm-8", name="Someone Else", phone="2125550199",
+                                    signed_up_at="2030-01-01T00:00:00Z")
+
+    assert status == 200
+    assert again == {"lead_id": first["lead_id"], "phone_status": "pending",
+                     "updated": ["name", "phone", "signed_up_at"]}
+    row = await pool.fetchrow("SELECT name, phone_raw, signed_up_at FROM leads WHERE id = $1", first["lead_id"])
+    assert (row["name"], row["phone_raw"], row["signed_up_at"].isoformat()) == (
+        "Someone Else", "2125550199", "2030-01-01T00:00:00+00:00")
+    assert await pool.fetchval("SELECT count(*) FROM leads") == 1
+    assert enqueued.of("validate_lead") == [(first["lead_id"],), (first["lead_id"],)]
 
 
 async def test_concurrent_posts_of_one_external_id_make_one_lead(http, firm, pool, enqueued):

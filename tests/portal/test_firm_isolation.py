@@ -12,7 +12,7 @@ from shared.app import create_app
 from tests.portal.support import add_conversation, add_lead, add_message, set_line
 
 # first path segment after /v1 -> which of the first firm's ids goes into {id}
-ID_OF = {"leads": "lead", "conversations": "conversation", "messages": "message"}
+ID_OF = {"leads": "lead", "conversations": "conversation", "messages": "message", "erasure": "erasure"}
 BODY = {"body": "Hello from the wrong firm", "decision": "opt_out", "lead_id": 1}
 COUNTED = ("messages", "conversations", "leads", "phone_flags", "consent_events", "phone_flag_events")
 
@@ -49,7 +49,8 @@ async def test_another_firms_key_gets_404_on_every_v1_route_with_an_id(http, poo
     await set_line(pool, phone, "mobile")
     conv = await add_conversation(pool, firm.id, phone)
     msg = await add_message(pool, firm.id, conv, "Only for firm one")
-    ids = {"lead": lead, "conversation": conv, "message": msg}
+    erasure = await pool.fetchval("INSERT INTO erasures (firm_id, requested_by) VALUES ($1, 'dpo') RETURNING id", firm.id)
+    ids = {"lead": lead, "conversation": conv, "message": msg, "erasure": erasure}
     before = await counts(pool)
 
     for method, formatter, kind in routes:

@@ -192,7 +192,34 @@ async def stream_token_and_stream(http, a, v, pool):
         stream.close()
 
 
+async def lead_patch(http, a, v, pool):
+    await same_404_as_unknown(http, "PATCH", f"/v1/leads/{v['lead']}", f"/v1/leads/{UNKNOWN}", a.headers,
+                              {"name": "Renamed by A", "phone": "+12125550199"})
+
+
+async def lead_delete(http, a, v, pool):
+    await same_404_as_unknown(http, "DELETE", f"/v1/leads/{v['lead']}", f"/v1/leads/{UNKNOWN}", a.headers, None)
+
+
+async def erasure_post(http, a, v, pool):
+    """A cannot erase B's signup by id; erasing B's phone in A erases only A's (nothing)."""
+    await same_404_as_unknown(http, "POST", "/v1/erasure", "/v1/erasure", a.user(), {"lead_id": v["lead"]})
+    async with http.post("/v1/erasure", json={"phone": PHONE}, headers=a.user()) as resp:
+        assert resp.status == 202
+    assert await pool.fetchval("SELECT firm_id FROM erasures") == a.id
+
+
+async def erasure_get(http, a, v, pool):
+    theirs = await pool.fetchval("INSERT INTO erasures (firm_id, requested_by) VALUES ($1, 'dpo') RETURNING id",
+                                 v["firm"].id)
+    await same_404_as_unknown(http, "GET", f"/v1/erasure/{theirs}", f"/v1/erasure/{UNKNOWN}", a.headers, None)
+
+
 ATTACKS: dict[tuple[str, str], Attack] = {
+    ("PATCH", "/v1/leads/{id}"): lead_patch,
+    ("DELETE", "/v1/leads/{id}"): lead_delete,
+    ("POST", "/v1/erasure"): erasure_post,
+    ("GET", "/v1/erasure/{id}"): erasure_get,
     ("GET", "/v1/events"): feed_get,
     ("POST", "/v1/stream-tokens"): stream_token_and_stream,
     ("GET", "/v1/events/stream"): stream_token_and_stream,
