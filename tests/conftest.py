@@ -7,6 +7,7 @@ Isolation: every test that touches the database or Redis starts from empty table
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 import subprocess
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable
 
 import aiohttp
+import asyncpg
 import pytest
 import pytest_asyncio
 
@@ -248,7 +250,17 @@ async def clean_state(request: pytest.FixtureRequest) -> None:
     try:
         # Ids keep counting across tests: a job left over from the last test (the session
         # worker may still hold one) then finds no row, instead of a new row with its id.
-        await conn.execute(f"TRUNCATE {', '.join(TABLES)} CASCADE")
+        # The session worker may still be inside a leftover job's transaction, locking
+        # tables in another order: PostgreSQL then aborts one side of the deadlock. When
+        # the TRUNCATE is that side, take the locks again (the job is retried by dramatiq).
+        for attempt in range(5):
+            try:
+                await conn.execute(f"TRUNCATE {', '.join(TABLES)} CASCADE")
+                break
+            except asyncpg.exceptions.DeadlockDetectedError:
+                if attempt == 4:
+                    raise
+                await asyncio.sleep(0.2 * (attempt + 1))
     finally:
         await conn.close()
     r = redis_client(settings.redis_url)
