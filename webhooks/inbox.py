@@ -88,26 +88,22 @@ async def store_webhook(deps: Deps, kind: str, params: Mapping[str, str], messag
                 log.info("webhook_replayed", kind=kind, message_sid=sid, inbox_id=existing["id"])
                 return Stored(existing["id"], created=False, pending=existing["processed_at"] is None)
             if kind == "inbound":
-                keyword, changed, review = await _apply_consent_meaning(conn, params)
-                canceled = await _cancel_on_reply(conn, params)
-                if changed or review or canceled:
-                    woken = await _firm_of(conn, params)
+                # the firm that owns the To number (or its Messaging Service), looked up once
+                firm = await queries.firm_by_number(conn, (params.get("To") or "").strip(),
+                                                    params.get("MessagingServiceSid"))
+                keyword, changed, review = await _apply_consent_meaning(conn, firm, params)
+                canceled = await _cancel_on_reply(conn, firm, params)
+                if firm is not None and (changed or review or canceled):
+                    woken = [firm["id"]]
     await events.wake(deps.redis, woken)
     log.info("webhook_stored", kind=kind, message_sid=sid, inbox_id=inbox_id, twilio_status=twilio_status,
              keyword=keyword.kind if keyword else None, consent_changed=changed, review_pending=review)
     return Stored(inbox_id, created=True, pending=True, keyword=keyword, consent_changed=changed)
 
 
-async def _firm_of(conn: Any, params: Mapping[str, str]) -> list[int]:
-    """[the firm an inbound text belongs to] (for waking its streams), or []."""
-    firm = await queries.firm_by_number(conn, (params.get("To") or "").strip(), params.get("MessagingServiceSid"))
-    return [firm["id"]] if firm is not None else []
-
-
-async def _cancel_on_reply(conn: Any, params: Mapping[str, str]) -> list[int]:
+async def _cancel_on_reply(conn: Any, firm: Any, params: Mapping[str, str]) -> list[int]:
     """The lead wrote first: its scheduled sends created with cancel_on_reply are
     cancelled in this transaction, before Twilio has our 200 (so none is released after)."""
-    firm = await queries.firm_by_number(conn, (params.get("To") or "").strip(), params.get("MessagingServiceSid"))
     phone = sender_phone(params.get("From"), firm["default_region"]) if firm is not None else None
     if phone is None:
         return []
@@ -119,7 +115,7 @@ async def _cancel_on_reply(conn: Any, params: Mapping[str, str]) -> list[int]:
     return canceled
 
 
-async def _apply_consent_meaning(conn: Any, params: Mapping[str, str]) -> tuple[Keyword | None, bool, bool]:
+async def _apply_consent_meaning(conn: Any, firm: Any, params: Mapping[str, str]) -> tuple[Keyword | None, bool, bool]:
     """Apply what the text means for consent, for the firm that owns the To number:
     (the keyword, whether consent changed, whether sends are now paused for review).
 
@@ -131,7 +127,6 @@ async def _apply_consent_meaning(conn: Any, params: Mapping[str, str]) -> tuple[
     rule = reads_like_opt_out(body) if keyword is None else None
     if rule is None and (keyword is None or keyword.kind == "help"):
         return keyword, False, False
-    firm = await queries.firm_by_number(conn, (params.get("To") or "").strip(), params.get("MessagingServiceSid"))
     if firm is None:
         log.warning("consent_text_for_unknown_number", keyword=keyword.word if keyword else None, rule=rule)
         return keyword, False, False
