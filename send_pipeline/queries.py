@@ -58,7 +58,7 @@ async def conversation_exists(conn: Conn, firm_id: int, conversation_id: int) ->
     ))
 
 
-async def thread_page(conn: Conn, conversation_id: int, after_id: int | None, limit: int) -> list[asyncpg.Record]:
+async def thread_after(conn: Conn, conversation_id: int, after_id: int | None, limit: int) -> list[asyncpg.Record]:
     """Messages oldest first, strictly after the message `after_id` (keyset on created_at, id)."""
     return await conn.fetch(
         f"""
@@ -70,6 +70,28 @@ async def thread_page(conn: Conn, conversation_id: int, after_id: int | None, li
         LIMIT $3
         """,
         conversation_id, after_id, limit,
+    )
+
+
+async def thread_late(conn: Conn, firm_id: int, conversation_id: int, last_id: int, seen_seq: int,
+                      limit: int) -> list[asyncpg.Record]:
+    """The thread's messages filed after the firm's event `seen_seq` that sort at or before
+    the message `last_id` (replies Twilio timed earlier than a send filed before them), in
+    feed order, each with the number of the event that created it (`late_seq`)."""
+    return await conn.fetch(
+        f"""
+        SELECT {MESSAGE_COLUMNS}, late.seq AS late_seq
+        FROM (SELECT (data->>'id')::bigint AS message_id, seq FROM events
+              WHERE firm_id = $1 AND seq > $4
+                AND type IN ('message.created', 'message.received')
+                AND (data->>'conversation_id')::bigint = $2) late
+        JOIN messages ON messages.id = late.message_id AND messages.conversation_id = $2
+        WHERE (messages.created_at, messages.id) <=
+              (SELECT created_at, id FROM messages WHERE id = $3 AND conversation_id = $2)
+        ORDER BY late.seq
+        LIMIT $5
+        """,
+        firm_id, conversation_id, last_id, seen_seq, limit,
     )
 
 

@@ -11,9 +11,10 @@ from datetime import datetime, timezone
 from aiohttp import web
 
 from send_pipeline import service
+from send_pipeline.thread_cursor import parse_thread_cursor
 from send_pipeline.messages import clean_body, parse_cancel_on_reply, parse_send_at
 from shared.errors import HttpError
-from shared.web import DEPS, FIRM_ID, json_response, parse_id, path_id, query_limit, read_json, user_id
+from shared.web import DEPS, FIRM_ID, json_response, path_id, query_limit, read_json, user_id
 
 
 async def open_conversation(request: web.Request) -> web.Response:
@@ -31,19 +32,9 @@ def _limit(request: web.Request) -> int:
     return query_limit(request, service.THREAD_DEFAULT_LIMIT, service.THREAD_MAX_LIMIT)
 
 
-def _after(request: web.Request) -> int | None:
-    raw = request.query.get("after")
-    if raw is None or raw == "":
-        return None
-    value = parse_id(raw)
-    if value is None:
-        raise HttpError(400, "invalid_cursor", "after must be the \"next\" cursor of a previous page.")
-    return value
-
-
 async def thread(request: web.Request) -> web.Response:
     page = await service.thread_page(request.app[DEPS], request[FIRM_ID], path_id(request),
-                                     after=_after(request), limit=_limit(request))
+                                     after=parse_thread_cursor(request.query.get("after")), limit=_limit(request))
     return json_response(page)
 
 

@@ -23,7 +23,9 @@ import structlog
 import events
 from conversations import queries as conversation_queries
 from conversations.shapes import conversation_json, message_json
+from events import queries as event_queries
 from send_pipeline import queries
+from send_pipeline.thread_cursor import ThreadCursor
 from conversations import feed
 from send_pipeline.writes import store_queued_message
 from send_pipeline.actors import send_message
@@ -97,18 +99,37 @@ async def open_conversation(deps: Deps, firm_id: int, lead_id: int) -> tuple[dic
     return conversation_json(row), created
 
 
-async def thread_page(deps: Deps, firm_id: int, conversation_id: int, *, after: int | None,
+async def thread_page(deps: Deps, firm_id: int, conversation_id: int, *, after: ThreadCursor | None,
                       limit: int) -> dict[str, Any]:
-    """A page of the thread, oldest first; `next` is the cursor of the following page."""
-    async with deps.pool.acquire() as conn:
+    """A page of the thread, oldest first; `next` is the cursor of the following page (None
+    at the end). A page after a cursor first carries the late messages (filed since the
+    cursor's read, sorting before its end: see thread_cursor), then the ones after it."""
+    async with deps.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
         if not await queries.conversation_exists(conn, firm_id, conversation_id):
             raise not_found("conversation")
-        rows = await queries.thread_page(conn, conversation_id, after, limit + 1)
-    more = len(rows) > limit
-    rows = rows[:limit]
+        bounds = await event_queries.feed_bounds(conn, firm_id)
+        late: list[Any] = []
+        if after is not None:
+            if after.seen_seq > bounds["last_seq"]:
+                raise HttpError(400, "invalid_cursor", "after must be the \"next\" cursor of a previous page.")
+            if after.seen_seq < bounds["pruned_to"]:
+                raise HttpError(410, "cursor_expired", "This cursor is too old to page on: read the thread again "
+                                "from its start.")
+            late = await queries.thread_late(conn, firm_id, conversation_id, after.last_id, after.seen_seq,
+                                             limit + 1)
+        if len(late) > limit:
+            # the page ends among the late ones: the next page goes on from the last of them
+            page = late[:limit]
+            return {"items": [message_json(r) for r in page],
+                    "next": str(ThreadCursor(after.last_id, page[-1]["late_seq"]))}  # type: ignore[union-attr]
+        room = limit - len(late)
+        rows = await queries.thread_after(conn, conversation_id, after.last_id if after else None, room + 1)
+    more = len(rows) > room
+    rows = rows[:room]
+    last_id = rows[-1]["id"] if rows else after.last_id if after else None
     return {
-        "items": [message_json(r) for r in rows],
-        "next": str(rows[-1]["id"]) if more and rows else None,
+        "items": [message_json(r) for r in [*late, *rows]],
+        "next": str(ThreadCursor(last_id, bounds["last_seq"])) if more and last_id is not None else None,
     }
 
 

@@ -59,10 +59,9 @@ async def test_a_reply_filed_after_a_later_send_is_returned_by_the_feed(http, fi
         async with http.get(f"/v1/conversations/{conversation}", headers=firm.headers) as resp:
             opened = await resp.json()
         assert set(late[1]["data"]) <= set(opened)
-        # whereas the thread, which keeps Twilio's order, sorts it before the send
-        async with http.get(f"/v1/conversations/{conversation}/messages", params={"after": str(sent["id"])},
-                            headers=firm.headers) as resp:
-            assert (await resp.json())["items"] == []
+        # the thread keeps Twilio's order: the reply sorts before the send filed ahead of it
+        async with http.get(f"/v1/conversations/{conversation}/messages", headers=firm.headers) as resp:
+            assert [m["id"] for m in (await resp.json())["items"]] == [reply["id"], sent["id"]]
 
 
 async def test_a_stop_writes_consent_changed_and_the_conversation_that_can_no_longer_send(http, firm, deps, settings):
@@ -80,3 +79,54 @@ async def test_a_stop_writes_consent_changed_and_the_conversation_that_can_no_lo
             "phone": PHONE, "kind": "opt_out", "source": "keyword:stop"}
         assert consent["at"]
         assert items[1]["data"]["can_send"] is False and items[1]["data"]["notice"]["code"] == "opted_out"
+
+
+async def _thread(http, firm, conversation: int, **params: str) -> dict:
+    async with http.get(f"/v1/conversations/{conversation}/messages", params=params, headers=firm.headers) as resp:
+        assert resp.status == 200, await resp.text()
+        return await resp.json()
+
+
+async def test_a_thread_read_in_pages_returns_a_reply_filed_late_between_its_pages(http, firm, deps, settings):
+    async with asyncio.timeout(30):
+        lead = await add_lead(deps.pool, firm.id, PHONE, external_id="crm-pages", name="Paula Pages")
+        async with http.post("/v1/conversations", json={"lead_id": lead}, headers=firm.headers) as resp:
+            conversation = (await resp.json())["conversation_id"]
+        sends = []
+        for text in ("First", "Second"):
+            async with deps.pool.acquire() as conn:
+                message_id = await conn.fetchval("SELECT nextval('messages_id_seq')")
+                sends.append(message_json(await store_queued_message(conn, message_id, firm.id, conversation, text, "u1")))
+        first = await _thread(http, firm, conversation, limit="1")
+        assert [m["id"] for m in first["items"]] == [sends[0]["id"]] and first["next"]
+
+        # a reply Twilio received a minute ago, filed only now: it sorts before both sends
+        stored = await store_webhook(deps, "inbound", inbound_params(
+            account_sid=settings.twilio_account_sid, from_=PHONE, to=firm.number, body="Late but here",
+            sid=new_sid()), None)
+        await deps.pool.execute("UPDATE twilio_inbox SET received_at = now() - interval '1 minute' WHERE id = $1",
+                                stored.inbox_id)
+        assert await settle(deps) == ["filed"]
+
+        seen = [m["id"] for m in first["items"]]
+        cursor = first["next"]
+        while cursor:
+            page = await _thread(http, firm, conversation, limit="1", after=cursor)
+            seen += [m["id"] for m in page["items"]]
+            cursor = page["next"]
+        reply = await deps.pool.fetchval("SELECT id FROM messages WHERE conversation_id = $1 AND direction = 'in'",
+                                         conversation)
+        assert sorted(seen) == sorted([sends[0]["id"], sends[1]["id"], reply]) and len(seen) == 3
+        # read again from the start, the thread is in Twilio's order
+        assert [m["id"] for m in (await _thread(http, firm, conversation))["items"]] == [
+            reply, sends[0]["id"], sends[1]["id"]]
+
+
+async def test_a_thread_cursor_that_is_malformed_or_ahead_of_the_feed_is_400(http, firm, deps):
+    lead = await add_lead(deps.pool, firm.id, PHONE, external_id="crm-bad", name="Bea Bad")
+    async with http.post("/v1/conversations", json={"lead_id": lead}, headers=firm.headers) as resp:
+        conversation = (await resp.json())["conversation_id"]
+    for bad in ("12", "x.1", "1.", ".5", "0.3", "1.99999999999999"):
+        async with http.get(f"/v1/conversations/{conversation}/messages", params={"after": bad},
+                            headers=firm.headers) as resp:
+            assert (resp.status, (await resp.json())["code"]) == (400, "invalid_cursor"), bad
