@@ -14,7 +14,7 @@ import asyncpg
 
 import events
 from conversations import queries
-from conversations.shapes import conversation_json, message_json
+from conversations.shapes import conversation_json, lead_json, message_json
 
 
 async def message_changed(conn: asyncpg.Connection, message_id: int, event_type: str = "message.status", *,
@@ -44,13 +44,20 @@ async def conversations_changed(conn: asyncpg.Connection, firm_id: int, conversa
     return {firm_id} if items else set()
 
 
-async def phone_changed(conn: asyncpg.Connection, phone_e164: str, firm_id: int | None = None) -> set[int]:
-    """`conversation.updated` for the phone's conversation in the firm (consent, block,
-    review), or in every firm when `firm_id` is None (line type, validity)."""
-    firms: set[int] = set()
-    by_firm: dict[int, list[int]] = {}
+async def phone_changed(conn: asyncpg.Connection, phone_e164: str, firm_id: int | None = None, *,
+                        leads: bool = True) -> set[int]:
+    """A fact about the phone changed: consent, a block or a review (in the firm), or its
+    line type or validity (in every firm when `firm_id` is None). Writes
+    `conversation.updated` for its conversations and, as the lead shape carries the line and
+    the sendable decision, `lead.updated` for each of its signups (`leads=False` when the
+    caller has written the one lead that changed itself). Firms in firm-id order."""
+    by_firm: dict[int, list[tuple[str, dict]]] = {}
     for row in await queries.conversations_of_phone(conn, phone_e164, firm_id):
-        by_firm.setdefault(row["firm_id"], []).append(row["id"])
-    for fid in sorted(by_firm):
-        firms |= await conversations_changed(conn, fid, by_firm[fid])
-    return firms
+        conversation = await queries.fetch_conversation(conn, row["firm_id"], row["id"])
+        if conversation is not None:
+            by_firm.setdefault(row["firm_id"], []).append(("conversation.updated", conversation_json(conversation)))
+    if leads:
+        for lead in await queries.leads_of_phone(conn, phone_e164, firm_id):
+            by_firm.setdefault(lead["firm_id"], []).append(("lead.updated", lead_json(lead)))
+    await events.record_many(conn, [(fid, kind, data) for fid in sorted(by_firm) for kind, data in by_firm[fid]])
+    return set(by_firm)

@@ -163,3 +163,27 @@ async def ids_for_lead(conn: Conn, firm_id: int, lead_id: int) -> list[int]:
         "SELECT id FROM conversations WHERE firm_id = $1 AND lead_id = $2 ORDER BY id", firm_id, lead_id,
     )
     return [r["id"] for r in rows]
+
+
+# a lead as `shapes.lead_json` reads it: the signup, its cached line, the sendable code
+LEAD_SHAPE_SQL = """
+    SELECT l.id AS lead_id, l.firm_id, l.external_id, l.name, l.email, l.event, l.phone_raw, l.phone_e164,
+           l.phone_status, l.phone_error, l.signed_up_at, l.created_at, l.timezone, l.postal_code,
+           pl.line_type, pl.carrier, pl.checked_at AS line_checked_at,
+           send_block_code(l.firm_id, l.phone_status, l.phone_e164) AS code
+    FROM leads l
+    LEFT JOIN phone_lines pl ON pl.phone_e164 = l.phone_e164
+"""
+
+
+async def lead_for_firm(conn: Conn, firm_id: int, lead_id: int) -> asyncpg.Record | None:
+    """One signup of the firm, with its cached line and the sendable decision's code."""
+    return await conn.fetchrow(LEAD_SHAPE_SQL + " WHERE l.id = $1 AND l.firm_id = $2", lead_id, firm_id)
+
+
+async def leads_of_phone(conn: Conn, phone_e164: str, firm_id: int | None = None) -> list[asyncpg.Record]:
+    """The phone's signups in one firm, or in every firm, in lead-shape rows, in (firm, id) order."""
+    return await conn.fetch(
+        LEAD_SHAPE_SQL + " WHERE l.phone_e164 = $1 AND ($2::bigint IS NULL OR l.firm_id = $2) ORDER BY l.firm_id, l.id",
+        phone_e164, firm_id,
+    )

@@ -1,14 +1,15 @@
-"""The JSON shapes of messages and conversations (docs/openapi.yaml), one function each: pure, no I/O.
+"""The JSON shapes of messages, conversations and leads (docs/openapi.yaml), one function
+each: pure, no I/O.
 
-Every answer and every event that carries a message or a conversation is built here, so
-the portal, the send path and the change feed cannot disagree on a field.
+Every answer and every event that carries a message, a conversation or a lead is built
+here, so the portal, intake, the send path and the change feed cannot disagree on a field.
 """
 
 from __future__ import annotations
 
 from typing import Any, Mapping
 
-from conversations.sendable import NOTICES
+from conversations.sendable import NOTICES, decision_from_code
 
 PREVIEW_CHARS = 100
 
@@ -82,4 +83,28 @@ def conversation_json(row: Mapping[str, Any], *, quiet_notice: Mapping[str, str]
         "last_message_at": row["last_message_at"],
         "last_message": last,
         "needs_reply": last is not None and last["direction"] == "in",
+    }
+
+
+def lead_json(row: Mapping[str, Any]) -> dict[str, Any]:
+    """api.md's lead shape (`GET /v1/leads/{id}`, the feed's `lead.updated`) from a
+    `queries.lead_for_firm` / `queries.leads_of_phone` row."""
+    return {
+        "lead_id": row["lead_id"],
+        "external_id": row["external_id"],
+        "name": row["name"],
+        "email": row["email"],
+        "event": row["event"],
+        "phone": row["phone_e164"] or row["phone_raw"],
+        "phone_raw": row["phone_raw"],
+        "phone_status": row["phone_status"],
+        "phone_error": row["phone_error"],
+        "line_type": row["line_type"],
+        "carrier": row["carrier"],
+        "line_checked_at": row["line_checked_at"],
+        "signed_up_at": row["signed_up_at"],
+        "timezone": row["timezone"],
+        "postal_code": row["postal_code"],
+        "created_at": row["created_at"],
+        **decision_from_code(row["code"]).as_json(),
     }

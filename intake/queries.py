@@ -31,22 +31,6 @@ async def lead_by_external_id(conn: Conn, firm_id: int, external_id: str) -> asy
     )
 
 
-async def lead_for_firm(conn: Conn, firm_id: int, lead_id: int) -> asyncpg.Record | None:
-    """One signup of the firm, with its cached line and the sendable decision's code."""
-    return await conn.fetchrow(
-        """
-        SELECT l.id AS lead_id, l.external_id, l.name, l.email, l.event, l.phone_raw, l.phone_e164,
-               l.phone_status, l.phone_error, l.signed_up_at, l.created_at, l.timezone, l.postal_code,
-               pl.line_type, pl.carrier, pl.checked_at AS line_checked_at,
-               send_block_code(l.firm_id, l.phone_status, l.phone_e164) AS code
-        FROM leads l
-        LEFT JOIN phone_lines pl ON pl.phone_e164 = l.phone_e164
-        WHERE l.id = $1 AND l.firm_id = $2
-        """,
-        lead_id, firm_id,
-    )
-
-
 async def lead_to_validate(conn: Conn, lead_id: int) -> asyncpg.Record | None:
     return await conn.fetchrow(
         """SELECT l.id, l.firm_id, l.phone_raw, l.phone_e164, l.phone_status, l.phone_error, f.default_region,

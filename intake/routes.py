@@ -17,7 +17,7 @@ from aiohttp import web
 from intake import erasure, service
 from intake.actors import erase_person, validate_lead
 from intake.validation import LeadInputError, changes_from_json, changes_from_lead, lead_from_json
-from intake.shapes import lead_json
+from conversations.shapes import lead_json
 from shared.broker import enqueue
 from shared.errors import HttpError
 from shared.phones import check_phone

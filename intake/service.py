@@ -20,7 +20,7 @@ from conversations import feed
 from conversations import queries as conversation_queries
 from intake import queries
 from intake.erasure import restore_suppression
-from intake.shapes import lead_json
+from conversations.shapes import lead_json
 from intake.validation import UPDATABLE_FIELDS, LeadInput
 from lookup import actors as lookup_actors
 from lookup import queries as lookup_queries
@@ -60,7 +60,7 @@ async def accept_lead(pool: asyncpg.Pool, firm_id: int, lead: LeadInput, redis: 
 
 async def lead_for_firm(pool: asyncpg.Pool, firm_id: int, lead_id: int) -> asyncpg.Record | None:
     """One signup of the firm with its line and sendable code; None when not the firm's."""
-    return await queries.lead_for_firm(pool, firm_id, lead_id)
+    return await conversation_queries.lead_for_firm(pool, firm_id, lead_id)
 
 
 async def firm_region(pool: asyncpg.Pool, firm_id: int) -> str:
@@ -69,7 +69,7 @@ async def firm_region(pool: asyncpg.Pool, firm_id: int) -> str:
 
 async def record_lead_updated(conn: asyncpg.Connection, firm_id: int, lead_id: int) -> None:
     """The feed's `lead.updated` with the lead's shape as it now is (caller's transaction)."""
-    row = await queries.lead_for_firm(conn, firm_id, lead_id)
+    row = await conversation_queries.lead_for_firm(conn, firm_id, lead_id)
     if row is not None:
         await events.record(conn, firm_id, "lead.updated", lead_json(row))
 
@@ -104,6 +104,12 @@ async def validate_lead(deps: Deps, lead_id: int) -> Verdict | None:
         check = check_phone(lead["phone_raw"], lead["default_region"])
         status, e164, error = check.status, check.e164, check.error
         async with deps.pool.acquire() as conn, conn.transaction():
+            # the lead first, then its conversation: the order a lead update takes them in
+            current = await queries.lock_lead(conn, lead["firm_id"], lead_id=lead_id)
+            if current is None or current["phone_raw"] != lead["phone_raw"]:
+                # updated (or erased) since it was read: the job the update enqueued judges it
+                log.info("validate_superseded", lead_id=lead_id)
+                return None
             if e164 is not None:
                 await conversation_queries.lock_conversation(conn, lead["firm_id"], e164)
                 cached = await lookup_queries.cached_line(conn, e164, ttl_seconds(deps))
@@ -117,7 +123,7 @@ async def validate_lead(deps: Deps, lead_id: int) -> Verdict | None:
                 await record_lead_updated(conn, lead["firm_id"], lead_id)
             if changed and e164 is not None:
                 if await conversation_queries.relink_conversations(conn, lead["firm_id"], [e164]):
-                    await feed.phone_changed(conn, e164, lead["firm_id"])
+                    await feed.phone_changed(conn, e164, lead["firm_id"], leads=False)
         if changed:
             await events.wake(deps.redis, [lead["firm_id"]])
             log.info("lead_validated", lead_id=lead_id, phone_status=status, phone_error=error)

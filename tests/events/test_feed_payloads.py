@@ -73,12 +73,16 @@ async def test_a_stop_writes_consent_changed_and_the_conversation_that_can_no_lo
         await store_webhook(deps, "inbound", inbound_params(
             account_sid=settings.twilio_account_sid, from_=PHONE, to=firm.number, body="STOP", sid=new_sid()), None)
         items = await _feed(http, firm, start)
-        assert [i["type"] for i in items] == ["consent.changed", "conversation.updated"]
+        assert [i["type"] for i in items] == ["consent.changed", "conversation.updated", "lead.updated"]
         consent = items[0]["data"]
         assert {k: consent[k] for k in ("phone", "kind", "source")} == {
             "phone": PHONE, "kind": "opt_out", "source": "keyword:stop"}
         assert consent["at"]
         assert items[1]["data"]["can_send"] is False and items[1]["data"]["notice"]["code"] == "opted_out"
+        # the lead's shape carries the sendable decision too, as GET /v1/leads/{id} answers it
+        async with http.get(f"/v1/leads/{lead}", headers=firm.headers) as resp:
+            assert items[2]["data"] == await resp.json()
+        assert items[2]["data"]["sendable"] is False and items[2]["data"]["code"] == "opted_out"
 
 
 async def _thread(http, firm, conversation: int, **params: str) -> dict:

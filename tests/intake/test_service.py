@@ -140,3 +140,32 @@ async def test_a_stale_lead_is_picked_once_per_stale_period(deps, firm):
     assert await queries.stale_pending_leads(deps.pool, period, 100) == []  # not again within the period
     await deps.pool.execute("UPDATE leads SET requeued_at = now() - interval '1 hour' WHERE id = $1", stale)
     assert await queries.stale_pending_leads(deps.pool, period, 100) == [stale]
+
+
+async def test_a_validation_racing_a_phone_change_neither_deadlocks_nor_writes_the_old_phone(deps, broker, firm):
+    """The CRM changes a pending lead's phone while a worker is judging the old one. The
+    update holds the lead, then the old phone's conversation; the validation must take them
+    in the same order (else PostgreSQL breaks a deadlock), and must not record the old
+    phone's verdict on the lead that now waits for its new one."""
+    import asyncio
+
+    lead_id = await store(deps.pool, firm.id, "(212) 555-0191")
+    async with deps.pool.acquire() as conn:
+        await upsert_conversation(conn, firm.id, "+12125550191")
+    update = await deps.pool.acquire()
+    try:
+        async with update.transaction():
+            await update.execute("SELECT 1 FROM leads WHERE id = $1 FOR UPDATE", lead_id)
+            await update.execute("UPDATE leads SET phone_raw = '(212) 555-0192', phone_status = 'pending' "
+                                 "WHERE id = $1", lead_id)
+            judging = asyncio.create_task(service.validate_lead(deps, lead_id))
+            await asyncio.sleep(0.5)  # the validation is now waiting on a lock
+            await update.execute("SELECT 1 FROM conversations WHERE firm_id = $1 AND phone_e164 = $2 FOR UPDATE",
+                                 firm.id, "+12125550191")
+        verdict = await asyncio.wait_for(judging, 10)
+    finally:
+        await deps.pool.release(update)
+
+    assert verdict is None  # superseded: the job the update enqueued judges the new phone
+    row = await deps.pool.fetchrow("SELECT phone_status, phone_e164 FROM leads WHERE id = $1", lead_id)
+    assert tuple(row) == ("pending", None)

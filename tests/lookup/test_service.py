@@ -118,6 +118,23 @@ async def test_lookup_valid_false_makes_the_phone_invalid_for_every_firm(deps, s
     assert {r[0] for r in codes} == {"invalid_phone"}
 
 
+async def test_a_lookup_that_finds_a_phone_invalid_writes_each_firms_lead_updated(deps, sim, make_firm):
+    a, b = await make_firm(), await make_firm()
+    leads = {a.id: await add_lead(deps.pool, a.id, "+12125550443"), b.id: await add_lead(deps.pool, b.id, "+12125550443")}
+    since = await deps.pool.fetchval("SELECT coalesce(max(id), 0) FROM events")
+
+    await service.lookup_line_type(deps, "+12125550443")
+
+    rows = await deps.pool.fetch("SELECT firm_id, data FROM events WHERE id > $1 AND type = 'lead.updated' ORDER BY id",
+                                 since)
+    got = {r["firm_id"]: r["data"] for r in rows}
+    assert set(got) == {a.id, b.id} and len(rows) == 2
+    for firm_id, data in got.items():
+        assert data["lead_id"] == leads[firm_id]
+        assert (data["phone_status"], data["phone_error"], data["code"]) == ("invalid", "lookup_invalid", "invalid_phone")
+        assert data["sendable"] is False and data["line_checked_at"]
+
+
 async def test_a_later_valid_answer_lifts_only_the_lookup_mark(deps, sim, firm):
     marked = await add_lead(deps.pool, firm.id, "+12125551239", status="invalid", error="lookup_invalid")
     await deps.pool.execute("INSERT INTO phone_lines (phone_e164, valid, checked_at) "
