@@ -1,4 +1,6 @@
-"""SQL the ops figures read: a handful of indexed counts (see migration 0007)."""
+"""SQL the ops figures read: the counts kept incrementally in `metric_counts` (migration
+0016: a scrape sums a small table, never counts a big one) and a handful of indexed
+reads (oldest ages, backlogs: see migration 0007)."""
 
 from __future__ import annotations
 
@@ -9,10 +11,6 @@ from firms.queries import paused_accounts, paused_firms
 
 _SCALARS = """
 SELECT
-  (SELECT count(*) FROM phone_flags WHERE blocked) AS phones_blocked,
-  (SELECT count(*) FROM phone_flags WHERE opted_out) AS phones_opted_out,
-  (SELECT count(*) FROM phone_flags WHERE review_pending) AS phones_review_pending,
-  (SELECT count(*) FROM phone_flag_events WHERE kind = 'blocked') AS auto_blocks,
   (SELECT count(*) FROM twilio_inbox WHERE processed_at IS NULL) AS inbox_unprocessed,
   (SELECT EXTRACT(EPOCH FROM now() - min(received_at))::float8
      FROM twilio_inbox WHERE processed_at IS NULL) AS inbox_oldest_age_s,
@@ -34,21 +32,44 @@ async def fetch_figures(conn: Any) -> dict[str, Any]:
     async with conn.transaction(readonly=True):
         await conn.execute("SET LOCAL statement_timeout = '4s'")
         scalars = dict(await conn.fetchrow(_SCALARS))
-        by_status = await conn.fetch("SELECT status, count(*) AS n FROM messages GROUP BY status")
-        by_error = await conn.fetch(
-            "SELECT error_code, status, count(*) AS n FROM messages WHERE error_code IS NOT NULL GROUP BY 1, 2")
-        blocked = await conn.fetch(
-            "SELECT blocked_reason, count(*) AS n FROM messages WHERE status = 'blocked' GROUP BY 1")
-        consent = await conn.fetch("SELECT kind, count(*) AS n FROM consent_events GROUP BY kind")
+        counts = await fetch_counts(conn)
         paused = await fetch_paused(conn)
+    single = {name: counts.get((name, ()), 0)
+              for name in ("phones_blocked", "phones_opted_out", "phones_review_pending", "auto_blocks")}
     return {
         "paused": paused,
         **scalars,
-        "messages_by_status": {r["status"]: r["n"] for r in by_status},
-        "messages_by_error": [(r["error_code"], r["status"], r["n"]) for r in by_error],
-        "messages_blocked": {r["blocked_reason"] or "": r["n"] for r in blocked},
-        "consent": {r["kind"]: r["n"] for r in consent},
+        **single,
+        "messages_by_status": {labels[0]: n for (name, labels), n in counts.items() if name == "messages"},
+        "messages_by_error": [(int(labels[0]), labels[1], n) for (name, labels), n in counts.items()
+                              if name == "messages_error"],
+        "messages_blocked": {labels[0]: n for (name, labels), n in counts.items() if name == "messages_blocked"},
+        "consent": {labels[0]: n for (name, labels), n in counts.items() if name == "consent"},
     }
+
+
+async def fetch_counts(conn: Any) -> dict[tuple[str, tuple[str, ...]], int]:
+    """Every kept count, {(name, labels): n}, leaving out the ones at zero."""
+    rows = await conn.fetch(
+        "SELECT name, labels, sum(delta)::bigint AS n FROM metric_counts GROUP BY name, labels HAVING sum(delta) <> 0")
+    return {(r["name"], tuple(r["labels"])): r["n"] for r in rows}
+
+
+async def compact_counts(conn: Any) -> int:
+    """Fold the delta rows appended so far into one row per count; how many it folded.
+    Rows of transactions still open are not visible, so they stay for the next time."""
+    return await conn.fetchval(
+        """
+        WITH gone AS (
+            DELETE FROM metric_counts WHERE id <= (SELECT max(id) FROM metric_counts)
+            RETURNING name, labels, delta
+        ), folded AS (
+            INSERT INTO metric_counts (name, labels, delta)
+            SELECT name, labels, sum(delta) FROM gone GROUP BY name, labels HAVING sum(delta) <> 0
+        )
+        SELECT count(*) FROM gone
+        """
+    )
 
 
 async def fetch_paused(conn: Any) -> list[dict[str, Any]]:

@@ -25,6 +25,7 @@ import intake.sweeps
 import lookup.actors
 import ops.actors
 import ops.routes
+import ops.sweeps
 import portal.inbox_page
 import portal.routes
 import send_pipeline.actors
@@ -43,7 +44,8 @@ from shared.web import BROKER, DEPS, base_app
 
 ACTOR_MODULES = (ops.actors, intake.actors, lookup.actors, send_pipeline.actors, webhooks.actors)
 SWEEP_MODULES = {"events": events.sweeps, "intake": intake.sweeps, "send_pipeline": send_pipeline.sweeps,
-                 "webhooks": webhooks.sweeps, "sweeper": sweeper, "firms": firms.pauses}
+                 "webhooks": webhooks.sweeps, "sweeper": sweeper, "firms": firms.pauses,
+                 "ops": ops.sweeps}
 ROUTE_MODULES = (events.routes, intake.routes, consent.routes, send_pipeline.routes, webhooks.routes, portal.routes)
 
 

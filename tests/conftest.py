@@ -45,7 +45,7 @@ TEST_CREDENTIALS_KEY = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE="
 
 TABLES = (
     "twilio_account_pauses", "firm_numbers", "twilio_inbox", "messages", "conversations", "phone_flag_events", "consent_events",
-    "phone_flags", "phone_lines", "leads", "firms", "sweeper_passes",
+    "phone_flags", "phone_lines", "leads", "firms", "sweeper_passes", "metric_counts",
 )
 
 _SERVICE_FIXTURES = {"services", "settings", "deps", "pool", "web", "http", "firm", "make_firm", "worker", "sim"}

@@ -205,3 +205,100 @@ async def test_a_scrape_with_the_pool_exhausted_answers_at_once_without_postgres
         assert elapsed < PG_ACQUIRE_TIMEOUT_S + 1.0, elapsed
     finally:
         await close_deps(small)
+
+
+FULL_COUNTS = {
+    "messages": "SELECT ARRAY[status] AS labels, count(*) AS n FROM messages GROUP BY 1",
+    "messages_error": "SELECT ARRAY[error_code::text, status] AS labels, count(*) AS n FROM messages "
+                      "WHERE error_code IS NOT NULL GROUP BY 1",
+    "messages_blocked": "SELECT ARRAY[coalesce(blocked_reason, '')] AS labels, count(*) AS n FROM messages "
+                        "WHERE status = 'blocked' GROUP BY 1",
+    "phones_blocked": "SELECT '{}'::text[] AS labels, count(*) AS n FROM phone_flags WHERE blocked HAVING count(*) > 0",
+    "phones_opted_out": "SELECT '{}'::text[] AS labels, count(*) AS n FROM phone_flags WHERE opted_out "
+                        "HAVING count(*) > 0",
+    "phones_review_pending": "SELECT '{}'::text[] AS labels, count(*) AS n FROM phone_flags WHERE review_pending "
+                             "HAVING count(*) > 0",
+    "consent": "SELECT ARRAY[kind] AS labels, count(*) AS n FROM consent_events GROUP BY 1",
+    "auto_blocks": "SELECT '{}'::text[] AS labels, count(*) AS n FROM phone_flag_events WHERE kind = 'blocked' "
+                   "HAVING count(*) > 0",
+}
+
+
+async def counted_in_full(conn) -> dict:
+    out = {}
+    for name, sql in FULL_COUNTS.items():
+        for r in await conn.fetch(sql):
+            out[(name, tuple(r["labels"]))] = r["n"]
+    return out
+
+
+async def test_the_kept_counts_equal_full_counts_through_inserts_updates_deletes_and_folding(deps, make_firm):
+    from ops import queries as ops_queries
+    from ops.sweeps import compact_metric_counts
+
+    a, b = await make_firm(), await make_firm()
+    async with deps.pool.acquire() as conn:
+        conv = await seed.seed_conversation(conn, a.id)
+        await seed.seed_messages(conn, a.id, conv)
+        for firm in (a, b):
+            await seed.seed_consent_and_flags(conn, firm.id)
+        other = await seed.seed_conversation(conn, b.id)
+        await conn.execute(  # several rows in one statement
+            """INSERT INTO messages (firm_id, conversation_id, direction, body, sent_by, status, error_code, twilio_sid)
+               SELECT $1, $2, 'out', 'hi', 'u1', CASE WHEN g % 3 = 0 THEN 'undelivered' ELSE 'delivered' END,
+                      CASE WHEN g % 3 = 0 THEN 30007 END, 'SMb' || lpad(g::text, 31, '0')
+               FROM generate_series(1, 30) g""", b.id, other)
+        assert await ops_queries.fetch_counts(conn) == await counted_in_full(conn)
+        # status moves of many rows in one statement, one of them to an error and a block
+        await conn.execute("UPDATE messages SET status = 'delivered' WHERE status IN ('sent', 'queued') AND firm_id = $1",
+                           a.id)
+        await conn.execute("UPDATE messages SET status = 'undelivered', error_code = 30007 WHERE status = 'sending'")
+        await conn.execute("UPDATE messages SET attempts = attempts + 1")  # changes no count
+        await conn.execute("UPDATE phone_flags SET blocked = false, blocked_at = NULL, blocked_reason = NULL, "
+                           "opted_out = true, opted_out_at = now(), opted_out_source = 'staff:u1' "
+                           "WHERE phone_e164 = '+16465553001'")
+        await conn.execute("INSERT INTO phone_flag_events (firm_id, phone_e164, kind, reason) "
+                           "VALUES ($1, '+16465553009', 'blocked', 'carrier_filtering')", a.id)
+        assert await ops_queries.fetch_counts(conn) == await counted_in_full(conn)
+        # a rolled-back change counts for nothing
+        with pytest.raises(RuntimeError):
+            async with conn.transaction():
+                await conn.execute("UPDATE messages SET status = 'failed', error_code = 21211 WHERE firm_id = $1", b.id)
+                raise RuntimeError("rolled back")
+        assert await ops_queries.fetch_counts(conn) == await counted_in_full(conn)
+    # a firm's offboarding deletes its messages and flags (and hashes its ledger)
+    from intake.offboarding import offboard_firm
+
+    await offboard_firm(deps, b.id)
+    async with deps.pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM messages WHERE firm_id = $1", b.id) == 0
+        assert await ops_queries.fetch_counts(conn) == await counted_in_full(conn)
+        rows_before = await conn.fetchval("SELECT count(*) FROM metric_counts")
+    assert await compact_metric_counts(deps) == rows_before
+    async with deps.pool.acquire() as conn:
+        assert await ops_queries.fetch_counts(conn) == await counted_in_full(conn)
+        assert await conn.fetchval("SELECT count(*) FROM metric_counts") == len(await counted_in_full(conn))
+
+
+async def test_a_scrape_reads_no_more_message_rows_than_are_queued_or_sending(deps, broker, make_firm):
+    firm = await make_firm()
+    async with deps.pool.acquire() as conn:
+        conv = await seed.seed_conversation(conn, firm.id)
+        await conn.execute(
+            """INSERT INTO messages (firm_id, conversation_id, direction, body, sent_by, status, twilio_sid)
+               SELECT $1, $2, 'out', 'hello', 'u1', 'delivered', 'SM' || lpad(g::text, 32, '0')
+               FROM generate_series(1, 3000) g""", firm.id, conv)
+        await conn.execute("ANALYZE messages")
+        async with conn.transaction():
+            # every row a plan reads shows in these stats (an index-only scan's would not)
+            await conn.execute("SET LOCAL enable_indexonlyscan = off")
+            before = await conn.fetchrow(
+                "SELECT coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0) AS n FROM pg_stat_xact_user_tables "
+                "WHERE relname = 'messages'")
+            from ops.queries import fetch_figures
+            figures = await fetch_figures(conn)
+            after = await conn.fetchrow(
+                "SELECT coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0) AS n FROM pg_stat_xact_user_tables "
+                "WHERE relname = 'messages'")
+    assert figures["messages_by_status"]["delivered"] == 3000
+    assert after["n"] - before["n"] < 100
