@@ -21,7 +21,7 @@ from devtools.local_services import (  # noqa: F401 (the tests' names for them)
     Embedded,
     create_database,
     drop_database,
-    free_port,
+    port_free,
     pg_reachable,
     redis_reachable,
 )
@@ -39,8 +39,38 @@ async def resolve_postgres(embedded: Embedded) -> str:
     return embedded.start_postgres()
 
 
+def redis_db_for_run() -> int:
+    """This run's Redis database: TEST_REDIS_DB (15), one lower per pytest-xdist worker
+    (gw0 15, gw1 14, ...), so parallel workers never flush each other's keys."""
+    base = int(os.environ.get("TEST_REDIS_DB", "15"))
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    return base - int(worker[2:] or 0)
+
+
+# Test servers listen on ports below the kernel's ephemeral range (32768 up), where no
+# outgoing connection can take a port between its choice and its bind; each run (and each
+# pytest-xdist worker: they have their own Redis database) picks in its own slice.
+PORT_SLICES = 8
+PORT_SLICE_SIZE = 1500
+PORTS_FROM = 20000
+_next_port: list[int] = []
+
+
+def free_port() -> int:
+    """A loopback TCP port nothing listens on, from this run's own slice (see above)."""
+    first = PORTS_FROM + (redis_db_for_run() % PORT_SLICES) * PORT_SLICE_SIZE
+    if not _next_port:
+        _next_port.append(first + (os.getpid() * 7) % PORT_SLICE_SIZE)
+    for _ in range(PORT_SLICE_SIZE):
+        port = first + (_next_port[0] - first) % PORT_SLICE_SIZE
+        _next_port[0] = port + 1
+        if port_free(port):
+            return port
+    raise RuntimeError(f"no free port in {first}-{first + PORT_SLICE_SIZE - 1}")
+
+
 def resolve_redis(embedded: Embedded) -> str:
-    url = os.environ.get("TEST_REDIS_URL") or DEFAULT_REDIS.rsplit("/", 1)[0] + "/" + os.environ.get("TEST_REDIS_DB", "15")
+    url = os.environ.get("TEST_REDIS_URL") or DEFAULT_REDIS.rsplit("/", 1)[0] + "/" + str(redis_db_for_run())
     if redis_reachable(url):
         return url
     return embedded.start_redis()
