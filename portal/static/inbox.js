@@ -231,6 +231,9 @@
     return (c.name || "").toLowerCase().indexOf(q.toLowerCase()) >= 0;
   }
 
+  // The lead wrote last and can be answered (a STOP needs no reply: none can be sent).
+  function waiting(c) { return !!(c.needs_reply && c.can_send); }
+
   function listRows() { return Array.prototype.slice.call($("conversation-list").children); }
 
   function tagText(code) {
@@ -259,14 +262,14 @@
   // Bring a row's content up to date in place: the row itself stays (and keeps focus).
   function fillRow(li, c) {
     li.classList.toggle("active", c.conversation_id === state.openId);
-    li.classList.toggle("needs-reply", !!c.needs_reply);
+    li.classList.toggle("needs-reply", waiting(c));
     setText(li.querySelector(".conversation-name"), c.name || formatPhone(c.phone));
     setText(li.querySelector(".conversation-time"), formatTime(c.last_message_at));
     var last = c.last_message;
     setText(li.querySelector(".conversation-preview"), last ? (last.direction === "out" ? "You: " : "") + last.body : "");
     var tags = li.querySelector(".conversation-tags");
     var want = [];
-    if (c.needs_reply) want.push(["reply-marker", "Needs reply"]);
+    if (waiting(c)) want.push(["reply-marker", "Needs reply"]);
     if (!c.can_send && c.notice) want.push(["tag tag-" + c.notice.level, tagText(c.notice.code)]);
     else if (last && last.direction === "out") want.push(["tag tag-status status-" + statusClass(last.status), statusText(last)]);
     var have = Array.prototype.map.call(tags.children, function (t) { return t.className + "|" + t.textContent; });
@@ -335,7 +338,7 @@
     var n = 0;
     Object.keys(state.convs).forEach(function (id) {
       var c = state.convs[id];
-      if (listable(c) && c.needs_reply) n += 1;
+      if (listable(c) && waiting(c)) n += 1;
     });
     var title = (n ? "(" + n + ") " : "") + "Messages · leadsms";
     if (document.title !== title) document.title = title;

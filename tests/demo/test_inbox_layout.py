@@ -65,7 +65,7 @@ async def test_150_conversations_are_reachable_by_scrolling_and_by_search(many, 
         await expect(page.locator(".conversation", has_text=name).locator(".tag")).to_have_text(tag)
     await expect(page.locator("#list-status")).to_be_hidden()
 
-    search = page.get_by_placeholder("Search conversations by name or phone")
+    search = page.get_by_label("Search conversations")
     await search.fill("olivia")
     await expect(rows).to_have_count(1)
     await expect(rows.first.locator(".tag")).to_have_text("Opted out")
