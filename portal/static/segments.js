@@ -1,5 +1,5 @@
 /* How many SMS segments a text costs: the rules of shared/segments.py, in the browser, for the
- * compose meter. Keep the two in step (tests/demo/test_inbox_meter.py compares them).
+ * compose meter. Keep the two in step (tests/demo/test_inbox_compose.py compares them).
  *
  * - Only GSM-7 characters: GSM-7. Basic-table characters cost one septet, extension-table
  *   characters (€ [ ] { } \ ~ ^ | and form feed) two. 160 fit one segment; a longer text is

@@ -126,7 +126,9 @@ async def test_an_idle_open_thread_reads_nothing_again_for_30_seconds(seeded, pa
     await page.clock.run_for(30_000)
     await page.wait_for_timeout(1_000)
     assert [r for r in seen if THREAD_READ.search(r)] == []
-    assert seen == []  # not even the list: the stream is one request, open since the start
+    # not even the list: the stream is one request, open since the start (the browser may
+    # still fetch the page's icon by itself, which is no API request)
+    assert [r for r in seen if "/v1/" in r] == []
 
 
 async def test_a_rejected_api_key_stops_the_page_with_a_clear_message(inbox, page, console):
