@@ -108,6 +108,8 @@ async def test_a_reply_and_a_status_change_arrive_in_the_open_thread_keeping_foc
     bubble = page.locator(f'.bubble-out[data-id="{sent["id"]}"]')
     await expect(bubble.locator(".bubble-status")).to_have_text("Delivered", timeout=WAIT_MS)
     assert await page.evaluate("getSelection().toString()") == "Can I bring my husband?"
+    assert await page.evaluate("document.activeElement.id") == "compose-input"
+    await expect(compose).to_have_value("Thanks, and bring a friend")
     await expect(page).to_have_title("Messages · leadsms")  # the reply has been answered
     await expect(row.locator(".reply-marker")).to_have_count(0)
     assert not failed, failed  # the favicon included: nothing on the page answered 4xx/5xx
@@ -273,3 +275,21 @@ async def test_a_cursor_the_feed_no_longer_keeps_reloads_the_screen_and_keeps_th
     await expect(page.locator(".bubble-in", has_text="Is there parking?")).to_be_visible(timeout=WAIT_MS)
     await expect(page.locator("#compose-input")).to_have_value("a draft")
     await expect(page.locator(".bubble-out", has_text="Hello!")).to_have_count(1)
+
+
+async def test_an_erased_lead_leaves_the_list_and_the_open_thread_says_so(seeded, page):
+    maria = await conversation_of(seeded, seeded.maria)
+    priya = await conversation_of(seeded, seeded.priya)
+    for conv in (maria, priya):
+        await seeded.api.call("POST", f"/v1/conversations/{conv}/messages", {"body": "Hello!"}, user="alex")
+    await page.goto(f"{seeded.url}&conversation={maria}")
+    rows = page.locator(".conversation")
+    await expect(rows).to_have_count(2)
+    await expect(page.locator(".bubble-out", has_text="Hello!")).to_be_visible()
+
+    await seeded.api.call("POST", "/v1/erasure", {"phone": MARIA}, user="alex")  # conversation.deleted
+    await expect(page.locator("#thread-placeholder")).to_have_text("This conversation was deleted.",
+                                                                   timeout=WAIT_MS)
+    await expect(page.locator("#thread-view")).to_be_hidden()
+    await expect(rows).to_have_count(1)
+    await expect(rows.first).to_contain_text("Priya Shah")
