@@ -50,7 +50,12 @@
         app.dropPending(p);
         var conv = state.convs[id];
         if (conv && conv.last_message && conv.last_message.id === null) {  // still our optimistic row
-          if (previous) app.upsertConversation(previous); else app.removeRow(id);
+          if (previous) {
+            app.upsertConversation(previous);
+          } else {  // it had no message: out of the list again (list rule)
+            app.removeRow(id);
+            if (state.open && state.open.conversation_id === id) state.convs[id] = state.open;
+          }
         }
         if (gen !== state.threadGen) { app.reportError(err); return; }
         if (!input.value) { input.value = text; updateMeter(); }  // give the text back, to retry
