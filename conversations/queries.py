@@ -109,20 +109,38 @@ LEFT JOIN LATERAL (
 _RECENT_ORDER = "ORDER BY COALESCE(c.last_message_at, c.created_at) DESC, c.id DESC"
 
 
-async def list_conversations(conn: Conn, firm_id: int, limit: int) -> list[asyncpg.Record]:
-    """The firm's conversations, most recent activity first (first page)."""
+
+
+def _search(n: int) -> str:
+    """The list's search (`?q=`): a case-insensitive substring of the name of the
+    conversation's lead (${n}, a LIKE pattern: text mode) or of its phone's digits (${n+1}:
+    digits mode); both NULL, no filter. It filters along the `conversations_recent` order,
+    so a page stops reading as soon as it has its rows."""
+    return f"""
+    AND (${n}::text IS NULL OR lower(l.name) LIKE lower(${n}))
+    AND (${n + 1}::text IS NULL OR substr(c.phone_e164, 2) LIKE ${n + 1})"""
+
+
+async def list_conversations(conn: Conn, firm_id: int, limit: int, *, name_pattern: str | None = None,
+                             digits_pattern: str | None = None) -> list[asyncpg.Record]:
+    """The firm's conversations, most recent activity first (first page), optionally searched."""
     return await conn.fetch(
-        f"{_CONVERSATION_SELECT} WHERE c.firm_id = $1 {_RECENT_ORDER} LIMIT $2", firm_id, limit
+        f"""{_CONVERSATION_SELECT}
+            WHERE c.firm_id = $1 {_search(3)}
+            {_RECENT_ORDER} LIMIT $2""",
+        firm_id, limit, name_pattern, digits_pattern,
     )
 
 
-async def list_conversations_before(conn: Conn, firm_id: int, limit: int, activity, conv_id: int) -> list[asyncpg.Record]:
+async def list_conversations_before(conn: Conn, firm_id: int, limit: int, activity, conv_id: int, *,
+                                    name_pattern: str | None = None,
+                                    digits_pattern: str | None = None) -> list[asyncpg.Record]:
     """The page after the cursor (activity, id): keyset on the `conversations_recent` index."""
     return await conn.fetch(
         f"""{_CONVERSATION_SELECT}
-            WHERE c.firm_id = $1 AND (COALESCE(c.last_message_at, c.created_at), c.id) < ($3, $4)
+            WHERE c.firm_id = $1 AND (COALESCE(c.last_message_at, c.created_at), c.id) < ($3, $4) {_search(5)}
             {_RECENT_ORDER} LIMIT $2""",
-        firm_id, limit, activity, conv_id,
+        firm_id, limit, activity, conv_id, name_pattern, digits_pattern,
     )
 
 

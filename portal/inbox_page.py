@@ -47,6 +47,18 @@ async def index(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(STATIC_DIR / "index.html", headers=PAGE_HEADERS)
 
 
+async def favicon(request: web.Request) -> web.StreamResponse:
+    """`/favicon.ico`, which browsers ask for by themselves: the page's icon (an SVG)."""
+    return web.FileResponse(STATIC_DIR / "favicon.svg",
+                            headers={"Content-Type": "image/svg+xml", "Cache-Control": "max-age=86400"})
+
+
+async def page_config(request: web.Request) -> web.Response:
+    """What the page needs to know before its first API call: whether the demo controls
+    exist. Always 200, so a page outside the demo logs no failed request."""
+    return json_response({"demo": SIM_URL in request.app})
+
+
 async def demo_status(request: web.Request) -> web.Response:
     """Tells the page that demo controls are available (404 when not in demo mode)."""
     return json_response({"demo": True})
@@ -121,6 +133,8 @@ def add_routes(app: web.Application, demo_sim_url: str | None = None) -> None:
     """Mount the page (once) and, in demo mode, the reply route."""
     if not _has_route(app, "inbox.index"):
         app.router.add_get("/", index, name="inbox.index")
+        app.router.add_get("/favicon.ico", favicon, name="inbox.favicon")
+        app.router.add_get("/inbox/config", page_config, name="inbox.config")
         app.router.add_static("/static/", STATIC_DIR, name="inbox.static", follow_symlinks=False)
     if demo_sim_url:
         add_demo_routes(app, demo_sim_url)

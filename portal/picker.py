@@ -92,3 +92,14 @@ def country_code(region: str) -> str:
     """
     code = phonenumbers.country_code_for_region(region.upper())
     return str(code) if code else ""
+
+
+def list_search(raw: str | None) -> tuple[str | None, str | None]:
+    """The conversation list's `q` as (name pattern, digits pattern) for LIKE; (None, None)
+    when q is under MIN_CHARS (no filter). The same modes as the picker: digits typed in any
+    format match the phone's digits, anything else is a substring of the lead's name.
+    Raises `BadQuery` as `normalize_query` does."""
+    query = normalize_query(raw)
+    if query is None:
+        return None, None
+    return (query.pattern, None) if query.mode == "text" else (None, query.pattern)

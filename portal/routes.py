@@ -27,9 +27,11 @@ async def list_conversations(request: web.Request) -> web.Response:
     limit = _limit(request.query.get("limit"))
     try:
         page = await service.list_conversations(request.app[DEPS], request[FIRM_ID], limit,
-                                                request.query.get("before") or None)
+                                                request.query.get("before") or None, request.query.get("q"))
     except BadCursor as exc:
         raise HttpError(400, "bad_cursor", "before must be the 'next' cursor of a previous page.") from exc
+    except BadQuery as exc:
+        raise HttpError(400, exc.code, exc.message) from exc
     return json_response(page)
 
 

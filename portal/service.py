@@ -50,17 +50,23 @@ async def _pick(conn: asyncpg.Connection, firm_id: int, query: picker.PickerQuer
 
 
 async def list_conversations(deps: Deps, firm_id: int, limit: int = DEFAULT_LIMIT,
-                             before: str | None = None) -> dict[str, Any]:
+                             before: str | None = None, q: str | None = None) -> dict[str, Any]:
     """One page of the firm's conversations, most recent activity first.
 
     `before` is the `next` cursor of the previous page (`shapes.BadCursor` if it is not).
-    `next` is None on the last page: one extra row is fetched to know.
+    `q` searches by the lead's name or the phone (`picker.list_search`: under 2
+    characters, no filter; `picker.BadQuery` for one that cannot be searched); `next`
+    then pages through the matches. `next` is None on the last page: one extra row is
+    fetched to know.
     """
+    name_pattern, digits_pattern = picker.list_search(q)
+    patterns = {"name_pattern": name_pattern, "digits_pattern": digits_pattern}
     if before:
         activity, conv_id = decode_cursor(before)
-        rows = await conversation_queries.list_conversations_before(deps.pool, firm_id, limit + 1, activity, conv_id)
+        rows = await conversation_queries.list_conversations_before(deps.pool, firm_id, limit + 1, activity, conv_id,
+                                                                    **patterns)
     else:
-        rows = await conversation_queries.list_conversations(deps.pool, firm_id, limit + 1)
+        rows = await conversation_queries.list_conversations(deps.pool, firm_id, limit + 1, **patterns)
     page, more = rows[:limit], len(rows) > limit
     last = page[-1] if page else None
     return {

@@ -11,7 +11,7 @@ scenario numbers (last four digits, docs/twilio-simulator.md) decide what happen
 | Sam Lee | 212 555 7788 (3 signups, 3 formats) | one person, one conversation, once in the picker |
 | Olivia Stone | (212) 555-3190 | opted out: a real signed STOP through the simulator |
 | Blake Carter | (212) 555-0150 | auto-blocked: three sends, three 30007 callbacks |
-| Harold Finch | (212) 555-0042 | landline (Lookup at intake): notice, no compose box |
+| Harold Finch | (212) 555-0042 | landline (Lookup at intake): notice, no compose box; his text puts him in the list |
 | Ivan Petrov | 555-12 | invalid phone: never in the picker, no conversation |
 | Priya Shah, Daniel Kim | (646) 555-4821, 555-9032 | mobiles to start a conversation with |
 | Tom Becker | (718) 555-0863 | non-fixed VoIP: sendable |
@@ -81,7 +81,9 @@ IMPORTED_LEADS: list[dict[str, Any]] = [_lead(*row) for row in (
 # Conversations, seeded in this order (the last one ends on top of the list).
 # (external_id, [("out" | "in", body)], what the lead must end as)
 SCRIPTS: list[tuple[str, list[tuple[str, str]]]] = [
-    ("demo-harold", []),
+    # a landline's text (forwarded by the carrier) puts it in the list, which shows a
+    # conversation once it has a message
+    ("demo-harold", [("in", "Hello, this is Harold. Please call me about the seminar, this is my home phone.")]),
     ("demo-blake", [
         ("out", "Hi Blake, your seat at the Retirement Workshop is confirmed for Tuesday at 6pm."),
         ("out", "Hi Blake, a reminder: the Retirement Workshop starts Tuesday at 6pm."),

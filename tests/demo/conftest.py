@@ -9,6 +9,7 @@ app at PUBLIC_BASE_URL. Both share the test database, Redis and broker.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from typing import Any, AsyncIterator
 
@@ -66,17 +67,56 @@ async def chromium() -> AsyncIterator[Any]:
             await browser.close()
 
 
-@pytest_asyncio.fixture
-async def page(chromium) -> AsyncIterator[Any]:
-    context = await chromium.new_context(viewport={"width": 1280, "height": 800})
+class ConsoleWatch:
+    """What the page printed to the console as errors, and the failed requests a test
+    expects (a refused send is a 4xx, which Chromium logs as "Failed to load resource")."""
+
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+        self.expected: list[str] = []  # regexes of console errors this test causes on purpose
+
+    def expect(self, pattern: str) -> None:
+        self.expected.append(pattern)
+
+    def unexpected(self) -> list[str]:
+        return [e for e in self.errors if not any(re.search(p, e) for p in self.expected)]
+
+
+@pytest.fixture
+def console() -> ConsoleWatch:
+    return ConsoleWatch()
+
+
+async def new_page(chromium: Any, console: ConsoleWatch, width: int = 1280, height: int = 800) -> tuple[Any, Any]:
+    """A fresh context and page whose JavaScript errors and console errors land in `console`."""
+    context = await chromium.new_context(viewport={"width": width, "height": height})
     page = await context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("pageerror", lambda exc: console.errors.append(f"pageerror: {exc}"))
+    page.on("console", lambda msg: console.errors.append(f"console: {msg.text} ({msg.location.get('url', '')})")
+            if msg.type == "error" else None)
+    return context, page
+
+
+@pytest_asyncio.fixture
+async def page(chromium, console) -> AsyncIterator[Any]:
+    """A desktop-sized page (1280x800); the test fails on any console error it did not expect."""
+    context, page = await new_page(chromium, console)
     try:
         yield page
     finally:
         await context.close()
-    assert not errors, f"JavaScript errors on the page: {errors}"
+    assert not console.unexpected(), f"errors on the page's console: {console.unexpected()}"
+
+
+@pytest_asyncio.fixture
+async def phone_page(chromium, console) -> AsyncIterator[Any]:
+    """A phone-sized page (390x844), with the same console check."""
+    context, page = await new_page(chromium, console, 390, 844)
+    try:
+        yield page
+    finally:
+        await context.close()
+    assert not console.unexpected(), f"errors on the page's console: {console.unexpected()}"
 
 
 @pytest_asyncio.fixture

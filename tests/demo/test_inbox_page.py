@@ -25,6 +25,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 MARIA = "(212) 555-2368"  # mobile: delivered
 PRIYA = "(646) 555-4821"  # mobile: delivered
 HAROLD = "212-555-0042"  # 0001–0099: landline at Lookup
+HAROLD_E164 = "+12125550042"
 WAIT_MS = 15_000
 
 
@@ -43,6 +44,13 @@ async def seeded(firm, inbox, sim, worker, api_session) -> SimpleNamespace:
     assert harold["line_type"] == "landline"
     return SimpleNamespace(api=api, firm=firm, maria=maria, priya=priya, harold=harold,
                            url=f"{inbox}/#key={firm['api_key']}")
+
+
+async def lead_texts(sim: str, seeded: SimpleNamespace, phone: str, body: str) -> None:
+    """The lead texts the firm: a signed inbound text from the simulator, through the webhook."""
+    async with seeded.api.session.post(f"{sim}/sim/inbound",
+                                       json={"from": phone, "to": seeded.firm.number, "body": body}) as resp:
+        assert (await resp.json())["answer_status"] == 200
 
 
 async def open_conversation(seeded: SimpleNamespace, lead: dict[str, Any]) -> int:
@@ -88,8 +96,9 @@ async def test_staff_start_a_conversation_from_the_picker_and_see_it_delivered(s
 
     send_button = page.locator("#send")
     bubble = page.locator(".bubble-out", has_text="see you Saturday")
-    await expect(send_button).to_have_text("Sending...")
+    await expect(send_button).to_have_text("Sending…")
     await expect(bubble).to_be_visible()  # at once, before the server has answered
+    await expect(bubble.locator(".bubble-status")).to_have_text("Sending…")  # one word for it everywhere
     await expect(conversations.first).to_contain_text("Maria Garcia")  # moved to the top
     release.set()
 
@@ -100,8 +109,9 @@ async def test_staff_start_a_conversation_from_the_picker_and_see_it_delivered(s
     assert [(m["body"], m["from"]) for m in at_twilio] == [("Hi Maria,\nsee you Saturday", seeded.firm.number)]
 
 
-async def test_a_landline_lead_shows_the_yellow_notice_and_no_compose_box(seeded, page):
+async def test_a_landline_lead_shows_the_yellow_notice_and_no_compose_box(seeded, page, sim):
     await open_conversation(seeded, seeded.harold)
+    await lead_texts(sim, seeded, HAROLD_E164, "Is this the seminar line?")  # joins the list with a message
     await page.goto(seeded.url)
     await page.locator(".conversation", has_text="Harold Finch").click()
 
@@ -129,8 +139,9 @@ async def test_a_lead_texting_stop_replaces_the_compose_box_with_the_opt_out_not
     assert refused["code"] == "opted_out"
 
 
-async def test_a_refused_send_shows_the_error_in_red_at_the_top(seeded, page, settings):
+async def test_a_refused_send_shows_the_error_in_red_at_the_top(seeded, page, settings, console):
     maria = await open_conversation(seeded, seeded.maria)
+    console.expect(r"status of 429")  # the refused send, as Chromium logs it
     for n in range(settings.send_rate_limit):  # the page's user has used up its minute
         await seeded.api.call("POST", f"/v1/conversations/{maria}/messages", {"body": f"Reminder {n}"},
                               user="demo-user")

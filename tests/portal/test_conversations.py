@@ -192,3 +192,27 @@ async def test_thread_open_of_another_firms_or_no_conversation_is_404(http, pool
     await get_json(http, f"{LIST}/{conv + 1000}", firm.headers, 404)
     await get_json(http, f"{LIST}/99999999999999999999999", firm.headers, 404)
     assert (await conversations(http, other))["items"] == []
+
+
+async def test_the_list_searches_by_name_or_phone_digits_and_pages_through_the_matches(http, pool, firm):
+    ids = {}
+    for n, name in enumerate(["Maria Garcia", "Mario Rossi", "Priya Shah", "Omar Marin", "100%_Real"]):
+        phone = f"+1646555{2400 + n}"
+        await add_lead(pool, firm.id, name, phone)
+        ids[name] = await add_conversation(pool, firm.id, phone)
+        await add_message(pool, firm.id, ids[name], f"hello {n}")
+
+    async def found(q, **params):
+        return [c["name"] for c in (await conversations(http, firm, q=q, **params))["items"]]
+
+    assert await found("mar") == ["Omar Marin", "Mario Rossi", "Maria Garcia"]  # newest first
+    assert await found("  MARIA ") == ["Maria Garcia"]
+    assert await found("(646) 555-2402") == ["Priya Shah"]  # digits typed in any format
+    assert await found("+1 646 555 240") == ["100%_Real", "Omar Marin", "Priya Shah", "Mario Rossi", "Maria Garcia"]
+    assert await found("0%_") == ["100%_Real"] and await found("o%r") == []  # % and _ match literally
+    assert len(await found("m")) == 5  # under 2 characters: no filter
+
+    first = await conversations(http, firm, q="mar", limit="2")
+    assert [c["name"] for c in first["items"]] == ["Omar Marin", "Mario Rossi"] and first["next"]
+    assert await found("mar", limit="2", before=first["next"]) == ["Maria Garcia"]
+    assert (await get_json(http, LIST, firm.headers, 400, q="x" * 201))["code"] == "q_too_long"
