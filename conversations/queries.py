@@ -123,10 +123,11 @@ def _search(n: int) -> str:
 
 async def list_conversations(conn: Conn, firm_id: int, limit: int, *, name_pattern: str | None = None,
                              digits_pattern: str | None = None) -> list[asyncpg.Record]:
-    """The firm's conversations, most recent activity first (first page), optionally searched."""
+    """The firm's conversations with a message (one joins the list with its first), most
+    recent activity first (first page), optionally searched."""
     return await conn.fetch(
         f"""{_CONVERSATION_SELECT}
-            WHERE c.firm_id = $1 {_search(3)}
+            WHERE c.firm_id = $1 AND c.last_message_at IS NOT NULL {_search(3)}
             {_RECENT_ORDER} LIMIT $2""",
         firm_id, limit, name_pattern, digits_pattern,
     )
@@ -138,7 +139,8 @@ async def list_conversations_before(conn: Conn, firm_id: int, limit: int, activi
     """The page after the cursor (activity, id): keyset on the `conversations_recent` index."""
     return await conn.fetch(
         f"""{_CONVERSATION_SELECT}
-            WHERE c.firm_id = $1 AND (COALESCE(c.last_message_at, c.created_at), c.id) < ($3, $4) {_search(5)}
+            WHERE c.firm_id = $1 AND c.last_message_at IS NOT NULL
+              AND (COALESCE(c.last_message_at, c.created_at), c.id) < ($3, $4) {_search(5)}
             {_RECENT_ORDER} LIMIT $2""",
         firm_id, limit, activity, conv_id, name_pattern, digits_pattern,
     )

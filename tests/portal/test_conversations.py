@@ -24,7 +24,11 @@ async def test_list_is_most_recent_activity_first_and_pages_with_a_cursor(http, 
         phone = f"+1646555{2000 + n}"
         await add_lead(pool, firm.id, f"Lead {n}", phone)
         ids.append(await add_conversation(pool, firm.id, phone))
-    await add_message(pool, firm.id, ids[1], "hello one")  # activity now: 1 moves to the top
+        await add_message(pool, firm.id, ids[-1], f"hello {n}")
+    await add_message(pool, firm.id, ids[1], "hello again one")  # activity now: 1 moves to the top
+    # opened but never written to: not in the list (a conversation joins it with its first message)
+    await add_lead(pool, firm.id, "Lead quiet", "+16465552099")
+    await add_conversation(pool, firm.id, "+16465552099")
 
     expected = [ids[1], ids[4], ids[3], ids[2], ids[0]]
     assert [c["conversation_id"] for c in (await conversations(http, firm))["items"]] == expected
@@ -60,6 +64,7 @@ async def test_each_item_has_the_last_message_preview_status_and_decision(http, 
 async def test_an_opted_out_conversation_cannot_send_and_says_why(http, pool, firm):
     await add_lead(pool, firm.id, "Olive Out", "+16465552102")
     conv = await add_conversation(pool, firm.id, "+16465552102")
+    await add_message(pool, firm.id, conv, "STOP", direction="in")
     await set_flag(pool, firm.id, "+16465552102", "opted_out")
     [item] = (await conversations(http, firm))["items"]
     assert item["can_send"] is False and item["notice"] == NOTICES["opted_out"].as_json()
@@ -149,6 +154,7 @@ async def test_thread_open_of_an_imported_landline_looks_it_up_once(http, pool, 
     again = await get_json(http, f"{LIST}/{conv}", firm.headers)
     assert again == opened
     assert len(await lookups(sim)) == 1
+    await add_message(pool, firm.id, conv, "Call me instead", direction="in")
     [item] = (await conversations(http, firm))["items"]
     assert item["notice"]["code"] == "landline"
 
