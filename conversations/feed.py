@@ -33,6 +33,24 @@ async def message_changed(conn: asyncpg.Connection, message_id: int, event_type:
     return {row["firm_id"]}
 
 
+async def messages_changed(conn: asyncpg.Connection, message_ids: Iterable[int],
+                           conversations: Iterable[tuple[int, int]] = (),
+                           event_type: str = "message.status") -> set[int]:
+    """`message_changed` for a batch, in two statements of reads and one of writes:
+    `event_type` for each message (as it now is, in id order), then `conversation.updated`
+    for each (firm_id, conversation_id) given (in firm, id order)."""
+    rows = await queries.message_rows(conn, sorted(set(message_ids)))
+    items = [(row["firm_id"], event_type, message_json(row)) for row in rows]
+    by_firm: dict[int, set[int]] = {}
+    for firm_id, conversation_id in conversations:
+        by_firm.setdefault(firm_id, set()).add(conversation_id)
+    for firm_id in sorted(by_firm):
+        for row in await queries.fetch_conversations(conn, firm_id, sorted(by_firm[firm_id])):
+            items.append((firm_id, "conversation.updated", conversation_json(row)))
+    await events.record_many(conn, items)
+    return {firm_id for firm_id, _, _ in items}
+
+
 async def conversations_changed(conn: asyncpg.Connection, firm_id: int, conversation_ids: Iterable[int]) -> set[int]:
     """`conversation.updated` for each of these conversations of the firm."""
     items = []

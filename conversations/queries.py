@@ -130,6 +130,18 @@ async def fetch_conversation(conn: Conn, firm_id: int, conv_id: int) -> asyncpg.
     return await conn.fetchrow(f"{_CONVERSATION_SELECT} WHERE c.id = $2 AND c.firm_id = $1", firm_id, conv_id)
 
 
+async def fetch_conversations(conn: Conn, firm_id: int, conv_ids: Sequence[int]) -> list[asyncpg.Record]:
+    """`fetch_conversation` for several conversations of the firm, in id order (one statement)."""
+    return await conn.fetch(f"{_CONVERSATION_SELECT} WHERE c.firm_id = $1 AND c.id = ANY($2::bigint[]) ORDER BY c.id",
+                            firm_id, list(conv_ids))
+
+
+async def message_rows(conn: Conn, message_ids: Sequence[int]) -> list[asyncpg.Record]:
+    """`message_row` for several messages, in id order (one statement)."""
+    return await conn.fetch(f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ANY($1::bigint[]) ORDER BY id",
+                            list(message_ids))
+
+
 async def message_row(conn: Conn, message_id: int) -> asyncpg.Record | None:
     """One message row by id (any firm: for the caller that just changed it)."""
     return await conn.fetchrow(f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = $1", message_id)
