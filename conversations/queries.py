@@ -72,6 +72,42 @@ async def lock_conversation(conn: asyncpg.Connection, firm_id: int, phone_e164: 
     )
 
 
+async def lock_conversations(conn: asyncpg.Connection, firm_ids: Sequence[int], phones: Sequence[str]) -> None:
+    """`lock_conversation` for several (firm, phone) pairs, in (firm, phone) order."""
+    await conn.execute(
+        """
+        SELECT 1 FROM conversations c JOIN unnest($1::bigint[], $2::text[]) AS u(firm_id, phone)
+            ON c.firm_id = u.firm_id AND c.phone_e164 = u.phone
+        ORDER BY c.firm_id, c.phone_e164
+        FOR UPDATE OF c
+        """,
+        list(firm_ids), list(phones),
+    )
+
+
+async def relink_conversations_of_pairs(conn: Conn, firm_ids: Sequence[int], phones: Sequence[str]) -> list[asyncpg.Record]:
+    """`relink_conversations` for (firm, phone) pairs of several firms; (firm_id, id) of
+    each conversation that now points at another signup."""
+    return await conn.fetch(
+        f"""
+        UPDATE conversations c SET lead_id = ({_NEWEST_LEAD_OF_ROW})
+        FROM unnest($1::bigint[], $2::text[]) AS u(firm_id, phone)
+        WHERE c.firm_id = u.firm_id AND c.phone_e164 = u.phone
+          AND c.lead_id IS DISTINCT FROM ({_NEWEST_LEAD_OF_ROW})
+        RETURNING c.firm_id, c.id
+        """,
+        list(firm_ids), list(phones),
+    )
+
+
+async def conversations_of_phones(conn: Conn, phones: Sequence[str]) -> list[asyncpg.Record]:
+    """`conversations_of_phone` in every firm for several phones: (firm_id, id), in that order."""
+    return await conn.fetch(
+        "SELECT firm_id, id FROM conversations WHERE phone_e164 = ANY($1::text[]) ORDER BY firm_id, id",
+        list(phones),
+    )
+
+
 async def relink_conversations(conn: Conn, firm_id: int, phones: Sequence[str]) -> int:
     """Point each of these phones' conversations (if any) at the phone's newest signup."""
     result = await conn.execute(
