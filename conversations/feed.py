@@ -36,16 +36,16 @@ async def message_changed(conn: asyncpg.Connection, message_id: int, event_type:
 async def messages_changed(conn: asyncpg.Connection, message_ids: Iterable[int],
                            conversations: Iterable[tuple[int, int]] = (),
                            event_type: str = "message.status") -> set[int]:
-    """`message_changed` for a batch, in two statements of reads and one of writes:
+    """`message_changed` for a batch, in two statements of reads and one of writes (none
+    when there is nothing to say):
     `event_type` for each message (as it now is, in id order), then `conversation.updated`
     for each (firm_id, conversation_id) given (in firm, id order)."""
-    rows = await queries.message_rows(conn, sorted(set(message_ids)))
+    ids = sorted(set(message_ids))
+    rows = await queries.message_rows(conn, ids) if ids else []
     items = [(row["firm_id"], event_type, message_json(row)) for row in rows]
-    by_firm: dict[int, set[int]] = {}
-    for firm_id, conversation_id in conversations:
-        by_firm.setdefault(firm_id, set()).add(conversation_id)
-    for firm_id in sorted(by_firm):
-        for row in await queries.fetch_conversations(conn, firm_id, sorted(by_firm[firm_id])):
+    wanted = sorted(set(conversations))
+    if wanted:
+        for firm_id, row in await queries.fetch_conversations(conn, wanted):
             items.append((firm_id, "conversation.updated", conversation_json(row)))
     await events.record_many(conn, items)
     return {firm_id for firm_id, _, _ in items}

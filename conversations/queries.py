@@ -166,10 +166,14 @@ async def fetch_conversation(conn: Conn, firm_id: int, conv_id: int) -> asyncpg.
     return await conn.fetchrow(f"{_CONVERSATION_SELECT} WHERE c.id = $2 AND c.firm_id = $1", firm_id, conv_id)
 
 
-async def fetch_conversations(conn: Conn, firm_id: int, conv_ids: Sequence[int]) -> list[asyncpg.Record]:
-    """`fetch_conversation` for several conversations of the firm, in id order (one statement)."""
-    return await conn.fetch(f"{_CONVERSATION_SELECT} WHERE c.firm_id = $1 AND c.id = ANY($2::bigint[]) ORDER BY c.id",
-                            firm_id, list(conv_ids))
+async def fetch_conversations(conn: Conn, pairs: Sequence[tuple[int, int]]) -> list[tuple[int, asyncpg.Record]]:
+    """`fetch_conversation` for several (firm_id, conversation_id) pairs, any firms, in one
+    statement: (firm_id, row) in (firm, id) order."""
+    firm_of = {conv_id: firm_id for firm_id, conv_id in pairs}
+    rows = await conn.fetch(
+        f"{_CONVERSATION_SELECT} WHERE c.id = ANY($1::bigint[]) AND c.firm_id = ANY($2::bigint[])",
+        sorted(firm_of), sorted({f for f, _ in pairs}))
+    return sorted(((firm_of[r["id"]], r) for r in rows), key=lambda fr: (fr[0], fr[1]["id"]))
 
 
 async def message_rows(conn: Conn, message_ids: Sequence[int]) -> list[asyncpg.Record]:
