@@ -137,6 +137,8 @@ async def run(opts: Options) -> list[dict[str, Any]]:
                 await measure(name, settings, services, opts, log_dir)
     finally:
         services.stop()
+    if results:
+        print(report.summary(results))
     return results
 
 
