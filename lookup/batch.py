@@ -34,11 +34,11 @@ from lookup import queries
 from lookup.service import (
     LOCK_TTL_MS,
     OBSERVE_HORIZON_S,
-    _RELEASE,
     _auth_alarm,
     _jsonable,
     is_auth_failure,
     lock_key,
+    release_lock_in,
     ttl_seconds,
 )
 from shared import metrics
@@ -95,7 +95,7 @@ async def lookup_line_types(deps: Deps, phones: Sequence[str], *, concurrency: i
         if locked:
             pipe = deps.redis.pipeline(transaction=False)
             for p in locked:
-                pipe.eval(_RELEASE, 1, lock_key(p), tokens[p])
+                release_lock_in(pipe, p, tokens[p])
             await pipe.execute()
     if out.cached:
         await metrics.record_lookup(deps.redis, "cache_hit", len(out.cached))
