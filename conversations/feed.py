@@ -33,6 +33,24 @@ async def message_changed(conn: asyncpg.Connection, message_id: int, event_type:
     return {row["firm_id"]}
 
 
+async def messages_changed(conn: asyncpg.Connection, message_ids: Iterable[int],
+                           conversations: Iterable[tuple[int, int]] = (),
+                           event_type: str = "message.status") -> set[int]:
+    """`message_changed` for a batch, in two statements of reads and one of writes (none
+    when there is nothing to say):
+    `event_type` for each message (as it now is, in id order), then `conversation.updated`
+    for each (firm_id, conversation_id) given (in firm, id order)."""
+    ids = sorted(set(message_ids))
+    rows = await queries.message_rows(conn, ids) if ids else []
+    items = [(row["firm_id"], event_type, message_json(row)) for row in rows]
+    wanted = sorted(set(conversations))
+    if wanted:
+        for firm_id, row in await queries.fetch_conversations(conn, wanted):
+            items.append((firm_id, "conversation.updated", conversation_json(row)))
+    await events.record_many(conn, items)
+    return {firm_id for firm_id, _, _ in items}
+
+
 async def conversations_changed(conn: asyncpg.Connection, firm_id: int, conversation_ids: Iterable[int]) -> set[int]:
     """`conversation.updated` for each of these conversations of the firm."""
     items = []

@@ -72,6 +72,42 @@ async def lock_conversation(conn: asyncpg.Connection, firm_id: int, phone_e164: 
     )
 
 
+async def lock_conversations(conn: asyncpg.Connection, firm_ids: Sequence[int], phones: Sequence[str]) -> None:
+    """`lock_conversation` for several (firm, phone) pairs, in (firm, phone) order."""
+    await conn.execute(
+        """
+        SELECT 1 FROM conversations c JOIN unnest($1::bigint[], $2::text[]) AS u(firm_id, phone)
+            ON c.firm_id = u.firm_id AND c.phone_e164 = u.phone
+        ORDER BY c.firm_id, c.phone_e164
+        FOR UPDATE OF c
+        """,
+        list(firm_ids), list(phones),
+    )
+
+
+async def relink_conversations_of_pairs(conn: Conn, firm_ids: Sequence[int], phones: Sequence[str]) -> list[asyncpg.Record]:
+    """`relink_conversations` for (firm, phone) pairs of several firms; (firm_id, id) of
+    each conversation that now points at another signup."""
+    return await conn.fetch(
+        f"""
+        UPDATE conversations c SET lead_id = ({_NEWEST_LEAD_OF_ROW})
+        FROM unnest($1::bigint[], $2::text[]) AS u(firm_id, phone)
+        WHERE c.firm_id = u.firm_id AND c.phone_e164 = u.phone
+          AND c.lead_id IS DISTINCT FROM ({_NEWEST_LEAD_OF_ROW})
+        RETURNING c.firm_id, c.id
+        """,
+        list(firm_ids), list(phones),
+    )
+
+
+async def conversations_of_phones(conn: Conn, phones: Sequence[str]) -> list[asyncpg.Record]:
+    """`conversations_of_phone` in every firm for several phones: (firm_id, id), in that order."""
+    return await conn.fetch(
+        "SELECT firm_id, id FROM conversations WHERE phone_e164 = ANY($1::text[]) ORDER BY firm_id, id",
+        list(phones),
+    )
+
+
 async def relink_conversations(conn: Conn, firm_id: int, phones: Sequence[str]) -> int:
     """Point each of these phones' conversations (if any) at the phone's newest signup."""
     result = await conn.execute(
@@ -150,6 +186,22 @@ async def fetch_conversation(conn: Conn, firm_id: int, conv_id: int) -> asyncpg.
     return await conn.fetchrow(f"{_CONVERSATION_SELECT} WHERE c.id = $2 AND c.firm_id = $1", firm_id, conv_id)
 
 
+async def fetch_conversations(conn: Conn, pairs: Sequence[tuple[int, int]]) -> list[tuple[int, asyncpg.Record]]:
+    """`fetch_conversation` for several (firm_id, conversation_id) pairs, any firms, in one
+    statement: (firm_id, row) in (firm, id) order."""
+    firm_of = {conv_id: firm_id for firm_id, conv_id in pairs}
+    rows = await conn.fetch(
+        f"{_CONVERSATION_SELECT} WHERE c.id = ANY($1::bigint[]) AND c.firm_id = ANY($2::bigint[])",
+        sorted(firm_of), sorted({f for f, _ in pairs}))
+    return sorted(((firm_of[r["id"]], r) for r in rows), key=lambda fr: (fr[0], fr[1]["id"]))
+
+
+async def message_rows(conn: Conn, message_ids: Sequence[int]) -> list[asyncpg.Record]:
+    """`message_row` for several messages, in id order (one statement)."""
+    return await conn.fetch(f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ANY($1::bigint[]) ORDER BY id",
+                            list(message_ids))
+
+
 async def message_row(conn: Conn, message_id: int) -> asyncpg.Record | None:
     """One message row by id (any firm: for the caller that just changed it)."""
     return await conn.fetchrow(f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = $1", message_id)
@@ -207,3 +259,8 @@ async def leads_of_phone(conn: Conn, phone_e164: str, firm_id: int | None = None
         LEAD_SHAPE_SQL + " WHERE l.phone_e164 = $1 AND ($2::bigint IS NULL OR l.firm_id = $2) ORDER BY l.firm_id, l.id",
         phone_e164, firm_id,
     )
+
+
+async def leads_by_ids(conn: Conn, lead_ids: Sequence[int]) -> list[asyncpg.Record]:
+    """Lead-shape rows of these signups (any firms: the caller just changed them), in id order."""
+    return await conn.fetch(LEAD_SHAPE_SQL + " WHERE l.id = ANY($1::bigint[]) ORDER BY l.id", list(lead_ids))

@@ -11,12 +11,17 @@ from shared.broker import actor, enqueue
 
 
 @actor(queue_name="intake", max_retries=8)
-async def validate_lead(lead_id: int) -> None:
+async def validate_lead(lead_id: int, *more_lead_ids: int) -> None:
+    """One lead, or a batch: the web coalesces the signups it accepts together
+    (intake/batching.py), and the sweeper re-enqueues stale ones in batches too."""
     d = deps.current()
     structlog.contextvars.bind_contextvars(lead_id=lead_id)
     try:
         with backoff_from_settings(d.settings):  # database or broker unreachable
-            await service.validate_lead(d, lead_id)
+            if more_lead_ids:
+                await service.validate_leads(d, [lead_id, *more_lead_ids])
+            else:
+                await service.validate_lead(d, lead_id)
     finally:
         structlog.contextvars.unbind_contextvars("lead_id")
 

@@ -291,3 +291,13 @@ async def tombstone_firm(conn: asyncpg.Connection, firm_id: int) -> None:
 
 async def live_firm(conn: Conn, firm_id: int) -> bool:
     return bool(await conn.fetchval("SELECT true FROM firms WHERE id = $1 AND deleted_at IS NULL", firm_id))
+
+
+async def suppression_sources(conn: Conn, firm_ids: Sequence[int], phone_hashes: Sequence[str]) -> list[asyncpg.Record]:
+    """`suppression_source` for several (firm, hash) pairs: the pairs found, with their source."""
+    return await conn.fetch(
+        """SELECT s.firm_id, s.phone_hash, s.source FROM erased_suppressions s
+           JOIN unnest($1::bigint[], $2::text[]) AS u(firm_id, phone_hash)
+             ON s.firm_id = u.firm_id AND s.phone_hash = u.phone_hash""",
+        list(firm_ids), list(phone_hashes),
+    )

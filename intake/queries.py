@@ -212,3 +212,42 @@ async def delete_lead(conn: asyncpg.Connection, firm_id: int, lead_id: int) -> a
     return await conn.fetchrow(
         "DELETE FROM leads WHERE id = $1 AND firm_id = $2 RETURNING id, phone_e164", lead_id, firm_id,
     )
+
+
+# ---- validation in batches (intake/validate_batch.py) ------------------------------------
+
+async def leads_to_validate(conn: Conn, lead_ids: Sequence[int]) -> list[asyncpg.Record]:
+    """`lead_to_validate` for several leads, in id order."""
+    return await conn.fetch(
+        """SELECT l.id, l.firm_id, l.phone_raw, l.phone_e164, l.phone_status, l.phone_error, f.default_region,
+                  extract(epoch FROM now() - l.created_at)::float8 AS age_s
+           FROM leads l JOIN firms f ON f.id = l.firm_id WHERE l.id = ANY($1::bigint[]) ORDER BY l.id""",
+        list(lead_ids),
+    )
+
+
+async def set_phones(conn: asyncpg.Connection, lead_ids: Sequence[int], statuses: Sequence[str],
+                     phones: Sequence[str | None], errors: Sequence[str | None]) -> set[int]:
+    """`set_phone` for several leads (locked first in id order); the ids still pending, now set."""
+    await conn.execute(
+        "SELECT 1 FROM leads WHERE id = ANY($1::bigint[]) AND phone_status = 'pending' ORDER BY id FOR UPDATE",
+        list(lead_ids),
+    )
+    rows = await conn.fetch(
+        """UPDATE leads l SET phone_status = u.status, phone_e164 = u.phone, phone_error = u.error, updated_at = now()
+           FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) AS u(id, status, phone, error)
+           WHERE l.id = u.id AND l.phone_status = 'pending'
+           RETURNING l.id""",
+        list(lead_ids), list(statuses), list(phones), list(errors),
+    )
+    return {r["id"] for r in rows}
+
+
+async def lock_pending_leads(conn: asyncpg.Connection, lead_ids: Sequence[int]) -> list[asyncpg.Record]:
+    """(id, phone_raw) of these leads still pending, locked in id order for the transaction
+    (a lead before its conversation: the order a lead update takes them in)."""
+    return await conn.fetch(
+        "SELECT id, phone_raw FROM leads WHERE id = ANY($1::bigint[]) AND phone_status = 'pending' "
+        "ORDER BY id FOR UPDATE",
+        list(lead_ids),
+    )

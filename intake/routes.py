@@ -16,6 +16,7 @@ from aiohttp import web
 
 from intake import erasure, service
 from intake.actors import erase_person, validate_lead
+from intake.batching import ValidationBatcher
 from intake.validation import LeadInputError, changes_from_json, changes_from_lead, lead_from_json
 from conversations.shapes import lead_json
 from shared.broker import enqueue
@@ -24,6 +25,13 @@ from shared.phones import check_phone
 from shared.web import DEPS, FIRM_ID, json_response, path_id, read_json, user_id
 
 log = structlog.get_logger(__name__)
+
+# new signups' validations, coalesced into `validate_lead(id, ...)` jobs (intake/batching.py)
+VALIDATIONS = web.AppKey("intake_validations", ValidationBatcher)
+
+
+async def _enqueue_validations(lead_ids: list[int]) -> None:
+    await enqueue(validate_lead, *lead_ids)
 
 
 async def _parsed(request: web.Request, parse):
@@ -49,7 +57,7 @@ async def post_lead(request: web.Request) -> web.Response:
         log.info("lead_reposted", lead_id=accepted.lead_id)
         return json_response(
             {"lead_id": accepted.lead_id, "phone_status": accepted.phone_status, "duplicate": True}, status=202)
-    await _enqueue_validation(accepted.lead_id)
+    await request.app[VALIDATIONS].add(accepted.lead_id)
     return json_response(
         {"lead_id": accepted.lead_id, "phone_status": accepted.phone_status, "duplicate": False}, status=202)
 
@@ -135,6 +143,7 @@ async def get_erasure(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
+    app[VALIDATIONS] = ValidationBatcher(_enqueue_validations)
     app.router.add_post("/v1/leads", post_lead)
     app.router.add_get(r"/v1/leads/{id:\d+}", get_lead)
     app.router.add_patch(r"/v1/leads/{id:\d+}", patch_lead)

@@ -9,23 +9,18 @@ repeated hook finds the stored signup, a repeated job finds the lead no longer p
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import asyncpg
 import structlog
 
 import events
-from consent import ledger
 from conversations import feed
 from conversations import queries as conversation_queries
-from intake import queries
-from intake.erasure import restore_suppression
+from intake import queries, validate_batch
 from conversations.shapes import lead_json
 from intake.validation import UPDATABLE_FIELDS, LeadInput
 from lookup import actors as lookup_actors
-from lookup import queries as lookup_queries
-from lookup.service import ttl_seconds
-from shared import metrics
 from shared.broker import enqueue
 from shared.deps import Deps
 from shared.phones import check_phone
@@ -74,15 +69,6 @@ async def record_lead_updated(conn: asyncpg.Connection, firm_id: int, lead_id: i
         await events.record(conn, firm_id, "lead.updated", lead_json(row))
 
 
-async def _restore_erased_opt_out(deps: Deps, conn: asyncpg.Connection, firm_id: int, phone_e164: str) -> None:
-    """A phone whose erased person had opted out is opted out again, with that opt-out's
-    source (so who may lift it stays the same), before the signup is sendable."""
-    source = await restore_suppression(conn, deps.settings.erasure_key, firm_id, phone_e164)
-    if source is not None and await ledger.opt_out(conn, firm_id, phone_e164, source,
-                                                   detail="restored: the phone's erased person had opted out"):
-        log.info("erased_opt_out_restored", firm_id=firm_id)
-
-
 @dataclass(frozen=True)
 class Verdict:
     status: str  # valid | missing | invalid
@@ -93,50 +79,34 @@ class Verdict:
 
 async def validate_lead(deps: Deps, lead_id: int) -> Verdict | None:
     """Judge a pending lead's phone, keep its conversation on the newest signup, and ask
-    Lookup for the line type when no fresh answer is cached. None for an unknown lead."""
-    lead = await queries.lead_to_validate(deps.pool, lead_id)
-    if lead is None:
-        log.warning("validate_unknown_lead", lead_id=lead_id)
+    Lookup for the line type when no fresh answer is cached. None for an unknown lead.
+    (A batch of one: intake/validate_batch.py.)"""
+    verdicts = await validate_batch.validate_leads(deps, [lead_id])
+    if lead_id not in verdicts.verdicts:
         return None
-    status, e164, error = lead["phone_status"], lead["phone_e164"], lead["phone_error"]
-    fresh = False
-    if status == "pending":
-        check = check_phone(lead["phone_raw"], lead["default_region"])
-        status, e164, error = check.status, check.e164, check.error
-        async with deps.pool.acquire() as conn, conn.transaction():
-            # the lead first, then its conversation: the order a lead update takes them in
-            current = await queries.lock_lead(conn, lead["firm_id"], lead_id=lead_id)
-            if current is None or current["phone_raw"] != lead["phone_raw"]:
-                # updated (or erased) since it was read: the job the update enqueued judges it
-                log.info("validate_superseded", lead_id=lead_id)
-                return None
-            if e164 is not None:
-                await conversation_queries.lock_conversation(conn, lead["firm_id"], e164)
-                cached = await lookup_queries.cached_line(conn, e164, ttl_seconds(deps))
-                fresh = bool(cached and cached["fresh"])
-                if cached is not None and cached["valid"] is False:
-                    status, error = "invalid", lookup_queries.LOOKUP_INVALID
-            changed = await queries.set_phone(conn, lead_id, status, e164, error)
-            if changed and status == "valid":
-                await _restore_erased_opt_out(deps, conn, lead["firm_id"], e164)
-            if changed:
-                await record_lead_updated(conn, lead["firm_id"], lead_id)
-            if changed and e164 is not None:
-                if await conversation_queries.relink_conversations(conn, lead["firm_id"], [e164]):
-                    await feed.phone_changed(conn, e164, lead["firm_id"], leads=False)
-        if changed:
-            await events.wake(deps.redis, [lead["firm_id"]])
-            log.info("lead_validated", lead_id=lead_id, phone_status=status, phone_error=error)
-    elif e164 is not None:  # a repeated job: only make sure the line type gets looked up
-        cached = await lookup_queries.cached_line(deps.pool, e164, ttl_seconds(deps))
-        fresh = bool(cached and cached["fresh"])
-    wants_lookup = e164 is not None and not fresh and (status == "valid" or error == lookup_queries.LOOKUP_INVALID)
-    if wants_lookup:
-        await enqueue(lookup_actors.lookup_line_type, e164)
-    elif fresh and lead["phone_status"] == "pending":  # known at once, from the cache
-        await metrics.record_lookup(deps.redis, "cache_hit")
-        await metrics.observe_line_type_latency(deps.redis, lead["age_s"])
-    return Verdict(status, e164, error, wants_lookup)
+    status, e164, error = verdicts.verdicts[lead_id]
+    await _enqueue_lookups(verdicts.lookups)
+    return Verdict(status, e164, error, e164 in verdicts.lookups)
+
+
+async def validate_leads(deps: Deps, lead_ids: Sequence[int]) -> validate_batch.BatchVerdicts:
+    """`validate_lead` for many leads in one transaction (intake/validate_batch.py), then
+    their lookups as one `lookup_line_types` job per LOOKUP_BATCH phones."""
+    verdicts = await validate_batch.validate_leads(deps, lead_ids)
+    await _enqueue_lookups(verdicts.lookups)
+    return verdicts
+
+
+# Phones per `lookup_line_types` job.
+LOOKUP_BATCH = 200
+
+
+async def _enqueue_lookups(phones: list[str]) -> None:
+    if len(phones) == 1:
+        await enqueue(lookup_actors.lookup_line_type, phones[0])
+        return
+    for start in range(0, len(phones), LOOKUP_BATCH):
+        await enqueue(lookup_actors.lookup_line_types, phones[start:start + LOOKUP_BATCH])
 
 
 # ---- the CRM changes or deletes a signup -------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from intake import erasure_queries, queries
 from intake.actors import erase_person, validate_lead
+from intake.batching import MAX_BATCH
 from shared.broker import enqueue
 from shared.deps import Deps
 
@@ -19,8 +20,8 @@ REQUEUE_BATCH = 1000
 async def requeue_pending_leads(deps: Deps) -> int:
     """Re-enqueue validate_lead for stale pending leads; how many."""
     lead_ids = await queries.stale_pending_leads(deps.pool, deps.settings.stale_after_s, REQUEUE_BATCH)
-    for lead_id in lead_ids:
-        await enqueue(validate_lead, lead_id)
+    for start in range(0, len(lead_ids), MAX_BATCH):  # in batches, as the web enqueues them
+        await enqueue(validate_lead, *lead_ids[start:start + MAX_BATCH])
     return len(lead_ids)
 
 

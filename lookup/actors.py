@@ -19,7 +19,8 @@ import dramatiq
 from dramatiq.common import compute_backoff
 from dramatiq.middleware import CurrentMessage
 
-from lookup import service
+from lookup import batch, service
+from shared.broker import enqueue
 from shared import deps
 from shared.broker import actor
 from shared.config import Settings
@@ -62,3 +63,14 @@ async def lookup_line_type(phone_e164: str, force: bool = False) -> None:
     d = deps.current()
     with backoff_from_settings(d.settings):
         await service.lookup_line_type(d, phone_e164, force=force)
+
+
+@actor(queue_name="lookup", max_retries=LOOKUP_MAX_RETRIES, throws=(PermanentError,))
+async def lookup_line_types(phones: list[str]) -> None:
+    """Intake's batches (lookup/batch.py): up to LOOKUP_CONCURRENCY lookups at once; a phone
+    that failed transiently is retried alone, with backoff, by its own `lookup_line_type` job."""
+    d = deps.current()
+    with backoff_from_settings(d.settings):  # database or Redis unreachable: the whole batch again
+        done = await batch.lookup_line_types(d, phones)
+    for phone in done.retry:
+        await enqueue(lookup_line_type, phone)

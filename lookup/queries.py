@@ -7,7 +7,7 @@ every signup that has it, in every firm (`phone_error = 'lookup_invalid'`); a la
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import asyncpg
 
@@ -100,5 +100,73 @@ async def waiting_leads_age_s(conn: Conn, phone_e164: str, since: Any, horizon_s
              AND created_at > now() - make_interval(secs => $3)
            ORDER BY created_at DESC LIMIT $4""",
         phone_e164, since, float(horizon_s), limit,
+    )
+    return [r["age"] for r in rows]
+
+
+# ---- many phones at once (intake's batches) ----------------------------------------------
+
+async def cached_lines(conn: Conn, phones: Sequence[str], max_age_s: float) -> dict[str, asyncpg.Record]:
+    """`cached_line` for several phones: phone -> its row (with `fresh`), for those cached."""
+    rows = await conn.fetch(
+        f"""SELECT {_COLUMNS}, checked_at > now() - make_interval(secs => $2) AS fresh
+            FROM phone_lines WHERE phone_e164 = ANY($1::text[])""",
+        list(phones), float(max_age_s),
+    )
+    return {r["phone_e164"]: r for r in rows}
+
+
+async def store_lines(conn: Conn, phones: Sequence[str], valids: Sequence[bool], line_types: Sequence[str | None],
+                      carriers: Sequence[str | None], raws: Sequence[str]) -> list[asyncpg.Record]:
+    """`store_line` for several answers (raw as JSON text), in one statement."""
+    return await conn.fetch(
+        f"""
+        INSERT INTO phone_lines (phone_e164, valid, line_type, carrier, checked_at, raw)
+        SELECT p, v, t, c, now(), r::jsonb
+        FROM unnest($1::text[], $2::bool[], $3::text[], $4::text[], $5::text[]) AS u(p, v, t, c, r)
+        ON CONFLICT (phone_e164) DO UPDATE
+            SET valid = EXCLUDED.valid, line_type = EXCLUDED.line_type, carrier = EXCLUDED.carrier,
+                checked_at = EXCLUDED.checked_at, raw = EXCLUDED.raw
+        RETURNING {_COLUMNS}
+        """,
+        list(phones), list(valids), list(line_types), list(carriers), list(raws),
+    )
+
+
+async def mark_leads_invalid_many(conn: Conn, phones: Sequence[str], reason: str = LOOKUP_INVALID) -> int:
+    """`mark_leads_invalid` for several phones."""
+    if not phones:
+        return 0
+    result = await conn.execute(
+        """UPDATE leads SET phone_status = 'invalid', phone_error = $2, updated_at = now()
+           WHERE phone_e164 = ANY($1::text[]) AND phone_status = 'valid'""",
+        list(phones), reason,
+    )
+    return int(result.split()[-1])
+
+
+async def unmark_leads_invalid_many(conn: Conn, phones: Sequence[str]) -> int:
+    """`unmark_leads_invalid` for several phones."""
+    if not phones:
+        return 0
+    result = await conn.execute(
+        """UPDATE leads SET phone_status = 'valid', phone_error = NULL, updated_at = now()
+           WHERE phone_e164 = ANY($1::text[]) AND phone_status = 'invalid'""",
+        list(phones),
+    )
+    return int(result.split()[-1])
+
+
+async def waiting_leads_ages_many(conn: Conn, phones: Sequence[str], since: Sequence[Any], horizon_s: float,
+                                  limit: int = 100) -> list[float]:
+    """`waiting_leads_age_s` for several phones (each with its own `since`)."""
+    rows = await conn.fetch(
+        """SELECT w.age FROM unnest($1::text[], $2::timestamptz[]) AS u(phone, since)
+           CROSS JOIN LATERAL (
+               SELECT extract(epoch FROM now() - created_at)::float8 AS age FROM leads
+               WHERE phone_e164 = u.phone AND created_at > COALESCE(u.since, '-infinity'::timestamptz)
+                 AND created_at > now() - make_interval(secs => $3)
+               ORDER BY created_at DESC LIMIT $4) AS w""",
+        list(phones), list(since), float(horizon_s), limit,
     )
     return [r["age"] for r in rows]

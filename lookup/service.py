@@ -79,6 +79,11 @@ def lock_key(phone_e164: str) -> str:
     return f"leadsms:lookup:lock:{phone_e164}"
 
 
+def release_lock_in(pipe: Any, phone_e164: str, token: str) -> None:
+    """Queue the release of the phone's lock (if still `token`'s) on a Redis pipeline."""
+    pipe.eval(_RELEASE, 1, lock_key(phone_e164), token)
+
+
 def failed_key(phone_e164: str) -> str:
     return f"leadsms:lookup:lazy_failed:{phone_e164}"
 

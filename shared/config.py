@@ -112,6 +112,7 @@ _VARS: dict[str, _Var] = {
     "block_after_filter_failures": _Var("BLOCK_AFTER_FILTER_FAILURES", _int(1), 3),
     "lookup_ttl_days": _Var("LOOKUP_TTL_DAYS", _int(1), 180),
     "lazy_lookup_wait_ms": _Var("LAZY_LOOKUP_WAIT_MS", _int(0), 3000),
+    "lookup_concurrency": _Var("LOOKUP_CONCURRENCY", _int(1, 256), 16),
     "retry_min_backoff_ms": _Var("RETRY_MIN_BACKOFF_MS", _int(1), 1000),
     "retry_max_backoff_ms": _Var("RETRY_MAX_BACKOFF_MS", _int(1), 300000),
     "sweep_interval_s": _Var("SWEEP_INTERVAL_S", _int(1), 5),
@@ -189,6 +190,7 @@ class Settings:
     block_after_filter_failures: int = 3
     lookup_ttl_days: int = 180
     lazy_lookup_wait_ms: int = 3000
+    lookup_concurrency: int = 16  # Twilio Lookups one batch job runs at once
     retry_min_backoff_ms: int = 1000
     retry_max_backoff_ms: int = 300000
     sweep_interval_s: int = 5

@@ -27,6 +27,36 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("json", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
+class PoolConnection(asyncpg.Connection):
+    """A pooled connection released without asyncpg's reset query, unless marked.
+
+    On every release asyncpg runs `SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *;
+    RESET ALL;`: one more round trip per acquire, and four statements for PostgreSQL. In
+    the profiles of a burst of status callbacks that was ~18% of the web's CPU and ~9% of
+    the worker's (docs/benchmarks.md). Our code leaves no session state on a pooled
+    connection: no session `SET`, `LISTEN` or cursor (`SET LOCAL` ends with its
+    transaction, and asyncpg still rolls back a transaction left open). The one exception
+    is a session advisory lock (the sweeper's pass): `keep_session_state()` marks the
+    connection so its next release runs the full reset, whatever happened to the unlock.
+    """
+
+    __slots__ = ("_session_state",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._session_state = False
+
+    def keep_session_state(self) -> None:
+        """This session took state a release must clear (an advisory lock)."""
+        self._session_state = True
+
+    def get_reset_query(self) -> str:
+        if not self._session_state:
+            return ""
+        self._session_state = False
+        return super().get_reset_query()
+
+
 async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10, **kwargs: Any) -> asyncpg.Pool:
     return await asyncpg.create_pool(
         dsn,
@@ -34,6 +64,7 @@ async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10, **kwar
         max_size=max_size,
         init=_init_connection,
         command_timeout=30,
+        connection_class=PoolConnection,
         **kwargs,
     )
 

@@ -236,9 +236,9 @@ async def record_webhook(redis: Any, kind: str, result: str) -> None:
     await incr(redis, WEBHOOK_REQUESTS, kind=kind, result=result)
 
 
-async def record_lookup(redis: Any, result: str) -> None:
-    """A line-type lookup: `made` (Twilio asked), `cache_hit`, `failed`."""
-    await incr(redis, LOOKUPS, result=result)
+async def record_lookup(redis: Any, result: str, amount: int = 1) -> None:
+    """`amount` line-type lookups: `made` (Twilio asked), `cache_hit`, `failed`."""
+    await incr(redis, LOOKUPS, amount, result=result)
 
 
 async def observe_send_latency(redis: Any, seconds: float) -> None:

@@ -50,6 +50,7 @@ class Sweeper:
     async def run_pass(self) -> dict[str, Any] | None:
         """One pass under the cluster-wide lock; None when another sweeper holds it."""
         async with self.deps.pool.acquire() as conn:
+            conn.keep_session_state()  # the lock is the session's: released by the reset too
             got = await conn.fetchval("SELECT pg_try_advisory_lock($1)", SWEEPER_LOCK_KEY)
             if not got:
                 log.debug("sweep_skipped_lock_held")

@@ -66,8 +66,9 @@ async def tokens_for_account(app: web.Application, deps: Deps, account_sid: str 
     return tokens
 
 
-async def check_account_owns(deps: Deps, kind: str, params: Mapping[str, str], message_id: int | None) -> None:
-    """403 unless the signing account is the account of the firm this webhook is about."""
+async def check_account_owns(deps: Deps, kind: str, params: Mapping[str, str], message_id: int | None) -> bool:
+    """403 unless the signing account is the account of the firm this webhook is about;
+    False when the webhook names nothing of ours (no such message, no such number)."""
     main = deps.settings.twilio_account_sid
     signer = (params.get("AccountSid") or "").strip() or main
     try:
@@ -76,9 +77,10 @@ async def check_account_owns(deps: Deps, kind: str, params: Mapping[str, str], m
     except DB_DOWN as exc:
         raise _unavailable() from exc
     if owner is _UNKNOWN:
-        return  # nothing of ours is named: stored and then left unmatched/unrouted
+        return False  # nothing of ours is named: stored and then left unmatched/unrouted
     if (owner or main) != signer:
         raise HttpError(403, "account_mismatch", "This webhook's Twilio account is not the account of the firm it names.")
+    return True
 
 
 _UNKNOWN: Any = object()

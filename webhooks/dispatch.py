@@ -1,4 +1,5 @@
-"""Handing stored inbox rows to their queues: `status` -> apply_status, `inbound` -> handle_inbound.
+"""Handing stored inbox rows to their queues: `status` -> apply_status (apply_status_batch
+for many), `inbound` -> handle_inbound.
 
 A webhook's row is already committed when these run, so a broker failure is only logged:
 the sweeper re-enqueues unprocessed rows.
@@ -12,7 +13,7 @@ import structlog
 
 from shared import async_enqueue
 from shared.broker import enqueue
-from webhooks import actors
+from webhooks import actors, status_batch
 
 log = structlog.get_logger(__name__)
 
@@ -38,16 +39,21 @@ async def enqueue_quietly(kind: str, inbox_id: int) -> bool:
 
 
 async def enqueue_many_quietly(kind: str, inbox_ids: list[int]) -> bool:
-    """`enqueue_quietly` for a batch: one Redis round trip on a RedisBroker."""
+    """`enqueue_quietly` for a batch: status rows go as `apply_status_batch` jobs (one per
+    MAX_ROWS rows), inbound rows one job each; one Redis round trip on a RedisBroker."""
     if not inbox_ids:
         return True
-    target = actors.apply_status if kind == "status" else actors.handle_inbound
+    if kind == "status":
+        jobs = [(actors.apply_status_batch, (chunk,)) for chunk in status_batch.chunks(inbox_ids)]
+    else:
+        jobs = [(actors.handle_inbound, (i,)) for i in inbox_ids]
+    broker = jobs[0][0].broker
     try:
-        if async_enqueue.supports(target.broker):
-            await asyncio.wait_for(async_enqueue.enqueue_many(target.broker, [(target, (i,)) for i in inbox_ids]),
-                                   ENQUEUE_TIMEOUT_S)
+        if async_enqueue.supports(broker):
+            await asyncio.wait_for(async_enqueue.enqueue_many(broker, jobs), ENQUEUE_TIMEOUT_S)
         else:
-            await asyncio.wait_for(asyncio.gather(*(enqueue(target, i) for i in inbox_ids)), ENQUEUE_TIMEOUT_S)
+            await asyncio.wait_for(asyncio.gather(*(enqueue(actor, *args) for actor, args in jobs)),
+                                   ENQUEUE_TIMEOUT_S)
     except Exception as exc:  # any broker trouble: Twilio must still get its 2xx
         log.warning("inbox_enqueue_failed", kind=kind, inbox_ids=len(inbox_ids), first_inbox_id=inbox_ids[0],
                     error=f"{type(exc).__name__}: {exc}")

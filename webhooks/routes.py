@@ -25,9 +25,10 @@ EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
-async def _signed_form(request: web.Request, kind: str, message_id: int | None) -> dict[str, str]:
+async def _signed_form(request: web.Request, kind: str, message_id: int | None) -> tuple[dict[str, str], bool]:
     """The form of a request Twilio signed, with the token of the account it names, for
-    a firm of that account (webhooks/accounts.py); or a 4xx. Never trusts the Host header."""
+    a firm of that account (webhooks/accounts.py), and whether it names a message or
+    number of ours; or a 4xx. Never trusts the Host header."""
     deps = request.app[DEPS]
     settings = deps.settings
     signature = request.headers.get(SIGNATURE_HEADER)
@@ -56,17 +57,19 @@ async def _signed_form(request: web.Request, kind: str, message_id: int | None) 
     if not params.get("MessageSid", "").strip():
         raise HttpError(400, "missing_message_sid", "MessageSid is required.")
     try:
-        await accounts.check_account_owns(deps, kind, params, message_id)
+        ours = await accounts.check_account_owns(deps, kind, params, message_id)
     except HttpError:
         log.warning("webhook_account_mismatch", path=request.path, twilio_account_sid=params.get("AccountSid"))
         raise
-    return params
+    return params, ours
 
 
 async def _receive(request: web.Request, kind: str, message_id: int | None) -> None:
-    params = await _signed_form(request, kind, message_id)
+    params, ours = await _signed_form(request, kind, message_id)
     try:
-        if kind == "status" and await inbox.for_erased_message(request.app[DEPS], params["MessageSid"]):
+        # An erased message has no row left, so only a callback naming none of ours can be
+        # for one (one erased meanwhile is dropped by its job: webhooks/status_batch.py).
+        if kind == "status" and not ours and await inbox.for_erased_message(request.app[DEPS], params["MessageSid"]):
             log.info("webhook_for_erased_message_dropped", message_sid=params["MessageSid"])
             return
         if kind == "status":

@@ -2,8 +2,9 @@
 
 Each inbox row is applied exactly once: the job locks the row, does its work and marks it
 processed in one transaction, so replays, the sweeper's re-enqueues and a second worker
-all find it done. Status jobs also lock the message row (FOR UPDATE), so two callbacks
-for one message apply one after the other and the status only ever moves forward.
+all find it done. Status callbacks are applied in batches (status_batch.py), which also
+lock their messages (FOR UPDATE), so two callbacks for one message apply one after the
+other and the status only ever moves forward.
 """
 
 from __future__ import annotations
@@ -23,21 +24,13 @@ from shared.broker import enqueue
 from shared.deps import Deps
 from shared.errors import HttpError
 from webhooks import queries
+from webhooks.status_batch import apply_status_batch
 from webhooks.inbox import sender_phone
 from consent.keywords import advanced_opt_out_type, default_help_text, inbound_keyword, reads_like_opt_out
 from firms.queries import firm_by_id
 from send_pipeline.actors import send_message
 from send_pipeline.queries import insert_queued_message
 from shared.segments import count_segments
-from webhooks.status_codes import (
-    FINAL_FAILURES,
-    OPT_OUT_SOURCE,
-    advances,
-    describe_error,
-    effect_of,
-    our_status,
-    parse_error_code,
-)
 
 log = structlog.get_logger(__name__)
 
@@ -69,115 +62,9 @@ async def _process_inbox_row(
 
 
 async def apply_status(deps: Deps, inbox_id: int) -> str | None:
-    """Apply one status callback; returns the outcome recorded on the inbox row."""
-    return await _process_inbox_row(deps, inbox_id, lambda conn, inbox, woken: _apply_status_row(deps, conn, inbox, woken))
-
-
-async def _apply_status_row(deps: Deps, conn: asyncpg.Connection, inbox: asyncpg.Record, woken: set[int]) -> str:
-    params: dict[str, str] = inbox["params"]
-    sid = inbox["message_sid"]
-    twilio_status = inbox["twilio_status"]
-    structlog.contextvars.bind_contextvars(message_sid=sid)
-
-    message = await _find_message(conn, inbox["message_id"], sid)
-    if message is None:
-        if await queries.is_erased_message(conn, sid):  # stored while its erasure committed
-            await queries.delete_inbox(conn, inbox["id"])
-            log.info("webhook_for_erased_message_dropped")
-            return "erased"
-        log.warning("status_for_unknown_message", message_id=inbox["message_id"], twilio_status=twilio_status)
-        return "unmatched"
-    structlog.contextvars.bind_contextvars(message_id=message["id"], firm_id=message["firm_id"])
-    if message["twilio_sid"] is not None and message["twilio_sid"] != sid:
-        # ?m= names a message that Twilio knows under another sid: a second Twilio
-        # message for one of ours. Applying it would overwrite the first one's facts.
-        log.warning("status_sid_mismatch", stored_sid=message["twilio_sid"])
-        return "sid_mismatch"
-    if message["twilio_sid"] is None:
-        other = await queries.message_id_with_sid(conn, sid)
-        if other is not None:
-            log.warning("status_sid_belongs_to_other_message", other_message_id=other)
-            return "sid_mismatch"
-
-    new = our_status(twilio_status)
-    moved = message["status"] != "blocked" and advances(message["status"], new)
-    status = new if moved else message["status"]
-    latest = not await queries.newer_status_applied(conn, sid, inbox["id"], inbox["received_at"])
-    error_code = parse_error_code(params.get("ErrorCode"))
-    error_message = (params.get("ErrorMessage") or "").strip()[:500] or describe_error(error_code)
-    await queries.update_message_status(
-        conn, message["id"], status=status, twilio_status=(twilio_status or None) if latest else None,
-        twilio_sid=sid, error_code=error_code if (moved or message["error_code"] is None) else None,
-        error_message=error_message,
-        # A Messaging Service send learns its sender from the first callback that names it.
-        from_number=(params.get("From") or "").strip() or None,
-    )
-    log.info("message_status_applied", twilio_status=twilio_status, status=status, moved=moved,
-             error_code=error_code)
-    if moved or latest:
-        # (its conversation's last message shows the status: updated when it moved)
-        woken |= await feed.message_changed(conn, message["id"], "message.status", with_conversation=moved)
-    if not moved:
-        return "recorded"
-    if status == "delivered":
-        await _reset_filter_failures(conn, message)
-    elif status in FINAL_FAILURES:
-        await _apply_error_effect(deps, conn, message, error_code, status, sid)
-        woken.add(message["firm_id"])
-    return f"status:{status}"
-
-
-async def _find_message(conn: asyncpg.Connection, message_id: int | None, sid: str) -> asyncpg.Record | None:
-    """Our message for a callback: by `?m=` (present even before the sid is stored), else by sid."""
-    message = None
-    if message_id is not None:
-        message = await queries.lock_message_by_id(conn, message_id)
-    if message is None:
-        message = await queries.lock_message_by_sid(conn, sid)
-    if message is not None and message["direction"] != "out":
-        return None
-    return message
-
-
-async def _reset_filter_failures(conn: asyncpg.Connection, message: asyncpg.Record) -> None:
-    before = await queries.reset_filter_failures(conn, message["firm_id"], message["phone_e164"])
-    if before:
-        await queries.add_flag_event(conn, message["firm_id"], message["phone_e164"], "filter_reset",
-                                     reason=f"delivered after {before} failure(s)", message_id=message["id"])
-
-
-async def _apply_error_effect(deps: Deps, conn: asyncpg.Connection, message: asyncpg.Record,
-                              error_code: int | None, status: str, sid: str) -> None:
-    effect = effect_of(error_code, status)
-    firm_id, phone, message_id = message["firm_id"], message["phone_e164"], message["id"]
-    if effect.filter_failure:
-        flags = await queries.count_filter_failure(conn, firm_id, phone)
-        count = flags["consecutive_filter_failures"]
-        await queries.add_flag_event(conn, firm_id, phone, "filter_failure",
-                                     reason=f"error {error_code} ({count} in a row)", message_id=message_id)
-        threshold = deps.settings.block_after_filter_failures
-        if count >= threshold and not flags["blocked"]:
-            reason = f"carrier_filtered: {count} consecutive failures, last error {error_code}"
-            if await queries.block_phone(conn, firm_id, phone, reason):
-                await queries.add_flag_event(conn, firm_id, phone, "blocked", reason=reason,
-                                             actor="auto", message_id=message_id)
-                await feed.phone_changed(conn, phone, firm_id)
-                log.info("phone_blocked", failures=count, error_code=error_code)
-    if effect.refresh_line_type:
-        # Enqueued inside the transaction: if the broker fails, the whole callback is
-        # retried; if the commit fails after it, a spare refresh is harmless.
-        from lookup.actors import lookup_line_type
-
-        await enqueue(lookup_line_type, phone, True)
-    if effect.invalid_reason:
-        from lookup.service import record_invalid
-
-        await record_invalid(conn, phone, effect.invalid_reason)
-        await queries.add_flag_event(conn, firm_id, phone, "invalidated",
-                                     reason=f"error {error_code}: {effect.invalid_reason}", message_id=message_id)
-        await feed.phone_changed(conn, phone, firm_id)
-    if effect.opt_out:
-        await consent.opt_out(conn, firm_id, phone, OPT_OUT_SOURCE, message_sid=message["twilio_sid"] or sid)
+    """Apply one status callback (a batch of one, status_batch.py); the outcome recorded on
+    the inbox row, or None when it was processed already (a job holding it is waited for)."""
+    return (await apply_status_batch(deps, [inbox_id], wait=True)).get(inbox_id)
 
 
 # ---- inbound replies ---------------------------------------------------------------------

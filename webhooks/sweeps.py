@@ -21,7 +21,10 @@ import structlog
 from shared.deps import Deps
 from shared.sweeper import in_batches
 from webhooks import queries
+from shared.broker import enqueue
+from webhooks.actors import apply_status_batch
 from webhooks.dispatch import enqueue_inbox
+from webhooks.status_batch import chunks
 
 log = structlog.get_logger(__name__)
 
@@ -33,8 +36,12 @@ PRUNE_BATCHES = 20
 async def replay_inbox(deps: Deps, *, batch: int = BATCH) -> int:
     """Re-enqueue stale unprocessed inbox rows not re-enqueued within STALE_AFTER_S; how many."""
     rows = await queries.take_stale_inbox(deps.pool, deps.settings.stale_after_s, batch)
+    status = [row["id"] for row in rows if row["kind"] == "status"]
+    for chunk in chunks(status):  # status rows in batches, as the web enqueues them
+        await enqueue(apply_status_batch, chunk)
     for row in rows:
-        await enqueue_inbox(row["kind"], row["id"])
+        if row["kind"] != "status":
+            await enqueue_inbox(row["kind"], row["id"])
     if rows:
         log.info("inbox_replayed", count=len(rows))
     return len(rows)

@@ -91,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pg-url", default=None, help="PostgreSQL server to create the bench databases on")
     p.add_argument("--redis-url", default=None, help="a Redis db the bench owns (flushed); default db 6 locally")
     p.add_argument("--profile", default=None, metavar="DIR",
-                   help="py-spy the web and worker during the send saturation phase and the callbacks blast, into DIR")
+                   help="py-spy the web and worker during the send saturation phase, the callbacks blast and the intake bulk phase, into DIR")
     p.add_argument("--logs", default=None, metavar="DIR", help="where the processes' logs go")
     p.add_argument("--drain-timeout", type=float, default=d.drain_timeout)
     return p
@@ -137,6 +137,8 @@ async def run(opts: Options) -> list[dict[str, Any]]:
                 await measure(name, settings, services, opts, log_dir)
     finally:
         services.stop()
+    if results:
+        print(report.summary(results))
     return results
 
 

@@ -85,6 +85,9 @@ async def run_callbacks(system: System) -> dict[str, Any]:
         "applied_per_s": round((done - len(warmup)) / max(1e-9, t_applied - t0), 1),
         "cpu_s": {k: round(v, 2) for k, v in spent.items()},
         "cpu_ms_per_callback": {k: round(v * 1000, 3) for k, v in per_unit(spent, max(1, accepted)).items()},
+        # every process of ours (and PostgreSQL, Redis), the load generator excluded
+        "cpu_ms_per_callback_system": round(sum(v for k, v in per_unit(spent, max(1, accepted)).items()
+                                                if k != "bench-client") * 1000, 3),
         # one web process runs on one core at a time: its ceiling at this CPU cost
         "web_capacity_per_s": capacity({"web": per_unit(spent, max(1, accepted)).get("web", 0.0)}, cores=1),
         **({"profile": profiled} if profiled else {}),

@@ -26,7 +26,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 
-from devtools.bench import load
+from devtools.bench import load, profile
 from devtools.bench.accounting import per_unit
 from devtools.bench.seed import phones
 from devtools.bench.system import System, wait_for_count
@@ -66,6 +66,8 @@ async def _known_at(system: System, tag: str) -> dict[tuple[int, str], float]:
 async def _phase(system: System, requests: list[load.Request], tag: str, *, rate: float | None) -> dict[str, Any]:
     opts = system.opts
     meter = system.meter("web", "worker", "twilio-sim")
+    assert system.cluster is not None
+    profiler = profile.start(opts.profile, system.cluster.groups("web", "worker"), f"intake-{tag}-")
     await meter.begin()
     t0 = time.time()
     async with load.session() as s:
@@ -78,6 +80,7 @@ async def _phase(system: System, requests: list[load.Request], tag: str, *, rate
     known, complete = await wait_for_count(lambda: _known(system, tag), len(accepted), stall_s=20,
                                            timeout=opts.drain_timeout, interval=0.1)
     spent = await meter.end()
+    profiled = profile.stop(profiler) if profiler else None
     at = await _known_at(system, tag)
     latencies = [at[o.request.tag] - o.started for o in accepted if o.request.tag in at]
     t_last = max(at.values()) if at else t_posted
@@ -90,6 +93,7 @@ async def _phase(system: System, requests: list[load.Request], tag: str, *, rate
         "post_round_trip": load.latency_summary([o.elapsed for o in accepted]),
         "cpu_s": {k: round(v, 2) for k, v in spent.items()},
         "cpu_ms_per_lead": {k: round(v * 1000, 3) for k, v in per_unit(spent, max(1, known)).items()},
+        **({"profile": profiled} if profiled else {}),
     }
 
 
