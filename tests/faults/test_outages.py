@@ -64,8 +64,8 @@ async def run_outage(fault_dir, server: str) -> None:
         firm = await make_firm(stack)
         conn = await connect(stack)
         try:
-            phones = [f"+1212{i:03d}{6000 + i:04d}" for i in range(CONVERSATIONS - 5)]
-            phones += [f"+1313{i:03d}{900 + i:04d}" for i in range(5)]  # ambiguous: created, then 500
+            phones = [f"+1212555{6000 + i:04d}" for i in range(CONVERSATIONS - 5)]  # valid numbers: the simulator refuses others (21211)
+            phones += [f"+1313555{900 + i:04d}" for i in range(5)]  # ambiguous: created, then 500
             convs = await add_conversations(conn, firm.id, phones + [STOP_PHONE])
             plan = [(convs[phones[i % len(phones)]], f"Outage note {i}") for i in range(SENDS)]
             web, worker, sweeper = stack.alive("web")[0], stack.start_worker(), stack.start_sweeper()

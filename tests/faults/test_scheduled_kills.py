@@ -28,7 +28,7 @@ async def test_workers_killed_while_200_scheduled_sends_come_due_leave_each_sent
         firm = await make_firm(stack)
         conn = await connect(stack)
         try:
-            convs = await add_conversations(conn, firm.id, [f"+1212{i // 1000:03d}{5000 + i % 1000:04d}"
+            convs = await add_conversations(conn, firm.id, [f"+1212{555 + i // 1000:03d}{5000 + i % 1000:04d}"
                                                             for i in range(SCHEDULED)])
             send_at = (datetime.now(timezone.utc) + timedelta(seconds=40)).isoformat()
             gate = asyncio.Semaphore(16)
