@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from firms.queries import paused_accounts, paused_firms
+from outbound.queries import backlog as webhook_backlog
 
 _SCALARS = """
 SELECT
@@ -41,7 +42,9 @@ async def fetch_figures(conn: Any) -> dict[str, Any]:
             "SELECT blocked_reason, count(*) AS n FROM messages WHERE status = 'blocked' GROUP BY 1")
         consent = await conn.fetch("SELECT kind, count(*) AS n FROM consent_events GROUP BY kind")
         paused = await fetch_paused(conn)
+        webhooks = await webhook_backlog(conn)
     return {
+        "webhook_backlog": [(r["endpoint_id"], r["undelivered"], r["oldest_s"]) for r in webhooks],
         "paused": paused,
         **scalars,
         "messages_by_status": {r["status"]: r["n"] for r in by_status},

@@ -1,0 +1,153 @@
+"""Delivering: a drain job works one lane of one endpoint through its due deliveries.
+
+Each delivery is claimed (`delivering`, with a lease), signed, POSTed, and its attempt
+logged with the delivery's next state in one statement (retries.py decides it). The
+webhook-id is `msg_<event id>`: the same on every retry and replay of that event to that
+endpoint. A drain stops when nothing is due, when the endpoint is disabled or slowed, or
+when its time budget is spent (then its actor hands the lane on to a new job, so one
+endpoint's backlog never holds a worker for long).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import structlog
+
+import events
+from outbound import client, lanes, queries, retries, signing, whsec
+from shared import metrics
+from shared.deps import Deps
+
+log = structlog.get_logger(__name__)
+
+DRAIN_BUDGET_S = 20.0
+RENEW_EVERY_S = 5.0
+ENDPOINT_REFRESH_S = 1.0
+# an endpoint failing every attempt for this long is disabled
+DISABLE_AFTER_S = 5 * 86400.0
+
+
+def webhook_id(event_id: int) -> str:
+    return f"msg_{event_id}"
+
+
+@dataclass
+class _Endpoint:
+    row: Any
+    secrets: list[str]
+    read_at: float
+
+
+async def _load_endpoint(deps: Deps, endpoint_id: int) -> _Endpoint | None:
+    row = await queries.endpoint_for_delivery(deps.pool, endpoint_id)
+    if row is None:
+        return None
+    key = deps.settings.credentials_key
+    signing_secrets = [whsec.unseal(key, row["secret_enc"])]
+    if row["previous_enc"]:
+        signing_secrets.append(whsec.unseal(key, row["previous_enc"]))
+    return _Endpoint(row, signing_secrets, time.monotonic())
+
+
+@dataclass(frozen=True)
+class Drained:
+    more: bool  # the budget ran out with work left: hand the lane on now
+    next_due_in_s: float | None  # else: when the endpoint's next retry is due, if any
+
+
+async def drain(deps: Deps, endpoint_id: int, lane: int, token: str) -> Drained:
+    """Deliver what is due to the endpoint on this lane, then give the lane back."""
+    more = await _drain(deps, endpoint_id, lane, token)
+    if more:
+        return Drained(True, None)
+    return Drained(False, await queries.next_due_in_s(deps.pool, endpoint_id))
+
+
+async def _drain(deps: Deps, endpoint_id: int, lane: int, token: str) -> bool:
+    structlog.contextvars.bind_contextvars(endpoint_id=endpoint_id)
+    started = renewed = time.monotonic()
+    endpoint: _Endpoint | None = None
+    while True:
+        while True:
+            now = time.monotonic()
+            if now - started > DRAIN_BUDGET_S:
+                await lanes.release(deps.redis, endpoint_id, lane, token)
+                return True
+            if now - renewed > RENEW_EVERY_S:
+                if not await lanes.renew(deps.redis, endpoint_id, lane, token):
+                    log.info("webhook_lane_lost", lane=lane)
+                    return False
+                renewed = now
+            if endpoint is None or now - endpoint.read_at > ENDPOINT_REFRESH_S:
+                endpoint = await _load_endpoint(deps, endpoint_id)
+            if endpoint is None or not endpoint.row["enabled"] or endpoint.row["slowed"]:
+                await lanes.release(deps.redis, endpoint_id, lane, token)
+                return False
+            row = await queries.claim_due(deps.pool, endpoint_id, lanes.LEASE_S)
+            if row is None:
+                break
+            stop = await attempt(deps, endpoint, row)
+            if stop:
+                endpoint = None  # re-read: disabled or slowed
+        await lanes.release(deps.redis, endpoint_id, lane, token)
+        # Something may have become due between the last claim and the release: look
+        # again, and go on if the lane is still free.
+        if not await queries.has_due(deps.pool, endpoint_id):
+            return False
+        if not await lanes.take_lane(deps.redis, endpoint_id, lane, token):
+            return False
+
+
+async def attempt(deps: Deps, endpoint: _Endpoint, row: Any) -> bool:
+    """One attempt of a claimed delivery; True when the endpoint is now disabled or slowed."""
+    settings = deps.settings
+    payload = signing.body(row["event_type"], row["event_at"], row["event_seq"], row["data"])
+    headers = signing.headers(webhook_id(row["event_id"]), datetime.now(timezone.utc), payload, endpoint.secrets)
+    result = await client.post(endpoint.row["url"], payload, headers, allow_private=settings.webhooks_allow_private)
+    decision = retries.decide(result.outcome, result.status_code, row["attempts"], settings.webhook_retry_schedule_s,
+                              result.retry_after_s)
+    endpoint_id = row["endpoint_id"]
+    disabled = None
+    async with deps.pool.acquire() as conn, conn.transaction():
+        await queries.record_attempt(conn, row["id"], endpoint_id, row["attempts"], result.outcome,
+                                     result.status_code, result.duration_ms, result.excerpt, decision.status,
+                                     decision.next_in_s)
+        if decision.status == "delivered":
+            await queries.endpoint_succeeded(conn, endpoint_id)
+        else:
+            failed = await queries.endpoint_failed(conn, endpoint_id, decision.slow, decision.retry_after_s,
+                                                   retries.SLOW_MAX_S, DISABLE_AFTER_S)
+            reason = decision.disable or ("failing" if failed is not None and failed["expired"] else None)
+            if reason:
+                disabled = await disable(conn, endpoint_id, reason)
+    await metrics.incr(deps.redis, metrics.WEBHOOK_DELIVERIES, outcome=_metric_outcome(result.outcome))
+    log_fields = dict(event_seq=row["event_seq"], attempt=row["attempts"], outcome=result.outcome,
+                      status_code=result.status_code, duration_ms=result.duration_ms)
+    if decision.status == "delivered":
+        log.debug("webhook_delivered", **log_fields)
+    else:
+        log.info("webhook_attempt_failed", next_in_s=decision.next_in_s, final=decision.status == "failed",
+                 **log_fields)
+    if disabled is not None:
+        await events.wake(deps.redis, [disabled["firm_id"]])
+        return True
+    return decision.slow
+
+
+def _metric_outcome(outcome: str) -> str:
+    return outcome if outcome in metrics.WEBHOOK_DELIVERY_OUTCOMES else "connect_error"
+
+
+async def disable(conn: Any, endpoint_id: int, reason: str) -> Any:
+    """Disable the endpoint (in the caller's transaction) and tell the firm by an event."""
+    row = await queries.disable_endpoint(conn, endpoint_id, reason)
+    if row is not None:
+        await events.record(conn, row["firm_id"], "webhook_endpoint.disabled",
+                            {"endpoint_id": row["id"], "url": row["url"], "reason": reason,
+                             "at": row["disabled_at"]})
+        log.warning("webhook_endpoint_disabled", endpoint_id=endpoint_id, reason=reason)
+    return row
