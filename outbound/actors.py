@@ -34,7 +34,7 @@ async def start_drains(current: Deps, endpoint_ids: list[int], want: int = lanes
     """Take the free lanes of these endpoints and enqueue a drain job for each; how many."""
     started = 0
     for endpoint_id in endpoint_ids:
-        for lane, token in await lanes.take(current.redis, endpoint_id, want):
+        for lane, token in await lanes.take(current.redis, endpoint_id, lanes.lease_s(current.settings), want):
             try:
                 await enqueue(drain_endpoint, endpoint_id, lane, token)
             except Exception:

@@ -1,4 +1,5 @@
-"""One HTTP attempt of a delivery: POST, 15 s in all, no redirects, a bounded read.
+"""One HTTP attempt of a delivery: POST, `WEBHOOK_TIMEOUT_S` (15) in all, no redirects,
+a bounded read.
 
 The session is one per process and event loop, with the guard's resolver (a name is
 checked on the addresses it resolves to, at connect time) and no cookie jar. What comes
@@ -20,7 +21,6 @@ from aiohttp.abc import AbstractResolver
 
 from outbound import guard
 
-TIMEOUT_S = 15.0
 EXCERPT_BYTES = 1024
 CONNECTIONS_PER_HOST = 4  # two lanes per endpoint; a little room for a replay
 
@@ -47,7 +47,7 @@ def session(allow_private: bool) -> aiohttp.ClientSession:
                                                                         base=base_resolver),
                                          limit=0, limit_per_host=CONNECTIONS_PER_HOST, ttl_dns_cache=10)
         found = aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
-                                      timeout=aiohttp.ClientTimeout(total=TIMEOUT_S), auto_decompress=False)
+                                      auto_decompress=False)
         _sessions[key] = found
     return found
 
@@ -74,7 +74,7 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
 
 
-async def post(url: str, body: str, headers: dict[str, str], *, allow_private: bool) -> Attempt:
+async def post(url: str, body: str, headers: dict[str, str], *, allow_private: bool, timeout_s: float) -> Attempt:
     started = time.monotonic()
 
     def took() -> int:
@@ -86,14 +86,15 @@ async def post(url: str, body: str, headers: dict[str, str], *, allow_private: b
         return Attempt("address_not_allowed", None, 0, f"{literal} is not a public address")
     try:
         async with session(allow_private).post(url, data=body.encode("utf-8"), headers=headers,
-                                               allow_redirects=False) as resp:
+                                               allow_redirects=False,
+                                               timeout=aiohttp.ClientTimeout(total=timeout_s)) as resp:
             raw = await resp.content.read(EXCERPT_BYTES)
             excerpt = raw.decode("utf-8", "replace")
             outcome = "delivered" if 200 <= resp.status < 300 else "http_error"
             return Attempt(outcome, resp.status, took(), excerpt or None,
                            parse_retry_after(resp.headers.get("Retry-After")))
     except asyncio.TimeoutError:
-        return Attempt("timeout", None, took(), f"no response within {TIMEOUT_S:g} s")
+        return Attempt("timeout", None, took(), f"no response within {timeout_s:g} s")
     except aiohttp.ClientConnectorError as exc:
         if isinstance(exc.os_error, guard.AddressNotAllowed):
             return Attempt("address_not_allowed", None, took(), str(exc.os_error)[:200])

@@ -25,7 +25,6 @@ from shared.deps import Deps
 log = structlog.get_logger(__name__)
 
 DRAIN_BUDGET_S = 20.0
-RENEW_EVERY_S = 5.0
 ENDPOINT_REFRESH_S = 1.0
 # an endpoint failing every attempt for this long is disabled
 DISABLE_AFTER_S = 5 * 86400.0
@@ -69,6 +68,8 @@ async def drain(deps: Deps, endpoint_id: int, lane: int, token: str) -> Drained:
 
 async def _drain(deps: Deps, endpoint_id: int, lane: int, token: str) -> bool:
     structlog.contextvars.bind_contextvars(endpoint_id=endpoint_id)
+    lease = lanes.lease_s(deps.settings)
+    renew_every = lease / 4
     started = renewed = time.monotonic()
     endpoint: _Endpoint | None = None
     while True:
@@ -77,8 +78,8 @@ async def _drain(deps: Deps, endpoint_id: int, lane: int, token: str) -> bool:
             if now - started > DRAIN_BUDGET_S:
                 await lanes.release(deps.redis, endpoint_id, lane, token)
                 return True
-            if now - renewed > RENEW_EVERY_S:
-                if not await lanes.renew(deps.redis, endpoint_id, lane, token):
+            if now - renewed > renew_every:
+                if not await lanes.renew(deps.redis, endpoint_id, lane, token, lease):
                     log.info("webhook_lane_lost", lane=lane)
                     return False
                 renewed = now
@@ -87,7 +88,7 @@ async def _drain(deps: Deps, endpoint_id: int, lane: int, token: str) -> bool:
             if endpoint is None or not endpoint.row["enabled"] or endpoint.row["slowed"]:
                 await lanes.release(deps.redis, endpoint_id, lane, token)
                 return False
-            row = await queries.claim_due(deps.pool, endpoint_id, lanes.LEASE_S)
+            row = await queries.claim_due(deps.pool, endpoint_id, lease)
             if row is None:
                 break
             stop = await attempt(deps, endpoint, row)
@@ -98,7 +99,7 @@ async def _drain(deps: Deps, endpoint_id: int, lane: int, token: str) -> bool:
         # again, and go on if the lane is still free.
         if not await queries.has_due(deps.pool, endpoint_id):
             return False
-        if not await lanes.take_lane(deps.redis, endpoint_id, lane, token):
+        if not await lanes.take_lane(deps.redis, endpoint_id, lane, token, lease):
             return False
 
 
@@ -107,7 +108,8 @@ async def attempt(deps: Deps, endpoint: _Endpoint, row: Any) -> bool:
     settings = deps.settings
     payload = signing.body(row["event_type"], row["event_at"], row["event_seq"], row["data"])
     headers = signing.headers(webhook_id(row["event_id"]), datetime.now(timezone.utc), payload, endpoint.secrets)
-    result = await client.post(endpoint.row["url"], payload, headers, allow_private=settings.webhooks_allow_private)
+    result = await client.post(endpoint.row["url"], payload, headers, allow_private=settings.webhooks_allow_private,
+                               timeout_s=settings.webhook_timeout_s)
     decision = retries.decide(result.outcome, result.status_code, row["attempts"], settings.webhook_retry_schedule_s,
                               result.retry_after_s)
     endpoint_id = row["endpoint_id"]

@@ -154,6 +154,7 @@ _VARS: dict[str, _Var] = {
     "erasure_key": _Var("ERASURE_KEY", _erasure_key),
     "webhook_retry_schedule_s": _Var("WEBHOOK_RETRY_SCHEDULE_S", _schedule,
                                      (5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400)),
+    "webhook_timeout_s": _Var("WEBHOOK_TIMEOUT_S", _int(1, 60), 15),
     "webhook_log_retention_days": _Var("WEBHOOK_LOG_RETENTION_DAYS", _int(1), 30),
     "webhooks_allow_private": _Var("WEBHOOKS_ALLOW_PRIVATE", _flag, False),
 }
@@ -238,6 +239,7 @@ class Settings:
     # and whether loopback/private addresses may be reached (tests, the demo)
     webhook_retry_schedule_s: tuple[int, ...] = (5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400)
     webhook_log_retention_days: int = 30
+    webhook_timeout_s: int = 15  # one delivery attempt, connect to last byte read
     webhooks_allow_private: bool = False
     extra: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 

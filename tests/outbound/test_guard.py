@@ -37,7 +37,7 @@ async def _deliver_once(deps: Deps, firm_id: int, url: str) -> int:
         await events.record(conn, firm_id, "consent.changed",
                             {"phone": "+16465557001", "kind": "opt_out", "source": "test", "at": None})
     await fanout.fan_out(deps, [firm_id])
-    (lane, token), = await lanes.take(deps.redis, made["id"], 1)
+    (lane, token), = await lanes.take(deps.redis, made["id"], 30.0, 1)
     await delivery.drain(deps, made["id"], lane, token)
     await client.close_sessions()
     return made["id"]

@@ -26,7 +26,7 @@ async def _event(deps: Deps, firm_id: int, phone: str = "+16465557001") -> None:
 
 async def _drain(deps: Deps, endpoint_id: int) -> None:
     await fanout.fan_out(deps, None)
-    taken = await lanes.take(deps.redis, endpoint_id, 1)
+    taken = await lanes.take(deps.redis, endpoint_id, 30.0, 1)
     if taken:
         (lane, token), = taken
         await delivery.drain(deps, endpoint_id, lane, token)
