@@ -34,6 +34,7 @@ class Receiver:
     got: list[Received] = field(default_factory=list)
     url: str = ""
     retry_after: str | None = None
+    delay_s: float = 0.0  # time each answer takes
 
     def verified(self, secret: str, item: Received) -> dict[str, Any] | None:
         try:
@@ -51,6 +52,8 @@ class Receiver:
                 break
         self.got.append(item)
         answer = self.answers.pop(0) if self.answers else 200
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
         if answer == "hang":
             await asyncio.sleep(3600)
         headers_out = {"Retry-After": self.retry_after} if self.retry_after else None
