@@ -26,6 +26,7 @@ log = structlog.get_logger(__name__)
 
 DRAIN_BUDGET_S = 20.0
 ENDPOINT_REFRESH_S = 1.0
+CLAIM_BATCH = 10  # deliveries claimed at a time by one lane (sent one after the other)
 # an endpoint failing every attempt for this long is disabled
 DISABLE_AFTER_S = 5 * 86400.0
 
@@ -60,47 +61,48 @@ class Drained:
 
 async def drain(deps: Deps, endpoint_id: int, lane: int, token: str) -> Drained:
     """Deliver what is due to the endpoint on this lane, then give the lane back."""
-    more = await _drain(deps, endpoint_id, lane, token)
-    if more:
-        return Drained(True, None)
-    return Drained(False, await queries.next_due_in_s(deps.pool, endpoint_id))
-
-
-async def _drain(deps: Deps, endpoint_id: int, lane: int, token: str) -> bool:
     structlog.contextvars.bind_contextvars(endpoint_id=endpoint_id)
     lease = lanes.lease_s(deps.settings)
     renew_every = lease / 4
     started = renewed = time.monotonic()
     endpoint: _Endpoint | None = None
     while True:
+        claimed = 0
         while True:
             now = time.monotonic()
             if now - started > DRAIN_BUDGET_S:
                 await lanes.release(deps.redis, endpoint_id, lane, token)
-                return True
-            if now - renewed > renew_every:
-                if not await lanes.renew(deps.redis, endpoint_id, lane, token, lease):
-                    log.info("webhook_lane_lost", lane=lane)
-                    return False
-                renewed = now
+                return Drained(True, None)
             if endpoint is None or now - endpoint.read_at > ENDPOINT_REFRESH_S:
                 endpoint = await _load_endpoint(deps, endpoint_id)
             if endpoint is None or not endpoint.row["enabled"] or endpoint.row["slowed"]:
-                await lanes.release(deps.redis, endpoint_id, lane, token)
-                return False
-            row = await queries.claim_due(deps.pool, endpoint_id, lease)
-            if row is None:
                 break
-            stop = await attempt(deps, endpoint, row)
-            if stop:
-                endpoint = None  # re-read: disabled or slowed
+            rows = await queries.claim_due(deps.pool, endpoint_id, lease, CLAIM_BATCH)
+            if not rows:
+                break
+            claimed += len(rows)
+            for k, row in enumerate(rows):
+                if time.monotonic() - renewed > renew_every:
+                    if not await lanes.renew(deps.redis, endpoint_id, lane, token, lease):
+                        log.info("webhook_lane_lost", lane=lane)
+                        await queries.release_claims(deps.pool, [r["id"] for r in rows[k:]])
+                        return Drained(False, None)
+                    renewed = time.monotonic()
+                if await attempt(deps, endpoint, row):  # disabled or slowed: the rest wait
+                    await queries.release_claims(deps.pool, [r["id"] for r in rows[k + 1:]])
+                    endpoint = None
+                    break
         await lanes.release(deps.redis, endpoint_id, lane, token)
         # Something may have become due between the last claim and the release: look
         # again, and go on if the lane is still free.
-        if not await queries.has_due(deps.pool, endpoint_id):
-            return False
+        due_in = await queries.after_drain(deps.pool, endpoint_id)
+        if due_in is None or due_in > 0 or not claimed:
+            # (due now yet nothing claimed: rows locked by another lane's claim; a kick
+            # comes back for them shortly)
+            return Drained(False, due_in)
         if not await lanes.take_lane(deps.redis, endpoint_id, lane, token, lease):
-            return False
+            return Drained(False, None)
+        endpoint = None
 
 
 async def attempt(deps: Deps, endpoint: _Endpoint, row: Any) -> bool:
@@ -110,30 +112,28 @@ async def attempt(deps: Deps, endpoint: _Endpoint, row: Any) -> bool:
     headers = signing.headers(webhook_id(row["event_id"]), datetime.now(timezone.utc), payload, endpoint.secrets)
     result = await client.post(endpoint.row["url"], payload, headers, allow_private=settings.webhooks_allow_private,
                                timeout_s=settings.webhook_timeout_s)
+    endpoint_id = row["endpoint_id"]
+    if result.outcome == "delivered":
+        await queries.record_delivered(deps.pool, row["id"], endpoint_id, row["attempts"], result.status_code,
+                                       result.duration_ms, result.excerpt)
+        await metrics.incr_grouped(deps.redis, metrics.WEBHOOK_DELIVERIES, outcome="delivered")
+        return False
     decision = retries.decide(result.outcome, result.status_code, row["attempts"], settings.webhook_retry_schedule_s,
                               result.retry_after_s)
-    endpoint_id = row["endpoint_id"]
     disabled = None
     async with deps.pool.acquire() as conn, conn.transaction():
         await queries.record_attempt(conn, row["id"], endpoint_id, row["attempts"], result.outcome,
                                      result.status_code, result.duration_ms, result.excerpt, decision.status,
                                      decision.next_in_s)
-        if decision.status == "delivered":
-            await queries.endpoint_succeeded(conn, endpoint_id)
-        else:
-            failed = await queries.endpoint_failed(conn, endpoint_id, decision.slow, decision.retry_after_s,
-                                                   retries.SLOW_MAX_S, DISABLE_AFTER_S)
-            reason = decision.disable or ("failing" if failed is not None and failed["expired"] else None)
-            if reason:
-                disabled = await disable(conn, endpoint_id, reason)
-    await metrics.incr(deps.redis, metrics.WEBHOOK_DELIVERIES, outcome=_metric_outcome(result.outcome))
-    log_fields = dict(event_seq=row["event_seq"], attempt=row["attempts"], outcome=result.outcome,
-                      status_code=result.status_code, duration_ms=result.duration_ms)
-    if decision.status == "delivered":
-        log.debug("webhook_delivered", **log_fields)
-    else:
-        log.info("webhook_attempt_failed", next_in_s=decision.next_in_s, final=decision.status == "failed",
-                 **log_fields)
+        failed = await queries.endpoint_failed(conn, endpoint_id, decision.slow, decision.retry_after_s,
+                                               retries.SLOW_MAX_S, DISABLE_AFTER_S)
+        reason = decision.disable or ("failing" if failed is not None and failed["expired"] else None)
+        if reason:
+            disabled = await disable(conn, endpoint_id, reason)
+    await metrics.incr_grouped(deps.redis, metrics.WEBHOOK_DELIVERIES, outcome=_metric_outcome(result.outcome))
+    log.info("webhook_attempt_failed", event_seq=row["event_seq"], attempt=row["attempts"], outcome=result.outcome,
+             status_code=result.status_code, duration_ms=result.duration_ms, next_in_s=decision.next_in_s,
+             final=decision.status == "failed")
     if disabled is not None:
         await events.wake(deps.redis, [disabled["firm_id"]])
         return True

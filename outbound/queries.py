@@ -125,35 +125,61 @@ async def fan_out(conn: asyncpg.Connection, firm_ids: Sequence[int] | None, limi
 
 # ---- delivery -----------------------------------------------------------------------------
 
-async def claim_due(conn: Conn, endpoint_id: int, lease_s: float) -> asyncpg.Record | None:
-    """The endpoint's next due delivery, marked `delivering` until the lease ends (a
-    worker that dies mid-request leaves it to the sweeper, which makes it pending again)."""
-    return await conn.fetchrow(
+async def claim_due(conn: Conn, endpoint_id: int, lease_s: float, limit: int) -> list[asyncpg.Record]:
+    """Up to `limit` of the endpoint's due deliveries, oldest first, marked `delivering`
+    until the lease ends (a worker that dies mid-request leaves them to the sweeper,
+    which makes them pending again)."""
+    return await conn.fetch(
         """
         UPDATE webhook_deliveries d SET status = 'delivering', attempts = d.attempts + 1,
                lease_until = clock_timestamp() + make_interval(secs => $2)
-        WHERE d.id = (SELECT id FROM webhook_deliveries
-                      WHERE endpoint_id = $1 AND status = 'pending' AND next_attempt_at <= clock_timestamp()
-                      ORDER BY next_attempt_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)
+        WHERE d.id IN (SELECT id FROM webhook_deliveries
+                       WHERE endpoint_id = $1 AND status = 'pending' AND next_attempt_at <= clock_timestamp()
+                       ORDER BY next_attempt_at, id LIMIT $3 FOR UPDATE SKIP LOCKED)
         RETURNING d.id, d.endpoint_id, d.firm_id, d.event_id, d.event_seq, d.event_type, d.event_at,
                   d.data::text AS data, d.attempts
         """,
-        endpoint_id, lease_s,
+        endpoint_id, lease_s, limit,
     )
 
 
-async def has_due(conn: Conn, endpoint_id: int) -> bool:
-    return bool(await conn.fetchval(
-        """SELECT EXISTS (SELECT 1 FROM webhook_deliveries
-                          WHERE endpoint_id = $1 AND status = 'pending' AND next_attempt_at <= clock_timestamp())""",
-        endpoint_id))
+async def record_delivered(conn: Conn, delivery_id: int, endpoint_id: int, attempt: int, status_code: int,
+                           duration_ms: int, excerpt: str | None) -> None:
+    """A successful attempt: its log row, the delivery delivered, the endpoint's failing
+    run over, in one statement."""
+    await conn.execute(
+        """
+        WITH logged AS (
+            INSERT INTO webhook_attempts (delivery_id, endpoint_id, attempt, outcome, status_code, duration_ms,
+                                          response_excerpt)
+            VALUES ($1, $2, $3, 'delivered', $4, $5, $6)
+        ), healed AS (
+            UPDATE webhook_endpoints SET failing_since = NULL, slow_streak = 0
+            WHERE id = $2 AND (failing_since IS NOT NULL OR slow_streak <> 0)
+        )
+        UPDATE webhook_deliveries SET status = 'delivered', lease_until = NULL, delivered_at = clock_timestamp()
+        WHERE id = $1 AND status = 'delivering'
+        """,
+        delivery_id, endpoint_id, attempt, status_code, duration_ms, excerpt,
+    )
 
 
-async def next_due_in_s(conn: Conn, endpoint_id: int) -> float | None:
-    """Seconds until the endpoint's next pending delivery is due (and it is not slowed)."""
+async def release_claims(conn: Conn, delivery_ids: Sequence[int]) -> None:
+    """Claimed deliveries not attempted after all (the endpoint was disabled or slowed)."""
+    await conn.execute(
+        """UPDATE webhook_deliveries SET status = 'pending', attempts = attempts - 1, lease_until = NULL
+           WHERE id = ANY($1::bigint[]) AND status = 'delivering'""",
+        list(delivery_ids),
+    )
+
+
+async def after_drain(conn: Conn, endpoint_id: int) -> float | None:
+    """Seconds until the endpoint's next pending delivery is due (0: due now), allowing
+    for the endpoint's slow-down; None when nothing is pending (or it is disabled)."""
     return await conn.fetchval(
-        """SELECT greatest(0, extract(epoch FROM greatest(min(d.next_attempt_at), max(w.slow_until))
-                                              - clock_timestamp()))::float8
+        """SELECT CASE WHEN count(*) > 0 THEN  -- (greatest() ignores NULLs: no rows must stay NULL)
+                      greatest(0, extract(epoch FROM greatest(min(d.next_attempt_at), max(w.slow_until))
+                                                    - clock_timestamp()))::float8 END
            FROM webhook_deliveries d JOIN webhook_endpoints w ON w.id = d.endpoint_id AND w.enabled
            WHERE d.endpoint_id = $1 AND d.status = 'pending'""",
         endpoint_id,
@@ -178,14 +204,6 @@ async def record_attempt(conn: Conn, delivery_id: int, endpoint_id: int, attempt
         WHERE id = $1 AND status = 'delivering'
         """,
         delivery_id, endpoint_id, attempt, outcome, status_code, duration_ms, excerpt, status, next_in_s,
-    )
-
-
-async def endpoint_succeeded(conn: Conn, endpoint_id: int) -> None:
-    await conn.execute(
-        """UPDATE webhook_endpoints SET failing_since = NULL, slow_streak = 0
-           WHERE id = $1 AND (failing_since IS NOT NULL OR slow_streak <> 0)""",
-        endpoint_id,
     )
 
 
@@ -217,15 +235,6 @@ async def disable_endpoint(conn: Conn, endpoint_id: int, reason: str) -> asyncpg
                   updated_at = clock_timestamp()
            WHERE id = $1 AND enabled RETURNING id, firm_id, url, disabled_at, disabled_reason""",
         endpoint_id, reason,
-    )
-
-
-async def release_to_pending(conn: Conn, delivery_id: int) -> None:
-    """A claimed delivery not attempted after all (the endpoint was disabled or slowed)."""
-    await conn.execute(
-        """UPDATE webhook_deliveries SET status = 'pending', attempts = attempts - 1, lease_until = NULL
-           WHERE id = $1 AND status = 'delivering'""",
-        delivery_id,
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from outbound import endpoints
+from outbound.actors import start_drains
 from shared.errors import HttpError
 from shared.web import DEPS, FIRM_ID, json_response, parse_id, read_json
 
@@ -34,7 +35,10 @@ async def get_one(request: web.Request) -> web.Response:
 async def update(request: web.Request) -> web.Response:
     endpoint_id = _id(request)
     body = await read_json(request)
-    changed = await endpoints.update(request.app[DEPS], request[FIRM_ID], endpoint_id, body)
+    deps = request.app[DEPS]
+    changed = await endpoints.update(deps, request[FIRM_ID], endpoint_id, body)
+    # re-enabled: what it had pending is due now (the sweeper would find it too)
+    await start_drains(deps, [endpoint_id], want=1)
     return json_response(changed)
 
 
