@@ -129,3 +129,22 @@ async def test_the_delivery_log_shows_failed_deliveries_and_replay_makes_events_
 def test_replay_refuses_a_time_without_an_offset(settings):
     proc = _cli(settings, "replay", "--endpoint", "1", "--since", "2026-01-01T00:00:00")
     assert proc.returncode == 2 and "--since" in proc.stderr
+
+
+async def test_metrics_show_attempts_by_outcome_the_backlog_per_endpoint_and_the_oldest_undelivered(
+        deps, pool, firm, metrics_http):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    async with receiving(Receiver(answers=[500])) as receiver:
+        made = await endpoints.create(deps, firm.id, receiver.url, ["*"])
+        await _event(deps, firm.id)
+        await pool.execute("UPDATE events SET at = now() - interval '90 seconds' WHERE firm_id = $1", firm.id)
+        await _drain(deps, made["id"])
+    async with metrics_http.get("/metrics") as r:
+        text = await r.text()
+    figures = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(text) for s in family.samples}
+    assert figures[("leadsms_webhook_deliveries_total", (("outcome", "http_error"),))] == 1
+    assert figures[("leadsms_webhook_deliveries_total", (("outcome", "delivered"),))] == 0
+    assert figures[("leadsms_webhook_backlog", (("endpoint_id", str(made["id"])),))] == 1
+    assert figures[("leadsms_webhook_oldest_undelivered_age_seconds", ())] >= 89
