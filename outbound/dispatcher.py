@@ -17,7 +17,7 @@ import structlog
 from dramatiq.middleware import Middleware
 
 from events.log import WAKE_CHANNEL
-from outbound import fanout
+from outbound import fanout, queries
 from outbound.actors import start_drains
 from shared import deps
 from shared.broker import DELIVERIES_QUEUE
@@ -29,8 +29,6 @@ POLL_S = 1.0
 
 async def catch_up(current: deps.Deps) -> None:
     """Fan out every firm's new events and start drains for whatever is due."""
-    from outbound import queries
-
     await fanout.fan_out(current, None)
     await start_drains(current, await queries.endpoints_with_due(current.pool, 500))
 

@@ -12,11 +12,11 @@
 
 from __future__ import annotations
 
+import events
 from outbound import delivery, fanout, queries
 from outbound.actors import start_drains
 from shared.deps import Deps
 from shared.sweeper import in_batches
-import events
 
 LEASE_BATCH = 1000
 DUE_ENDPOINTS = 500

@@ -9,8 +9,6 @@ import os
 import subprocess
 import sys
 
-import pytest
-
 import events
 from outbound import client, delivery, endpoints, fanout, lanes, queries, sweeps
 from shared.deps import Deps
