@@ -366,7 +366,24 @@ def deliveries_worker(worker: WorkerPool) -> WorkerPool:
     """Besides `worker`: a real `leadsms worker --queues deliveries` (outbound webhooks,
     which never share a worker with `send`), for the whole session."""
     if worker.deliveries is None or worker.deliveries.poll() is not None:
-        worker.deliveries = worker.start("deliveries")
+        import time
+
+        import redis
+
+        from events.log import WAKE_CHANNEL
+
+        client = redis.Redis.from_url(worker.settings.redis_url)
+        try:
+            listening = dict(client.pubsub_numsub(WAKE_CHANNEL)).get(WAKE_CHANNEL.encode(), 0)
+            worker.deliveries = worker.start("deliveries")
+            # booted once its dispatcher listens for the event writers' wake-ups
+            deadline = time.monotonic() + 60
+            while dict(client.pubsub_numsub(WAKE_CHANNEL)).get(WAKE_CHANNEL.encode(), 0) <= listening:
+                assert worker.deliveries.poll() is None, "the deliveries worker exited during boot"
+                assert time.monotonic() < deadline, "the deliveries worker did not boot in 60 s"
+                time.sleep(0.05)
+        finally:
+            client.close()
     return worker
 
 
