@@ -3,13 +3,15 @@
 Each delivery is claimed (`delivering`, with a lease), signed, POSTed, and its attempt
 logged with the delivery's next state in one statement (retries.py decides it). The
 webhook-id is `msg_<event id>`: the same on every retry and replay of that event to that
-endpoint. A drain stops when nothing is due, when the endpoint is disabled or slowed, or
-when its time budget is spent (then its actor hands the lane on to a new job, so one
+endpoint. A drain stops when nothing is due (after lingering a moment, in case the
+dispatcher hands it the endpoint's next event: no new job per event under a steady
+stream), when the endpoint is disabled or slowed, or when its time budget is spent (then its actor hands the lane on to a new job, so one
 endpoint's backlog never holds a worker for long).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -27,6 +29,7 @@ log = structlog.get_logger(__name__)
 DRAIN_BUDGET_S = 20.0
 ENDPOINT_REFRESH_S = 1.0
 CLAIM_BATCH = 10  # deliveries claimed at a time by one lane (sent one after the other)
+LINGER_S = 0.5  # how long a drain that delivered something waits for the endpoint's next event
 # an endpoint failing every attempt for this long is disabled
 DISABLE_AFTER_S = 5 * 86400.0
 
@@ -79,6 +82,12 @@ async def drain(deps: Deps, endpoint_id: int, lane: int, token: str) -> Drained:
                 break
             rows = await queries.claim_due(deps.pool, endpoint_id, lease, CLAIM_BATCH)
             if not rows:
+                if claimed and await _linger(deps, endpoint_id):
+                    if not await lanes.renew(deps.redis, endpoint_id, lane, token, lease):
+                        log.info("webhook_lane_lost", lane=lane)
+                        return Drained(False, None)
+                    renewed = time.monotonic()
+                    continue  # the dispatcher handed us the endpoint's next deliveries
                 break
             claimed += len(rows)
             for k, row in enumerate(rows):
@@ -103,6 +112,39 @@ async def drain(deps: Deps, endpoint_id: int, lane: int, token: str) -> Drained:
         if not await lanes.take_lane(deps.redis, endpoint_id, lane, token, lease):
             return Drained(False, None)
         endpoint = None
+
+
+# Drains of this process waiting a moment for their endpoint's next event, by endpoint:
+# the dispatcher (same process, same loop) hands new deliveries to one instead of a new job.
+_lingering: dict[int, asyncio.Event] = {}
+
+
+async def _linger(deps: Deps, endpoint_id: int) -> bool:
+    """Wait up to LINGER_S for the dispatcher to hand this drain its endpoint's next
+    deliveries; True if it did. At most half the worker's threads linger at a time, so
+    lingering never keeps a new endpoint's drain waiting for a thread."""
+    if endpoint_id in _lingering or len(_lingering) >= max(1, deps.settings.worker_threads // 2):
+        return False
+    event = asyncio.Event()
+    _lingering[endpoint_id] = event
+    try:
+        await asyncio.wait_for(event.wait(), LINGER_S)
+    except asyncio.TimeoutError:
+        pass
+    finally:
+        _lingering.pop(endpoint_id, None)
+    # (read after leaving the registry: a hand-over that raced the timeout still counts)
+    return event.is_set()
+
+
+def hand_to_lingering(endpoint_id: int) -> bool:
+    """Give new deliveries of the endpoint to a drain of this process that waits for them;
+    False when none waits (the caller starts a drain)."""
+    event = _lingering.get(endpoint_id)
+    if event is None or event.is_set():
+        return False
+    event.set()
+    return True
 
 
 async def attempt(deps: Deps, endpoint: _Endpoint, row: Any) -> bool:

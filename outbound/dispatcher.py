@@ -17,7 +17,7 @@ import structlog
 from dramatiq.middleware import Middleware
 
 from events.log import WAKE_CHANNEL
-from outbound import fanout, queries
+from outbound import delivery, fanout, queries
 from outbound.actors import start_drains
 from shared import deps
 from shared.broker import DELIVERIES_QUEUE
@@ -51,8 +51,12 @@ async def run(stop: asyncio.Event) -> None:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0)
                 if firms:
                     created = await fanout.fan_out(current, sorted(firms))
-                    if created:
-                        await start_drains(current, sorted(created), want=min(2, max(created.values())))
+                    for endpoint_id, n in sorted(created.items()):
+                        # a drain lingering here takes them; a burst also gets the other lane
+                        handed = delivery.hand_to_lingering(endpoint_id)
+                        want = min(2, n) - (1 if handed else 0)
+                        if want > 0:
+                            await start_drains(current, [endpoint_id], want=want)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # Redis or PostgreSQL restarting: the sweeper covers, retry soon
