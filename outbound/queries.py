@@ -131,13 +131,17 @@ async def claim_due(conn: Conn, endpoint_id: int, lease_s: float, limit: int) ->
     which makes them pending again)."""
     return await conn.fetch(
         """
-        UPDATE webhook_deliveries d SET status = 'delivering', attempts = d.attempts + 1,
-               lease_until = clock_timestamp() + make_interval(secs => $2)
-        WHERE d.id IN (SELECT id FROM webhook_deliveries
-                       WHERE endpoint_id = $1 AND status = 'pending' AND next_attempt_at <= clock_timestamp()
-                       ORDER BY next_attempt_at, id LIMIT $3 FOR UPDATE SKIP LOCKED)
-        RETURNING d.id, d.endpoint_id, d.firm_id, d.event_id, d.event_seq, d.event_type, d.event_at,
-                  d.data::text AS data, d.attempts
+        WITH claimed AS (
+            UPDATE webhook_deliveries d SET status = 'delivering', attempts = d.attempts + 1,
+                   lease_until = clock_timestamp() + make_interval(secs => $2)
+            WHERE d.id IN (SELECT id FROM webhook_deliveries
+                           WHERE endpoint_id = $1 AND status = 'pending' AND next_attempt_at <= clock_timestamp()
+                           ORDER BY next_attempt_at, id LIMIT $3 FOR UPDATE SKIP LOCKED)
+            RETURNING d.id, d.endpoint_id, d.firm_id, d.event_id, d.event_seq, d.event_type, d.event_at,
+                      d.data::text AS data, d.attempts, d.next_attempt_at
+        )
+        -- (RETURNING has no order: the oldest due goes first)
+        SELECT * FROM claimed ORDER BY next_attempt_at, id
         """,
         endpoint_id, lease_s, limit,
     )
