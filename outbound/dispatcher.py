@@ -41,6 +41,7 @@ async def run(stop: asyncio.Event) -> None:
         try:
             await pubsub.subscribe(WAKE_CHANNEL)
             await catch_up(current)  # whatever came before this subscription
+            log.info("webhook_dispatcher_listening")
             while not stop.is_set():
                 message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=POLL_S)
                 firms: set[int] = set()

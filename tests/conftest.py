@@ -368,22 +368,15 @@ def deliveries_worker(worker: WorkerPool) -> WorkerPool:
     if worker.deliveries is None or worker.deliveries.poll() is not None:
         import time
 
-        import redis
-
-        from events.log import WAKE_CHANNEL
-
-        client = redis.Redis.from_url(worker.settings.redis_url)
-        try:
-            listening = dict(client.pubsub_numsub(WAKE_CHANNEL)).get(WAKE_CHANNEL.encode(), 0)
-            worker.deliveries = worker.start("deliveries")
-            # booted once its dispatcher listens for the event writers' wake-ups
-            deadline = time.monotonic() + 60
-            while dict(client.pubsub_numsub(WAKE_CHANNEL)).get(WAKE_CHANNEL.encode(), 0) <= listening:
-                assert worker.deliveries.poll() is None, "the deliveries worker exited during boot"
-                assert time.monotonic() < deadline, "the deliveries worker did not boot in 60 s"
-                time.sleep(0.05)
-        finally:
-            client.close()
+        log_path = worker.log_dir / f"worker-{len(worker.procs)}.log"
+        worker.deliveries = worker.start("deliveries")
+        # booted once its dispatcher listens for the event writers' wake-ups (the log says
+        # so; Redis's subscriber count is server-wide, shared with other runs)
+        deadline = time.monotonic() + 60
+        while not (log_path.exists() and "webhook_dispatcher_listening" in log_path.read_text(errors="replace")):
+            assert worker.deliveries.poll() is None, f"the deliveries worker exited during boot; log {log_path}"
+            assert time.monotonic() < deadline, f"the deliveries worker did not boot in 60 s; log {log_path}"
+            time.sleep(0.05)
     return worker
 
 
