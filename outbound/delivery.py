@@ -28,7 +28,7 @@ log = structlog.get_logger(__name__)
 
 DRAIN_BUDGET_S = 20.0
 ENDPOINT_REFRESH_S = 1.0
-CLAIM_BATCH = 10  # deliveries claimed at a time by one lane (sent one after the other)
+CLAIM_BATCH = 10  # deliveries claimed at a time by a lane that is getting answers (sent one by one)
 LINGER_S = 0.5  # how long a drain that delivered something waits for the endpoint's next event
 # an endpoint failing every attempt for this long is disabled
 DISABLE_AFTER_S = 5 * 86400.0
@@ -69,6 +69,9 @@ async def drain(deps: Deps, endpoint_id: int, lane: int, token: str) -> Drained:
     renew_every = lease / 4
     started = renewed = time.monotonic()
     endpoint: _Endpoint | None = None
+    # One claim at first: a row claimed behind a request that hangs would wait for it
+    # instead of going by the other lane. Once deliveries come back, ten at a time.
+    batch = 1
     while True:
         claimed = 0
         while True:
@@ -80,7 +83,7 @@ async def drain(deps: Deps, endpoint_id: int, lane: int, token: str) -> Drained:
                 endpoint = await _load_endpoint(deps, endpoint_id)
             if endpoint is None or not endpoint.row["enabled"] or endpoint.row["slowed"]:
                 break
-            rows = await queries.claim_due(deps.pool, endpoint_id, lease, CLAIM_BATCH)
+            rows = await queries.claim_due(deps.pool, endpoint_id, lease, batch)
             if not rows:
                 if claimed and await _linger(deps, endpoint_id):
                     if not await lanes.renew(deps.redis, endpoint_id, lane, token, lease):
@@ -100,7 +103,10 @@ async def drain(deps: Deps, endpoint_id: int, lane: int, token: str) -> Drained:
                 if await attempt(deps, endpoint, row):  # disabled or slowed: the rest wait
                     await queries.release_claims(deps.pool, [r["id"] for r in rows[k + 1:]])
                     endpoint = None
+                    batch = 1
                     break
+            else:
+                batch = CLAIM_BATCH
         await lanes.release(deps.redis, endpoint_id, lane, token)
         # Something may have become due between the last claim and the release: look
         # again, and go on if the lane is still free.
