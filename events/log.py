@@ -26,13 +26,14 @@ log = structlog.get_logger(__name__)
 
 # design.md's event types; data is the thing's api.md shape (message, conversation, lead),
 # `lead.deleted` {lead_id}, `consent.changed` {phone, kind, source, at}, the import
-# summaries their counts.
+# summaries their counts; `webhook_endpoint.disabled` {endpoint_id, url, reason, at}.
 EVENT_TYPES = frozenset({
     "message.created", "message.status", "message.received",
     "conversation.updated", "conversation.deleted",
     "lead.updated", "lead.deleted",
     "consent.changed",
     "leads.imported", "optouts.imported",
+    "webhook_endpoint.disabled",
 })
 
 WAKE_CHANNEL = "leadsms:events:wake"

@@ -9,7 +9,8 @@ those signups ever had (lead_phones). Erasing them, in this order:
    with backoff): the send's Twilio record must be known to be deleted;
 3. one transaction, the person's conversations and messages locked: the Twilio sids are
    remembered for deletion; inbox rows, events, messages, conversations, signups,
-   remembered phones, flags, opt-out removals and help replies go; the consent ledger and
+   remembered phones, flags, opt-out removals, help replies and outbound webhook
+   deliveries (with their attempts) go; the consent ledger and
    the flag audit keep their rows with the phone replaced by HMAC(ERASURE_KEY, firm id ||
    phone); a phone that was opted out leaves a suppression row with the same hash (and
    the opt-out's source), so a later signup with that phone is opted out again;
@@ -32,6 +33,7 @@ import structlog
 import events
 from firms.pauses import twilio_for_firm
 from intake import erasure_queries as queries
+from outbound import queries as outbound_queries
 from shared.deps import Deps
 from shared.errors import AppError, TransientError
 
@@ -123,6 +125,8 @@ async def _erase_phones_once(deps: Deps, key: str, erasure_id: int, firm_id: int
             await queries.hash_ledgers(conn, firm_id, hashes)
             await queries.delete_person_rows(conn, firm_id, phones, lead_ids, conv_ids, message_ids, sids,
                                              events_too=final)
+            # outbound webhook deliveries carry the events' payloads (phones, names)
+            await outbound_queries.delete_person_deliveries(conn, firm_id, phones, lead_ids, conv_ids, message_ids)
             await events.record_many(conn, [] if not final else [
                 *((firm_id, "lead.deleted", {"lead_id": i}) for i in lead_ids),
                 *((firm_id, "conversation.deleted", {"conversation_id": i}) for i in conv_ids),

@@ -3,7 +3,8 @@
 Every person of the firm is erased the way `POST /v1/erasure` erases one (intake/erasure.py),
 a batch of phones at a time under one erasure record: unsent messages cancelled first, the
 consent ledger and flag audit kept with hashed phones, suppressions kept by hash. Then
-what no phone led to (signups without a phone, the firm's events) goes, and the firm row
+what no phone led to (signups without a phone, the firm's events, its outbound webhook
+endpoints with their deliveries) goes, and the firm row
 stays as a tombstone (no API key, no numbers, no Twilio account) so the hashed ledger
 keeps its firm id. The Twilio message records are deleted here, several at a time; any
 left (Twilio unreachable) are retried by the worker (the sweeper re-runs an erasure that
@@ -22,6 +23,7 @@ import structlog
 
 from intake import erasure
 from intake import erasure_queries as queries
+from outbound import queries as outbound_queries
 from shared.config import Settings
 from shared.deps import Deps, close_deps, open_deps
 from shared.errors import AppError
@@ -52,6 +54,7 @@ async def offboard_firm(deps: Deps, firm_id: int, requested_by: str = "cli:firm-
         after = phones[-1]
     async with deps.pool.acquire() as conn, conn.transaction():
         await queries.delete_firm_leftovers(conn, firm_id)
+        await outbound_queries.delete_firm_webhooks(conn, firm_id)
         await queries.tombstone_firm(conn, firm_id)
         await queries.mark_erased(conn, erasure_id, [], done=not sids)
     erased_s = time.monotonic() - started

@@ -184,6 +184,12 @@ def _postgres_families(out: Exposition, f: Mapping[str, Any]) -> None:
     out.one("leadsms_leads_pending", "gauge", "Leads whose phone is still being validated.", f["leads_pending"])
     out.one("leadsms_leads_pending_oldest_age_seconds", "gauge", "Age of the oldest pending lead (0 when none).",
             max(0.0, f["leads_pending_oldest_age_s"] or 0.0))
+    backlog = f.get("webhook_backlog", [])
+    out.family("leadsms_webhook_backlog", "gauge", "Outbound webhook deliveries not yet delivered, per endpoint.",
+               [({"endpoint_id": str(e)}, n) for e, n, _ in backlog])
+    out.one("leadsms_webhook_oldest_undelivered_age_seconds", "gauge",
+            "Age of the oldest event not yet delivered to an endpoint (0 when none).",
+            max([0.0, *(age or 0.0 for _, _, age in backlog)]))
     last = f["sweeper_last_pass_ts"]  # no sample until the first pass: alert on absent() too
     out.family("leadsms_sweeper_last_pass_timestamp_seconds", "gauge",
                "When the last sweeper pass finished (Unix time).", [({}, last)] if last is not None else [])

@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 from firms.queries import paused_accounts, paused_firms
+from outbound.queries import backlog as webhook_backlog
 
 _SCALARS = """
 SELECT
@@ -34,9 +35,11 @@ async def fetch_figures(conn: Any) -> dict[str, Any]:
         scalars = dict(await conn.fetchrow(_SCALARS))
         counts = await fetch_counts(conn)
         paused = await fetch_paused(conn)
+        webhooks = await webhook_backlog(conn)
     single = {name: counts.get((name, ()), 0)
               for name in ("phones_blocked", "phones_opted_out", "phones_review_pending", "auto_blocks")}
     return {
+        "webhook_backlog": [(r["endpoint_id"], r["undelivered"], r["oldest_s"]) for r in webhooks],
         "paused": paused,
         **scalars,
         **single,

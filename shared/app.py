@@ -24,6 +24,9 @@ import intake.routes
 import intake.sweeps
 import lookup.actors
 import ops.actors
+import outbound.actors
+import outbound.routes
+import outbound.sweeps
 import ops.routes
 import ops.sweeps
 import portal.inbox_page
@@ -42,11 +45,12 @@ from shared.deps import Deps, close_deps, open_deps
 from shared.sweeper import SweepTask
 from shared.web import BROKER, DEPS, base_app
 
-ACTOR_MODULES = (ops.actors, intake.actors, lookup.actors, send_pipeline.actors, webhooks.actors)
+ACTOR_MODULES = (ops.actors, intake.actors, lookup.actors, send_pipeline.actors, webhooks.actors, outbound.actors)
 SWEEP_MODULES = {"events": events.sweeps, "intake": intake.sweeps, "send_pipeline": send_pipeline.sweeps,
-                 "webhooks": webhooks.sweeps, "sweeper": sweeper, "firms": firms.pauses,
+                 "webhooks": webhooks.sweeps, "outbound": outbound.sweeps, "sweeper": sweeper, "firms": firms.pauses,
                  "ops": ops.sweeps}
-ROUTE_MODULES = (events.routes, intake.routes, consent.routes, send_pipeline.routes, webhooks.routes, portal.routes)
+ROUTE_MODULES = (events.routes, intake.routes, consent.routes, send_pipeline.routes, webhooks.routes, portal.routes,
+                 outbound.routes)
 
 
 def sweep_tasks() -> dict[str, SweepTask]:

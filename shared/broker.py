@@ -26,7 +26,13 @@ from shared.config import Settings
 
 log = structlog.get_logger(__name__)
 
-QUEUES = ("intake", "lookup", "send", "status", "inbound", "ops")
+QUEUES = ("intake", "lookup", "send", "status", "inbound", "ops", "deliveries")
+# Outbound webhook deliveries wait on other people's servers (up to their timeout), so
+# they never share a worker with the send path: `leadsms worker` without `--queues`
+# consumes every queue but this one, and `leadsms worker --queues deliveries` (the
+# Procfile's `deliveries`) consumes it.
+DELIVERIES_QUEUE = "deliveries"
+DEFAULT_WORKER_QUEUES = tuple(q for q in QUEUES if q != DELIVERIES_QUEUE)
 
 _declared: list[dramatiq.Actor] = []
 _placeholder: dramatiq.Broker | None = None

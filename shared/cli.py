@@ -19,6 +19,7 @@ from typing import Sequence
 
 from firms import cli as firms_cli
 from intake import offboarding as intake_offboarding
+from outbound import cli as outbound_cli
 from shared.config import Settings
 from shared.errors import AppError, ConfigError
 from shared.logging import configure
@@ -75,8 +76,9 @@ def worker_argv(settings: Settings, queues: Sequence[str] | None = None) -> list
             "--processes", str(settings.worker_processes),
             "--threads", str(settings.worker_threads),
             "--worker-shutdown-timeout", "10000"]
-    if queues:
-        argv += ["--queues", *queues]
+    from shared.broker import DEFAULT_WORKER_QUEUES
+
+    argv += ["--queues", *(queues or DEFAULT_WORKER_QUEUES)]
     return argv
 
 
@@ -96,13 +98,16 @@ def worker_env(settings: Settings, base: dict[str, str] | None = None) -> dict[s
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from shared.broker import QUEUES
+    from shared.broker import DELIVERIES_QUEUE, QUEUES
 
     settings = _settings("worker")
     settings.require("broker_url")
     for queue in args.queues or ():
         if queue not in QUEUES:
             raise ConfigError("--queues", f"names an unknown queue {queue!r} (known: {', '.join(QUEUES)})")
+    if args.queues and DELIVERIES_QUEUE in args.queues and "send" in args.queues:
+        raise ConfigError("--queues", f"must not put {DELIVERIES_QUEUE!r} with 'send': outbound webhooks wait on "
+                                      "other servers, so they run in a worker of their own")
     argv = worker_argv(settings, args.queues)
     os.execvpe(argv[0], argv, worker_env(settings))
     return 0  # not reached
@@ -200,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics-host", default="0.0.0.0", help="interface of the METRICS_PORT listener")
     p.set_defaults(run=cmd_web)
 
-    p = sub.add_parser("worker", help="dramatiq workers for every queue (or the named ones)")
+    p = sub.add_parser("worker", help="dramatiq workers for every queue but deliveries (or the named ones)")
     p.add_argument("--queues", nargs="+", metavar="Q")
     p.set_defaults(run=cmd_worker)
 
@@ -241,6 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--phone", required=True)
     p.add_argument("--by", default="cli", help="who lifts it (recorded in the audit)")
     p.set_defaults(run=cmd_unblock)
+
+    outbound_cli.add_parser(sub)
 
     p = sub.add_parser("queues", help="queue depths, dead letters, retry")
     p.add_argument("queue_args", nargs=argparse.REMAINDER)

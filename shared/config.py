@@ -83,6 +83,24 @@ def _text(name: str, raw: str) -> str:
     return raw.strip()
 
 
+def _schedule(name: str, raw: str) -> tuple[int, ...]:
+    """Comma-separated whole seconds, each at least 1: `5,300,1800`."""
+    try:
+        delays = tuple(int(part.strip()) for part in raw.split(","))
+    except ValueError:
+        raise ConfigError(name, f"must be comma-separated whole seconds like 5,300,1800, got {raw!r}") from None
+    if not delays or any(d < 1 for d in delays):
+        raise ConfigError(name, "must list at least one delay, each at least 1 second")
+    return delays
+
+
+def _flag(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value not in ("0", "1", "true", "false"):
+        raise ConfigError(name, f"must be 0 or 1, got {raw!r}")
+    return value in ("1", "true")
+
+
 def _erasure_key(name: str, raw: str) -> str:
     key = raw.strip()
     if len(key) < 32:
@@ -135,6 +153,11 @@ _VARS: dict[str, _Var] = {
     "log_level": _Var("LOG_LEVEL", lambda n, r: _choice(n, r.upper(), ("DEBUG", "INFO", "WARNING", "ERROR")), "INFO"),
     "inbox_retention_days": _Var("INBOX_RETENTION_DAYS", _int(1), 30),
     "erasure_key": _Var("ERASURE_KEY", _erasure_key),
+    "webhook_retry_schedule_s": _Var("WEBHOOK_RETRY_SCHEDULE_S", _schedule,
+                                     (5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400)),
+    "webhook_timeout_s": _Var("WEBHOOK_TIMEOUT_S", _int(1, 60), 15),
+    "webhook_log_retention_days": _Var("WEBHOOK_LOG_RETENTION_DAYS", _int(1), 30),
+    "webhooks_allow_private": _Var("WEBHOOKS_ALLOW_PRIVATE", _flag, False),
 }
 
 # Which variables each command needs (the README's configuration section lists them).
@@ -148,6 +171,7 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "import": ("database_url",),
     "optouts": ("database_url",),
     "unblock": ("database_url",),
+    "webhooks": ("database_url",),
     "queues": ("broker_url",),
     "twilio-sim": (),
 }
@@ -213,6 +237,12 @@ class Settings:
     stream_heartbeat_s: int = 15
     events_retention_days: int = 7
     erasure_key: str | None = field(default=None, repr=False)  # HMAC key for erased phones; never rotated
+    # outbound webhooks: retry delays (seconds, after each failed attempt), log retention,
+    # and whether loopback/private addresses may be reached (tests, the demo)
+    webhook_retry_schedule_s: tuple[int, ...] = (5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400)
+    webhook_log_retention_days: int = 30
+    webhook_timeout_s: int = 15  # one delivery attempt, connect to last byte read
+    webhooks_allow_private: bool = False
     extra: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -265,6 +295,10 @@ class Settings:
         env: dict[str, str] = {}
         for attr, var in _VARS.items():
             value = getattr(self, attr)
-            if value is not None:
+            if isinstance(value, bool):
+                env[var.env] = "1" if value else "0"
+            elif isinstance(value, tuple):
+                env[var.env] = ",".join(str(v) for v in value)
+            elif value is not None:
                 env[var.env] = str(value)
         return env

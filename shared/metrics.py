@@ -58,11 +58,13 @@ REFUSAL_CODES = ("rate_limited", "opted_out", "landline", "blocked", "no_phone",
 WEBHOOK_KINDS = ("status", "inbound")
 WEBHOOK_RESULTS = ("ok", "bad_signature", "error")
 LOOKUP_RESULTS = ("made", "cache_hit", "failed")
+WEBHOOK_DELIVERY_OUTCOMES = ("delivered", "http_error", "timeout", "connect_error", "address_not_allowed")
 
 SENDS_REFUSED = "leadsms_sends_refused_total"
 SENDS_DEDUPLICATED = "leadsms_sends_deduplicated_total"
 WEBHOOK_REQUESTS = "leadsms_webhook_requests_total"
 LOOKUPS = "leadsms_lookups_total"
+WEBHOOK_DELIVERIES = "leadsms_webhook_deliveries_total"
 SEND_LATENCY = "leadsms_send_accept_to_twilio_seconds"
 LINE_TYPE_LATENCY = "leadsms_intake_to_line_type_seconds"
 
@@ -73,6 +75,8 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
            "Send requests answered with an earlier message inside the duplicate window."),
     Metric(WEBHOOK_REQUESTS, "counter", "Twilio webhook requests, by kind and result.",
            ("kind", "result"), {"kind": WEBHOOK_KINDS, "result": WEBHOOK_RESULTS}),
+    Metric(WEBHOOK_DELIVERIES, "counter", "Outbound webhook delivery attempts, by outcome.",
+           ("outcome",), {"outcome": WEBHOOK_DELIVERY_OUTCOMES}),
     Metric(LOOKUPS, "counter", "Line-type lookups: made at Twilio, answered from the cache, failed.",
            ("result",), {"result": LOOKUP_RESULTS}),
     Metric(SEND_LATENCY, "histogram",

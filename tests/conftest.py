@@ -44,7 +44,8 @@ TEST_TOKEN_SECONDARY = "test-auth-token-secondary"
 TEST_CREDENTIALS_KEY = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE="
 
 TABLES = (
-    "twilio_account_pauses", "firm_numbers", "twilio_inbox", "messages", "conversations", "phone_flag_events", "consent_events",
+    "webhook_attempts", "webhook_deliveries", "webhook_endpoints", "twilio_account_pauses", "firm_numbers", "twilio_inbox",
+    "messages", "conversations", "phone_flag_events", "consent_events",
     "phone_flags", "phone_lines", "leads", "firms", "sweeper_passes", "metric_counts",
 )
 
@@ -146,6 +147,8 @@ def settings(services: Services, web_port: int, sim_port: int, broker_url: str) 
         stale_after_s=2,
         lazy_lookup_wait_ms=3000,
         quiet_hours=ALWAYS_OPEN,  # firms made through the CLI too: no test depends on the hour
+        webhook_retry_schedule_s=(1, 1, 1, 1),  # outbound webhook retries within a test
+        webhooks_allow_private=True,  # receivers in tests listen on 127.0.0.1
         log_format="json",
     )
 
@@ -316,7 +319,8 @@ class WorkerPool:
         self.settings = settings
         self.log_dir = log_dir
         self.procs: list[subprocess.Popen] = []
-        self.full: subprocess.Popen | None = None  # the session's worker on every queue
+        self.full: subprocess.Popen | None = None  # the session's worker on every queue but deliveries
+        self.deliveries: subprocess.Popen | None = None  # the session's worker on `deliveries`
 
     def env(self, **extra: Any) -> dict[str, str]:
         env = self.settings.to_env()
@@ -340,6 +344,7 @@ class WorkerPool:
             stop_process(proc)
         self.procs.clear()
         self.full = None
+        self.deliveries = None
 
 
 @pytest.fixture(scope="session")
@@ -351,10 +356,29 @@ def worker_pool(settings: Settings, services: Services) -> Any:
 
 @pytest.fixture(scope="session")
 def worker(worker_pool: WorkerPool, web: str, sim: str) -> WorkerPool:
-    """One real `leadsms worker` process on every queue, for the whole session."""
+    """One real `leadsms worker` process on every queue but `deliveries`, for the whole session."""
     if worker_pool.full is None or worker_pool.full.poll() is not None:
         worker_pool.full = worker_pool.start()
     return worker_pool
+
+
+@pytest.fixture(scope="session")
+def deliveries_worker(worker: WorkerPool) -> WorkerPool:
+    """Besides `worker`: a real `leadsms worker --queues deliveries` (outbound webhooks,
+    which never share a worker with `send`), for the whole session."""
+    if worker.deliveries is None or worker.deliveries.poll() is not None:
+        import time
+
+        log_path = worker.log_dir / f"worker-{len(worker.procs)}.log"
+        worker.deliveries = worker.start("deliveries")
+        # booted once its dispatcher listens for the event writers' wake-ups (the log says
+        # so; Redis's subscriber count is server-wide, shared with other runs)
+        deadline = time.monotonic() + 60
+        while not (log_path.exists() and "webhook_dispatcher_listening" in log_path.read_text(errors="replace")):
+            assert worker.deliveries.poll() is None, f"the deliveries worker exited during boot; log {log_path}"
+            assert time.monotonic() < deadline, f"the deliveries worker did not boot in 60 s; log {log_path}"
+            time.sleep(0.05)
+    return worker
 
 
 def last_json_line(text: str) -> dict[str, Any]:

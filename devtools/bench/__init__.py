@@ -1,4 +1,4 @@
-"""`leadsms bench all|send|floor|callbacks|intake|stream|picker [options]`: the benchmarks.
+"""`leadsms bench all|send|floor|callbacks|intake|stream|webhooks|picker [options]`: the benchmarks.
 
 Separate from `make test`: each scenario starts the real processes (cluster.py) against a
 fresh database, drives them (load.py), counts CPU per process from /proc
@@ -27,6 +27,7 @@ from devtools.bench.intake import run_intake
 from devtools.bench.picker import run_picker
 from devtools.bench.send import run_send
 from devtools.bench.stream import run_stream
+from devtools.bench.webhooks import run_webhooks
 from devtools.bench.system import Options, System
 from shared.config import Settings
 
@@ -46,6 +47,7 @@ SCENARIOS: dict[str, Scenario] = {
     "callbacks": Scenario(run_callbacks),
     "intake": Scenario(run_intake),
     "stream": Scenario(run_stream),
+    "webhooks": Scenario(run_webhooks),
     "picker": Scenario(run_picker, on_cluster=False),
 }
 
@@ -81,6 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stream-firms", type=int, default=d.stream_firms, help=f"firms they are spread over (default {d.stream_firms})")
     p.add_argument("--stream-rate", type=float, default=d.stream_rate, help=f"events/s committed (default {d.stream_rate:g})")
     p.add_argument("--stream-duration", type=float, default=d.stream_duration)
+    p.add_argument("--webhook-events", type=int, default=d.webhook_events,
+                   help=f"events at saturation, webhooks (default {d.webhook_events})")
+    p.add_argument("--webhook-endpoints", type=int, default=d.webhook_endpoints,
+                   help=f"endpoints (one per firm) the webhooks go to (default {d.webhook_endpoints})")
+    p.add_argument("--webhook-rate", type=float, default=d.webhook_rate,
+                   help=f"events/s of the fixed-rate phase (default {d.webhook_rate:g})")
+    p.add_argument("--webhook-duration", type=float, default=d.webhook_duration)
     p.add_argument("--worker-threads", type=int, default=d.worker_threads)
     p.add_argument("--log-level", default=d.log_level, choices=("DEBUG", "INFO", "WARNING", "ERROR"),
                    help="of the processes under test (default INFO, as in production)")

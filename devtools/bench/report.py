@@ -23,6 +23,8 @@ TARGETS: list[tuple[str, str, tuple[str, ...], str, float]] = [
     ("intake", "bulk: worker CPU ms per lead", ("bulk", "cpu_ms_per_lead", "worker"), "<=", 1.5),
     ("picker", "p95 of 3+ character queries (ms)", ("queries_3plus", "p95_ms"), "<=", 20.0),
     ("stream", "p99 commit -> SSE client (ms)", ("commit_to_client", "p99_ms"), "<=", 100.0),
+    ("webhooks", "deliveries/s to a local receiver", ("saturation", "deliveries_per_s"), ">=", 1000.0),
+    ("webhooks", "p99 commit -> receiver at the fixed rate (ms)", ("fixed", "commit_to_receipt", "p99_ms"), "<=", 200.0),
 ]
 
 
@@ -99,6 +101,14 @@ def table(r: dict[str, Any]) -> str:
                           f"{r['web_cpu_ms_per_delivery']} / {r['web_cpu_ms_per_event']}"))
         lines.append(_row("web RSS MB (idle, streams open, after)",
                           ", ".join(str(v) for v in r["web_rss_mb"].values())))
+    if s == "webhooks":
+        sat, fixed = r["saturation"], r["fixed"]
+        lines.append(_row("endpoints / requests / duplicates / unverified",
+                          f"{r['endpoints']} / {r['requests']} / {r['duplicates']} / {r['unverified']}"))
+        lines.append(_row("saturation deliveries/s", f"{sat['deliveries_per_s']} ({sat['events']} in {sat['seconds']} s)"))
+        lines += _cpu("saturation", sat["cpu_ms_per_delivery"], "delivery")
+        lines.append(_row(f"commit -> receiver at {fixed['rate']:g}/s", _lat(fixed["commit_to_receipt"])))
+        lines += _cpu("fixed rate", fixed["cpu_ms_per_delivery"], "delivery")
     if s == "send":
         for phase in ("fixed", "saturation"):
             p = r.get(phase)

@@ -47,6 +47,10 @@ class Options:
     stream_firms: int = 200
     stream_rate: float = 200.0
     stream_duration: float = 20.0
+    webhook_events: int = 10_000
+    webhook_endpoints: int = 8
+    webhook_rate: float = 100.0
+    webhook_duration: float = 20.0
     pg_url: str | None = None
     redis_url: str | None = None
     worker_threads: int = Settings.worker_threads  # the processes under test run as in production

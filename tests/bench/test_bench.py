@@ -25,6 +25,7 @@ TINY = [
     "--callbacks", str(CALLBACKS), "--intake-rate", "10", "--intake-duration", "1", "--intake-bulk", "10",
     "--import-rows", "50", "--picker-leads", "20000", "--picker-queries", str(PICKER_QUERIES), "--drain-timeout", "60",
     "--stream-clients", "20", "--stream-firms", "4", "--stream-rate", "20", "--stream-duration", "1",
+    "--webhook-events", "60", "--webhook-endpoints", "2", "--webhook-rate", "20", "--webhook-duration", "1",
 ]
 
 
@@ -71,7 +72,7 @@ async def bench_output(tmp_path_factory) -> dict[str, dict]:
 
 @pytest.mark.timeout(300)  # the module's bench run is set up inside the first test's limit
 async def test_every_scenario_prints_one_json_line_and_a_table(bench_output):
-    for scenario in ("send", "floor", "callbacks", "intake", "stream", "picker"):
+    for scenario in ("send", "floor", "callbacks", "intake", "stream", "webhooks", "picker"):
         result = bench_output[scenario]
         assert result["cores"] >= 1
         assert result["targets"], f"{scenario} names its target"
@@ -83,6 +84,13 @@ async def test_stream_delivers_every_event_to_every_client_of_its_firm_and_times
     assert stream["delivered"] == stream["deliveries_expected"] == 20 * (20 // 4)
     assert stream["commit_to_client"]["n"] == stream["delivered"]
     assert stream["web_cpu_ms_per_delivery"] > 0 and stream["web_rss_mb"]["streams_open"]
+
+
+async def test_webhooks_delivers_every_event_signed_and_times_it(bench_output):
+    hooks = bench_output["webhooks"]
+    assert hooks["saturation"]["delivered"] == 60 and hooks["unverified"] == 0
+    assert hooks["fixed"]["commit_to_receipt"]["n"] == 20
+    assert hooks["saturation"]["deliveries_per_s"] > 0 and hooks["saturation"]["cpu_ms_per_delivery"]["deliveries"] > 0
 
 
 async def test_the_smoke_run_of_every_scenario_takes_seconds_not_minutes(bench_output):

@@ -171,7 +171,8 @@ async def test_demo_comes_up_seeded_restarts_a_crashed_child_and_leaves_nothing_
         children = {int(pid): Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
                     for pid in children_of(run.proc.pid)}
         names = " ".join(children.values())
-        for command in ("twilio-sim", "shared.cli web", "dramatiq shared.worker", "shared.cli sweeper"):
+        for command in ("twilio-sim", "shared.cli web", "dramatiq shared.worker", "shared.cli sweeper",
+                        "--queues deliveries"):
             assert command in names, children
         redis_pid = embedded_redis_pid(run.data_dir)
         assert redis_pid and alive(redis_pid)

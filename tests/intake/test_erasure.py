@@ -61,8 +61,13 @@ async def sim_messages_of(sim: str, *phones: str) -> list[dict]:
     return [m for m in messages if m.get("to") in phones or m.get("from") in phones]
 
 
-async def test_erasing_a_person_leaves_nothing_of_them_but_hashed_consent(ready_worker, http, firm, make_firm, sim, pool):
+async def test_erasing_a_person_leaves_nothing_of_them_but_hashed_consent(ready_worker, deliveries_worker, http, firm,
+                                                                        make_firm, sim, pool):
     other = await make_firm()
+    # the firm's CRM takes every event by webhook: the delivery rows carry the person too
+    async with http.post("/v1/webhook-endpoints", json={"url": "http://127.0.0.1:9/crm", "events": ["*"]},
+                         headers=firm.headers) as resp:
+        assert resp.status == 201
     _, theirs = await post_lead(http, other, external_id="crm-e", **PERSON, phone=NEW)
     _, first = await post_lead(http, firm, external_id="crm-e", **PERSON, phone=OLD)
     await settled(http, firm, first["lead_id"])
@@ -80,6 +85,9 @@ async def test_erasing_a_person_leaves_nothing_of_them_but_hashed_consent(ready_
     await sim_inbound(sim, **{"from": NEW, "to": firm.number, "body": "STOP"})
     await wait_for(lambda: _count(pool, "direction = 'in'", firm.id, 2), timeout=15, what="the replies to be filed")
     assert len(await sim_messages_of(sim, OLD, NEW)) >= 2
+    await wait_for(lambda: pool.fetchval(
+        "SELECT count(*) > 0 FROM webhook_deliveries WHERE firm_id = $1 AND event_type = 'consent.changed'", firm.id),
+        timeout=15, what="the opt-out's webhook delivery row")
     stored_sids = [r["twilio_sid"] for r in await pool.fetch("SELECT twilio_sid FROM messages WHERE firm_id = $1", firm.id)]
 
     erasure_id = await erase(http, firm, phone="(212) 555-3001")  # the old phone finds the whole person

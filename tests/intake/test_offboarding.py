@@ -35,8 +35,12 @@ async def firm_rows(pool, firm_id: int) -> dict[str, list[dict]]:
     return out
 
 
-async def test_firm_delete_leaves_only_the_tombstone_and_hashed_ledgers(ready_worker, http, firm, make_firm, deps, pool, sim):
+async def test_firm_delete_leaves_only_the_tombstone_and_hashed_ledgers(ready_worker, deliveries_worker, http, firm,
+                                                                        make_firm, deps, pool, sim):
     other = await make_firm()
+    async with http.post("/v1/webhook-endpoints", json={"url": "http://127.0.0.1:9/crm", "events": ["*"]},
+                         headers=firm.headers) as resp:
+        assert resp.status == 201
     _, theirs = await post_lead(http, other, external_id="o-1", name="Olive Other", phone="(212) 555-4001")
     await settled(http, other, theirs["lead_id"])
     leads = []
@@ -56,6 +60,9 @@ async def test_firm_delete_leaves_only_the_tombstone_and_hashed_ledgers(ready_wo
                    timeout=10, what="the opt-out")
     await wait_for(lambda: pool.fetchval(
         "SELECT count(*) = 0 FROM twilio_inbox WHERE processed_at IS NULL"), timeout=10, what="the inbox to drain")
+    await wait_for(lambda: pool.fetchval(
+        "SELECT count(*) > 0 FROM webhook_deliveries WHERE firm_id = $1 AND event_type = 'consent.changed'", firm.id),
+        timeout=15, what="the opt-out's webhook delivery row")
     before_other = await firm_rows(pool, other.id)
 
     summary = await offboard_firm(deps, firm.id)

@@ -18,7 +18,7 @@ async def test_the_table_lists_every_queue_with_depth_delayed_and_dead(settings,
     lines = result.out.splitlines()
     assert lines[0].split() == ["QUEUE", "DEPTH", "IN_FLIGHT", "DELAYED", "DEAD"]
     rows = {line.split()[0]: line.split()[1:] for line in lines[1:]}
-    assert list(rows) == ["intake", "lookup", "send", "status", "inbound", "ops"]
+    assert list(rows) == ["intake", "lookup", "send", "status", "inbound", "ops", "deliveries"]
     assert rows["ops"][2] == "1"  # the delayed ping
 
     as_json = await run_queues(cli_env(settings), "list", "--json")

@@ -17,7 +17,7 @@ import grimp
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("shared", "intake", "lookup", "consent", "conversations", "send_pipeline", "webhooks", "portal",
-            "firms", "events", "ops", "devtools")
+            "firms", "events", "ops", "devtools", "outbound")
 
 
 def _cycles(graph: grimp.ImportGraph) -> list[list[str]]:

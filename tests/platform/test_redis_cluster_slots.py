@@ -19,6 +19,7 @@ SCRIPT_FILES = {
     "send_pipeline/limits.py": "redis_url",
     "lookup/service.py": "redis_url",
     "events/service.py": "redis_url",  # the stream-slot script: one key (KEYS[1])
+    "outbound/lanes.py": "redis_url",  # a lane's release and renew: one key (KEYS[1])
     "ops/queues.py": "broker",
     "shared/broker.py": "broker",
     "shared/async_enqueue.py": "broker",

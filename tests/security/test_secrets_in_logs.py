@@ -4,7 +4,8 @@ no message body above debug level.
 A small deployment (simulator, `leadsms web`, a worker, the sweeper, a private Redis and
 its own database) goes through the paths that handle secrets and bodies: sends that are
 delivered, refused for good (21610) and answered ambiguously (created then 500), inbound
-replies and a STOP, a wrong key, a forged webhook. Then every log line is searched.
+replies and a STOP, a wrong key, a forged webhook, an outbound webhook endpoint (created,
+its secret rotated, deliveries signed with both). Then every log line is searched.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from tests.faults.sends import add_conversations, make_firm, post_sends, wait_se
 from tests.faults.servers import PrivateRedis
 from tests.faults.stack import Stack, connect
 from tests.faults.webhooks import text_us
+from tests.outbound.support import Receiver, receiving
 from tests.support import create_database, drop_database
 
 WRONG_KEY = "lsk_" + "W" * 43
@@ -29,16 +31,28 @@ PHONES = ["+12125553456", "+13135550399", "+13135550901"]  # delivered, 21610, c
 async def test_no_token_key_or_body_reaches_the_logs_of_real_processes(services, tmp_path):
     name, dsn = await create_database(services.admin_dsn)
     rd = PrivateRedis()
-    stack = Stack(dsn, rd.url, tmp_path, log_level="DEBUG")
+    stack = Stack(dsn, rd.url, tmp_path, log_level="DEBUG", webhooks_allow_private=True)
     try:
         await migrate(dsn)
         await stack.start_sim()
         await stack.start_web()
         stack.start_worker()
+        stack.start_worker("deliveries")
         stack.start_sweeper()
         firm = await make_firm(stack)
         conn = await connect(stack)
+        receiver_ctx = receiving(Receiver())
+        receiver = await receiver_ctx.__aenter__()
         try:
+            async with aiohttp.ClientSession(base_url=stack.web) as s:
+                async with s.post("/v1/webhook-endpoints", json={"url": receiver.url, "events": ["*"]},
+                                  headers=firm.headers()) as resp:
+                    endpoint = await resp.json()
+                async with s.post(f"/v1/webhook-endpoints/{endpoint['id']}/rotate-secret",
+                                  headers=firm.headers()) as resp:
+                    rotated = await resp.json()
+            webhook_secrets = {"webhook secret": endpoint["secret"], "rotated webhook secret": rotated["secret"]}
+            receiver.secrets = list(webhook_secrets.values())
             convs = await add_conversations(conn, firm.id, PHONES)
             bodies = [f"Private body {i} zq{i}x" for i in range(len(PHONES))]
             posted = await post_sends(stack, firm, [(convs[p], b) for p, b in zip(PHONES, bodies)])
@@ -64,7 +78,13 @@ async def test_no_token_key_or_body_reaches_the_logs_of_real_processes(services,
                 if not await conn.fetchval("SELECT count(*) FROM twilio_inbox WHERE processed_at IS NULL"):
                     break
                 await asyncio.sleep(0.3)
+            for _ in range(100):  # the reply and the STOP reached the firm's endpoint, signed
+                if receiver.of_type("message.received") and receiver.of_type("consent.changed"):
+                    break
+                await asyncio.sleep(0.3)
+            assert receiver.of_type("message.received") and receiver.of_type("consent.changed")
         finally:
+            await receiver_ctx.__aexit__(None, None, None)
             await conn.close()
         await asyncio.sleep(0.5)
         logs = stack.logs()
@@ -72,7 +92,8 @@ async def test_no_token_key_or_body_reaches_the_logs_of_real_processes(services,
             assert fact in logs, f"the run should have logged {fact}"
         leaks = scan(logs, secrets={"auth token": stack.token, "api key": firm.key, "wrong api key": WRONG_KEY,
                                     "stream token": stream_token, "wrong stream token": WRONG_STREAM_TOKEN,
-                                    "basic credentials": basic_credentials(stack.settings.twilio_account_sid, stack.token)},
+                                    "basic credentials": basic_credentials(stack.settings.twilio_account_sid, stack.token),
+                                    **webhook_secrets},
                      bodies=[*bodies, reply, "forged zq8x"])
         assert leaks == [], leaks[:5]
     finally:

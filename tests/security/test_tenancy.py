@@ -39,12 +39,17 @@ async def victim(make_firm, pool) -> dict[str, Any]:
         """INSERT INTO messages (firm_id, conversation_id, direction, body, status, send_at)
            VALUES ($1, $2, 'out', 'B''s note for later', 'scheduled', now() + interval '1 day') RETURNING id""",
         b.id, conv)
-    return {"firm": b, "lead": lead, "conv": conv, "msg": msg, "scheduled": scheduled}
+    endpoint = await pool.fetchval(
+        """INSERT INTO webhook_endpoints (firm_id, url, event_types, secret_enc)
+           VALUES ($1, 'https://crm.b.example/hook', '{*}', 'plain:whsec_QkJCQkJCQkJCQkJCQkJCQkJCQkJC') RETURNING id""",
+        b.id)
+    return {"firm": b, "lead": lead, "conv": conv, "msg": msg, "scheduled": scheduled, "endpoint": endpoint}
 
 
 async def snapshot(pool, firm_id: int) -> list:
     rows = []
-    for table in ("leads", "conversations", "messages", "phone_flags", "consent_events", "phone_flag_events"):
+    for table in ("leads", "conversations", "messages", "phone_flags", "consent_events", "phone_flag_events",
+                  "webhook_endpoints"):
         rows.append((table, [tuple(r) for r in await pool.fetch(f"SELECT * FROM {table} WHERE firm_id = $1 ORDER BY 1", firm_id)]))
     return rows
 
@@ -215,7 +220,46 @@ async def erasure_get(http, a, v, pool):
     await same_404_as_unknown(http, "GET", f"/v1/erasure/{theirs}", f"/v1/erasure/{UNKNOWN}", a.headers, None)
 
 
+async def webhook_endpoint_post(http, a, v, pool):
+    """A's new endpoint is A's; B's list is untouched (the snapshot)."""
+    async with http.post("/v1/webhook-endpoints", json={"url": "http://127.0.0.1:9/a", "events": ["*"]},
+                         headers=a.headers) as resp:
+        assert resp.status == 201
+    assert await pool.fetchval("SELECT count(*) FROM webhook_endpoints WHERE firm_id = $1", a.id) == 1
+
+
+async def webhook_endpoint_list(http, a, v, pool):
+    async with http.get("/v1/webhook-endpoints", headers=a.headers) as resp:
+        assert resp.status == 200 and (await resp.json())["items"] == []
+
+
+async def webhook_endpoint_get(http, a, v, pool):
+    await same_404_as_unknown(http, "GET", f"/v1/webhook-endpoints/{v['endpoint']}",
+                              f"/v1/webhook-endpoints/{UNKNOWN}", a.headers, None)
+
+
+async def webhook_endpoint_patch(http, a, v, pool):
+    await same_404_as_unknown(http, "PATCH", f"/v1/webhook-endpoints/{v['endpoint']}",
+                              f"/v1/webhook-endpoints/{UNKNOWN}", a.headers, {"url": "http://127.0.0.1:9/stolen"})
+
+
+async def webhook_endpoint_delete(http, a, v, pool):
+    await same_404_as_unknown(http, "DELETE", f"/v1/webhook-endpoints/{v['endpoint']}",
+                              f"/v1/webhook-endpoints/{UNKNOWN}", a.headers, None)
+
+
+async def webhook_secret_rotate(http, a, v, pool):
+    await same_404_as_unknown(http, "POST", f"/v1/webhook-endpoints/{v['endpoint']}/rotate-secret",
+                              f"/v1/webhook-endpoints/{UNKNOWN}/rotate-secret", a.headers, None)
+
+
 ATTACKS: dict[tuple[str, str], Attack] = {
+    ("POST", "/v1/webhook-endpoints"): webhook_endpoint_post,
+    ("GET", "/v1/webhook-endpoints"): webhook_endpoint_list,
+    ("GET", "/v1/webhook-endpoints/{id}"): webhook_endpoint_get,
+    ("PATCH", "/v1/webhook-endpoints/{id}"): webhook_endpoint_patch,
+    ("DELETE", "/v1/webhook-endpoints/{id}"): webhook_endpoint_delete,
+    ("POST", "/v1/webhook-endpoints/{id}/rotate-secret"): webhook_secret_rotate,
     ("PATCH", "/v1/leads/{id}"): lead_patch,
     ("DELETE", "/v1/leads/{id}"): lead_delete,
     ("POST", "/v1/erasure"): erasure_post,
