@@ -12,8 +12,10 @@ from shared.app import create_app
 from tests.portal.support import add_conversation, add_lead, add_message, set_line
 
 # first path segment after /v1 -> which of the first firm's ids goes into {id}
-ID_OF = {"leads": "lead", "conversations": "conversation", "messages": "message", "erasure": "erasure"}
-BODY = {"body": "Hello from the wrong firm", "decision": "opt_out", "lead_id": 1}
+ID_OF = {"leads": "lead", "conversations": "conversation", "messages": "message", "erasure": "erasure",
+         "webhook-endpoints": "endpoint"}
+BODY = {"body": "Hello from the wrong firm", "decision": "opt_out", "lead_id": 1,
+        "url": "http://127.0.0.1:9/other", "events": ["*"]}
 COUNTED = ("messages", "conversations", "leads", "phone_flags", "consent_events", "phone_flag_events")
 
 
@@ -50,7 +52,11 @@ async def test_another_firms_key_gets_404_on_every_v1_route_with_an_id(http, poo
     conv = await add_conversation(pool, firm.id, phone)
     msg = await add_message(pool, firm.id, conv, "Only for firm one")
     erasure = await pool.fetchval("INSERT INTO erasures (firm_id, requested_by) VALUES ($1, 'dpo') RETURNING id", firm.id)
-    ids = {"lead": lead, "conversation": conv, "message": msg, "erasure": erasure}
+    async with http.post("/v1/webhook-endpoints", json={"url": "http://127.0.0.1:9/hook", "events": ["*"]},
+                         headers=firm.headers) as resp:
+        assert resp.status == 201, await resp.text()
+        endpoint = (await resp.json())["id"]
+    ids = {"lead": lead, "conversation": conv, "message": msg, "erasure": erasure, "endpoint": endpoint}
     before = await counts(pool)
 
     for method, formatter, kind in routes:
