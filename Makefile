@@ -34,8 +34,12 @@ chromium:
 	  echo "make: $(CHROMIUM) is absent and cannot be installed here (needs root and apt-get); the browser test will be skipped"; \
 	fi
 
+# Two pytest-xdist workers, a test file each at a time (a file's fixtures stay together);
+# each worker has its own database, Redis db and port slice. TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 2
+
 test: $(STAMP) chromium
-	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	$(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 demo: $(STAMP)
 	$(VENV)/bin/leadsms demo

@@ -27,9 +27,6 @@ from events.service import item_text
 
 log = structlog.get_logger(__name__)
 
-# how long one wait for a wake-up lasts (well under any client socket timeout)
-LISTEN_POLL_S = 1.0
-
 CLIENT_QUEUE_MAX = 1000  # events waiting for one client before it is disconnected
 READ_BATCH = 500  # events per firm per read
 
@@ -121,11 +118,8 @@ class Hub:
             try:
                 await pubsub.subscribe(WAKE_CHANNEL)
                 self.wake(set(self.clients))  # anything missed while not subscribed
-                while True:
-                    # a bounded wait, not listen(): redis-py before 8.1 ends an idle
-                    # listen() with a TimeoutError at the client's socket_timeout
-                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=LISTEN_POLL_S)
-                    if message is None or message.get("type") != "message":
+                async for message in pubsub.listen():
+                    if message.get("type") != "message":
                         continue
                     raw = message["data"]
                     raw = raw.decode() if isinstance(raw, bytes) else str(raw)
