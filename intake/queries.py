@@ -31,25 +31,6 @@ async def lead_by_external_id(conn: Conn, firm_id: int, external_id: str) -> asy
     )
 
 
-async def lead_to_validate(conn: Conn, lead_id: int) -> asyncpg.Record | None:
-    return await conn.fetchrow(
-        """SELECT l.id, l.firm_id, l.phone_raw, l.phone_e164, l.phone_status, l.phone_error, f.default_region,
-                  extract(epoch FROM now() - l.created_at)::float8 AS age_s
-           FROM leads l JOIN firms f ON f.id = l.firm_id WHERE l.id = $1""",
-        lead_id,
-    )
-
-
-async def set_phone(conn: Conn, lead_id: int, status: str, phone_e164: str | None, error: str | None) -> bool:
-    """Record the verdict on a pending lead; False when it was no longer pending."""
-    done = await conn.fetchval(
-        """UPDATE leads SET phone_status = $2, phone_e164 = $3, phone_error = $4, updated_at = now()
-           WHERE id = $1 AND phone_status = 'pending' RETURNING true""",
-        lead_id, status, phone_e164, error,
-    )
-    return bool(done)
-
-
 async def stale_pending_leads(conn: Conn, stale_after_s: float, limit: int) -> list[int]:
     """Leads pending for longer than `stale_after_s` and not re-enqueued within it;
     marks them re-enqueued now."""
@@ -217,7 +198,7 @@ async def delete_lead(conn: asyncpg.Connection, firm_id: int, lead_id: int) -> a
 # ---- validation in batches (intake/validate_batch.py) ------------------------------------
 
 async def leads_to_validate(conn: Conn, lead_ids: Sequence[int]) -> list[asyncpg.Record]:
-    """`lead_to_validate` for several leads, in id order."""
+    """What validation needs of these leads (phone, status, firm region, age), in id order."""
     return await conn.fetch(
         """SELECT l.id, l.firm_id, l.phone_raw, l.phone_e164, l.phone_status, l.phone_error, f.default_region,
                   extract(epoch FROM now() - l.created_at)::float8 AS age_s
@@ -228,7 +209,8 @@ async def leads_to_validate(conn: Conn, lead_ids: Sequence[int]) -> list[asyncpg
 
 async def set_phones(conn: asyncpg.Connection, lead_ids: Sequence[int], statuses: Sequence[str],
                      phones: Sequence[str | None], errors: Sequence[str | None]) -> set[int]:
-    """`set_phone` for several leads (locked first in id order); the ids still pending, now set."""
+    """Record the verdicts on these leads (locked first in id order), only where still
+    pending; the ids set."""
     await conn.execute(
         "SELECT 1 FROM leads WHERE id = ANY($1::bigint[]) AND phone_status = 'pending' ORDER BY id FOR UPDATE",
         list(lead_ids),

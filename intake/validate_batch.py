@@ -137,7 +137,7 @@ async def _judge_pending(deps: Deps, pending: list, out: BatchVerdicts) -> tuple
 
 
 async def _restore_erased_opt_outs(deps: Deps, conn, pairs: list[tuple[int, str]]) -> None:
-    """`service._restore_erased_opt_out` for several (firm, phone): one lookup of the
+    """An erased person's opt-out restored on each (firm, phone): one lookup of the
     suppression list, then the (rare) opt-outs one at a time."""
     key = deps.settings.erasure_key
     if not key or not pairs:
