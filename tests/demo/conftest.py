@@ -8,6 +8,8 @@ app at PUBLIC_BASE_URL. Both share the test database, Redis and broker.
 
 from __future__ import annotations
 
+import contextlib
+
 import os
 import re
 import shutil
@@ -97,26 +99,29 @@ async def new_page(chromium: Any, console: ConsoleWatch, width: int = 1280, heig
     return context, page
 
 
-@pytest_asyncio.fixture
-async def page(chromium, console) -> AsyncIterator[Any]:
-    """A desktop-sized page (1280x800); the test fails on any console error it did not expect."""
-    context, page = await new_page(chromium, console)
+@contextlib.asynccontextmanager
+async def checked_page(chromium, console, *size: int) -> AsyncIterator[Any]:
+    """A page of its own context, closed after; then no console error the test did not expect."""
+    context, page = await new_page(chromium, console, *size)
     try:
         yield page
     finally:
         await context.close()
     assert not console.unexpected(), f"errors on the page's console: {console.unexpected()}"
+
+
+@pytest_asyncio.fixture
+async def page(chromium, console) -> AsyncIterator[Any]:
+    """A desktop-sized page (1280x800); the test fails on any console error it did not expect."""
+    async with checked_page(chromium, console) as page:
+        yield page
 
 
 @pytest_asyncio.fixture
 async def phone_page(chromium, console) -> AsyncIterator[Any]:
     """A phone-sized page (390x844), with the same console check."""
-    context, page = await new_page(chromium, console, 390, 844)
-    try:
+    async with checked_page(chromium, console, 390, 844) as page:
         yield page
-    finally:
-        await context.close()
-    assert not console.unexpected(), f"errors on the page's console: {console.unexpected()}"
 
 
 @pytest_asyncio.fixture
