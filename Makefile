@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: test demo bench faults venv clean chromium
+.PHONY: test demo bench faults venv clean chromium promtool
 
 $(VENV)/bin/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "make: $(PYTHON) not found (set PYTHON=...)"; exit 1; }
@@ -38,7 +38,19 @@ chromium:
 # each worker has its own database, Redis db and port slice. TEST_WORKERS=0: one process.
 TEST_WORKERS ?= 2
 
-test: $(STAMP) chromium
+# The alert-rules test checks docs/leadsms-alerts.yml with promtool (Debian's prometheus),
+# installed the same way when missing and possible; otherwise that test skips, saying why.
+promtool:
+	@if command -v promtool >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "make: installing Debian's prometheus for promtool (apt-get)..."; \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; } \
+	    || echo "make: could not install prometheus; the alert-rules test will be skipped"; \
+	else \
+	  echo "make: promtool is absent and cannot be installed here (needs root and apt-get); the alert-rules test will be skipped"; \
+	fi
+
+test: $(STAMP) chromium promtool
 	$(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 demo: $(STAMP)
