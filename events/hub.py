@@ -96,6 +96,18 @@ class Hub:
             self.position.pop(client.firm_id, None)
             self.dirty.discard(client.firm_id)
 
+    def close_all(self) -> int:
+        """End every open stream now (the web is shutting down): each handler is cancelled,
+        its client sees the connection end and resumes by cursor on another web. Without
+        this a stream holds the shutdown for the whole grace period. Returns how many."""
+        closed = 0
+        for group in list(self.clients.values()):
+            for client in list(group):
+                if client.task is not None and not client.task.done():
+                    client.task.cancel()
+                    closed += 1
+        return closed
+
     def wake(self, firm_ids: set[int]) -> None:
         self.dirty |= firm_ids
         self.woken.set()

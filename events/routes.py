@@ -119,3 +119,11 @@ def add_routes(app: web.Application) -> None:
         await hub.stop()
 
     app.cleanup_ctx.append(hub_ctx)
+
+    async def close_streams(app: web.Application) -> None:
+        # on_shutdown runs after the listener closed and before aiohttp waits for handlers
+        closed = app[HUB].close_all()
+        if closed:
+            log.info("streams_closed_for_shutdown", count=closed)
+
+    app.on_shutdown.append(close_streams)
