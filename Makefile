@@ -34,9 +34,10 @@ chromium:
 	  echo "make: $(CHROMIUM) is absent and cannot be installed here (needs root and apt-get); the browser test will be skipped"; \
 	fi
 
-# Two pytest-xdist workers, a test file each at a time (a file's fixtures stay together);
+# Four pytest-xdist workers (most tests wait on processes, not the CPU), a test file each
+# at a time (a file's fixtures stay together);
 # each worker has its own database, Redis db and port slice. TEST_WORKERS=0: one process.
-TEST_WORKERS ?= 2
+TEST_WORKERS ?= 4
 
 # The alert-rules test checks docs/leadsms-alerts.yml with promtool (Debian's prometheus),
 # installed the same way when missing and possible; otherwise that test skips, saying why.

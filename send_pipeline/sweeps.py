@@ -39,7 +39,7 @@ from send_pipeline.quiet_hours import decide_for
 from send_pipeline.sending import MAX_ATTEMPTS
 from shared.broker import enqueue
 from shared.deps import Deps
-from shared.twilio import DEFAULT_TIMEOUT_S, MessageRecord, TwilioError
+from shared.twilio import MessageRecord, TwilioError
 
 log = structlog.get_logger(__name__)
 
@@ -71,23 +71,24 @@ async def requeue_stale_queued(deps: Deps) -> int:
     return len(ids)
 
 
-def in_flight_limit_s(stale_after_s: float) -> float:
+def in_flight_limit_s(settings: Any) -> float:
     """How old a claim must be before no Twilio call for it can still be running."""
-    return max(float(stale_after_s), DEFAULT_TIMEOUT_S + IN_FLIGHT_MARGIN_S)
+    return max(float(settings.stale_after_s), settings.twilio_timeout_s + IN_FLIGHT_MARGIN_S)
 
 
-def claim_window_end(claimed_at: datetime) -> datetime:
+def claim_window_end(claimed_at: datetime, twilio_timeout_s: float) -> datetime:
     """The latest creation time at Twilio a claim's own call can have: the call starts
-    after the claim and gives up after the client's timeout."""
-    return claimed_at + timedelta(seconds=DEFAULT_TIMEOUT_S + IN_FLIGHT_MARGIN_S)
+    after the claim and gives up after the client's timeout (`TWILIO_TIMEOUT_S`)."""
+    return claimed_at + timedelta(seconds=twilio_timeout_s + IN_FLIGHT_MARGIN_S)
 
 
-def find_match(records: list[MessageRecord], body: str, claimed_at: datetime, taken: set[str]) -> MessageRecord | None:
+def find_match(records: list[MessageRecord], body: str, claimed_at: datetime, taken: set[str],
+               twilio_timeout_s: float) -> MessageRecord | None:
     """The oldest message at Twilio with this body, created inside the claim's window
     (from the claim to the end of its call, widened by the clock skew), whose sid no row
     of ours holds yet. A later send of the same text to the same phone is not this one."""
     floor = claimed_at - CLOCK_SKEW
-    ceiling = claim_window_end(claimed_at) + CLOCK_SKEW
+    ceiling = claim_window_end(claimed_at, twilio_timeout_s) + CLOCK_SKEW
     for record in reversed(records):  # Twilio lists newest first
         if record.sid in taken or record.body != body:
             continue
@@ -124,7 +125,7 @@ async def reconcile_stale_sends(deps: Deps) -> dict[str, int] | int:
     One Twilio list call per To/From, at most LIST_CONCURRENCY at once; each pair is
     resolved and its re-queued rows enqueued as soon as its list answers, so a pass cut
     short by the sweeper's budget keeps what it finished (the rest is due next pass)."""
-    rows = await queries.stale_sending(deps.pool, in_flight_limit_s(deps.settings.stale_after_s), BATCH)
+    rows = await queries.stale_sending(deps.pool, in_flight_limit_s(deps.settings), BATCH)
     if not rows:
         return 0
     counts: Counter[str] = Counter()
@@ -171,7 +172,7 @@ async def _resolve_pair(deps: Deps, records: list[MessageRecord], group: list[An
     taken = await queries.known_sids(deps.pool, [r.sid for r in records]) if records else set()
     requeued: list[int] = []
     for row in sorted(group, key=lambda r: r["claimed_at"]):
-        match = find_match(records, row["body"], row["claimed_at"], taken)
+        match = find_match(records, row["body"], row["claimed_at"], taken, deps.settings.twilio_timeout_s)
         if match is not None:
             if await _adopt(deps, row, match.sid, match.status, match.from_ or None):
                 taken.add(match.sid)

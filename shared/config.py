@@ -156,6 +156,7 @@ _VARS: dict[str, _Var] = {
     "webhook_retry_schedule_s": _Var("WEBHOOK_RETRY_SCHEDULE_S", _schedule,
                                      (5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400)),
     "webhook_timeout_s": _Var("WEBHOOK_TIMEOUT_S", _int(1, 60), 15),
+    "twilio_timeout_s": _Var("TWILIO_TIMEOUT_S", _int(1, 60), 10),
     "webhook_log_retention_days": _Var("WEBHOOK_LOG_RETENTION_DAYS", _int(1), 30),
     "webhooks_allow_private": _Var("WEBHOOKS_ALLOW_PRIVATE", _flag, False),
 }
@@ -242,6 +243,7 @@ class Settings:
     webhook_retry_schedule_s: tuple[int, ...] = (5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400)
     webhook_log_retention_days: int = 30
     webhook_timeout_s: int = 15  # one delivery attempt, connect to last byte read
+    twilio_timeout_s: int = 10  # one Twilio API call; the sweeper's in-flight window follows it
     webhooks_allow_private: bool = False
     extra: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 

@@ -303,14 +303,15 @@ class TwilioClient:
         return client
 
     @classmethod
-    def from_settings(cls, settings: Any, *, timeout: float = DEFAULT_TIMEOUT_S) -> "TwilioClient":
-        """Build from `Settings`; call inside the running loop that will use it."""
+    def from_settings(cls, settings: Any, *, timeout: float | None = None) -> "TwilioClient":
+        """Build from `Settings` (`TWILIO_TIMEOUT_S` unless `timeout` is given); call inside
+        the running loop that will use it."""
         settings.require("twilio_account_sid", "twilio_auth_token")
         return cls(
             settings.twilio_account_sid,
             settings.twilio_auth_token,
             base_url=settings.twilio_base_url,
-            timeout=timeout,
+            timeout=float(settings.twilio_timeout_s) if timeout is None else timeout,
         )
 
     async def _call(self, operation: str, make: Callable[[], Awaitable[T]]) -> T:

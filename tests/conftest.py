@@ -145,6 +145,7 @@ def settings(services: Services, web_port: int, sim_port: int, broker_url: str) 
         retry_max_backoff_ms=2000,
         sweep_interval_s=1,
         stale_after_s=2,
+        twilio_timeout_s=3,  # so a killed worker's claims are reconciled 5 s later, not 12
         lazy_lookup_wait_ms=3000,
         quiet_hours=ALWAYS_OPEN,  # firms made through the CLI too: no test depends on the hour
         webhook_retry_schedule_s=(1, 1, 1, 1),  # outbound webhook retries within a test

@@ -41,7 +41,7 @@ class Stack:
             twilio_base_url=f"http://127.0.0.1:{self.sim_port}",
             public_base_url=f"http://127.0.0.1:{self.web_port}", port=self.web_port, metrics_port=self.metrics_port,
             worker_metrics_port=0, retry_min_backoff_ms=100, retry_max_backoff_ms=2000,
-            sweep_interval_s=1, stale_after_s=2, send_rate_limit=100_000, log_format="json", log_level="INFO",
+            sweep_interval_s=1, stale_after_s=2, twilio_timeout_s=3, send_rate_limit=100_000, log_format="json", log_level="INFO",
         )
         values.update(overrides)
         self.settings = Settings(**values)

@@ -35,7 +35,7 @@ async def test_after_number_add_and_default_new_sends_use_the_new_number_and_a_s
     # ago that no call of the claim can still be in flight (Twilio created it within it).
     await pool.execute(
         "UPDATE messages SET status = 'sending', twilio_sid = NULL, claimed_at = now() - make_interval(secs => $2) "
-        "WHERE id = $1", stale["id"], in_flight_limit_s(deps.settings.stale_after_s) + 2)
+        "WHERE id = $1", stale["id"], in_flight_limit_s(deps.settings) + 2)
 
     added = firm_cli(settings, "number", "add", "--firm", str(firm.id), "--number", NEW)
     assert added["numbers"] == [OLD, NEW] and added["default_number"] == OLD

@@ -44,7 +44,7 @@ async def test_a_dead_workers_send_that_reached_twilio_is_adopted_without_a_seco
     at_twilio = await deps.twilio.send_message(to=PHONE, from_=firm.number, body="Doors open at 6", status_callback=None)
     # Claimed just past the in-flight limit: its call (the message above) fell inside the
     # claim's window, which ends when the client's timeout does.
-    await make_sending(pool, message_id, claimed_ago_s=in_flight_limit_s(deps.settings.stale_after_s) + 2)
+    await make_sending(pool, message_id, claimed_ago_s=in_flight_limit_s(deps.settings) + 2)
     assert await reconcile_stale_sends(deps) == {"adopted": 1}
     row = await pool.fetchrow("SELECT status, twilio_sid FROM messages WHERE id = $1", message_id)
     assert tuple(row) == ("sent", at_twilio.sid)
@@ -61,7 +61,7 @@ async def test_a_dead_workers_send_that_never_reached_twilio_is_sent_once(worker
 
 async def test_a_send_that_may_still_be_in_flight_is_not_touched(deps, broker, firm, thread, pool, sim):
     message_id = await queued_row(pool, firm, await thread(PHONE))
-    await make_sending(pool, message_id, claimed_ago_s=in_flight_limit_s(deps.settings.stale_after_s) - 1)
+    await make_sending(pool, message_id, claimed_ago_s=in_flight_limit_s(deps.settings) - 1)
     assert await reconcile_stale_sends(deps) == 0
     assert await pool.fetchval("SELECT status FROM messages WHERE id = $1", message_id) == "sending"
 
