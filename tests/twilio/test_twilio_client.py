@@ -14,6 +14,7 @@ from shared.twilio import (
     LineTypeResult,
     TwilioAmbiguous,
     TwilioClient,
+    TwilioError,
     TwilioNotReceived,
     TwilioPermanent,
     rewrite_twilio_url,
@@ -280,3 +281,24 @@ async def test_client_from_settings_talks_to_twilio_base_url(sim_url, sim_config
         await client.close()
 
     assert result.line_type == "nonFixedVoip"
+
+
+async def test_a_client_from_settings_gives_up_after_twilio_timeout_s(sim_url, sim_config):
+    import aiohttp
+
+    settings = Settings(twilio_account_sid=sim_config.account_sid, twilio_auth_token=sim_config.auth_token,
+                        twilio_base_url=sim_url, twilio_timeout_s=1)
+    client = TwilioClient.from_settings(settings)
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{sim_url}/sim/config", json={"list_slow_s": 3.0}) as resp:
+            assert resp.status == 200
+        started = time.monotonic()
+        try:
+            with pytest.raises(TwilioError):
+                await client.list_messages(to="+12125550100", from_=None)
+            elapsed = time.monotonic() - started
+        finally:
+            await client.close()
+            async with http.post(f"{sim_url}/sim/config", json={"list_slow_s": 0}) as resp:
+                assert resp.status == 200
+    assert 0.9 <= elapsed < 2.5, f"gave up after {elapsed:.1f} s (TWILIO_TIMEOUT_S=1, Twilio answering in 3 s)"
