@@ -73,6 +73,10 @@ async def apply_status_batch(deps: Deps, inbox_ids: Sequence[int], *, wait: bool
     woken: set[int] = set()
     async with deps.pool.acquire() as conn:
         async with conn.transaction():
+            # Plans made for this batch's rows, not generic ones cached on this connection
+            # while the tables were small (docs/benchmarks.md: they read every row of
+            # twilio_inbox per batch and of events per event); the feed's commit trigger too.
+            await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
             outcomes = await _apply(deps, conn, inbox_ids, woken, wait)
     await events.wake(deps.redis, woken)
     return outcomes
