@@ -94,8 +94,6 @@ def find_match(records: list[MessageRecord], body: str, claimed_at: datetime, ta
             continue
         if record.date_created is not None and not floor <= record.date_created <= ceiling:
             continue
-        if ceiling is not None and record.date_created is not None and record.date_created > ceiling:
-            continue
         return record
     return None
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 import time
 
+import aiohttp
 import pytest
 
 from shared.config import Settings
@@ -284,8 +285,6 @@ async def test_client_from_settings_talks_to_twilio_base_url(sim_url, sim_config
 
 
 async def test_a_client_from_settings_gives_up_after_twilio_timeout_s(sim_url, sim_config):
-    import aiohttp
-
     settings = Settings(twilio_account_sid=sim_config.account_sid, twilio_auth_token=sim_config.auth_token,
                         twilio_base_url=sim_url, twilio_timeout_s=1)
     client = TwilioClient.from_settings(settings)
