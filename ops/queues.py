@@ -270,6 +270,8 @@ def retry_dead(broker: Any, queue: str, ids: Sequence[str] | None = None) -> tup
         if script(keys=[k["xq"], k["xq_msgs"], k["q"], k["msgs"]], args=[rid, fresh.encode()]):
             retried.append(rid)
             log.info("dead_letter_retried", queue=queue, id=rid, actor=msg.actor_name)
+    if retried and hasattr(broker, "wake"):  # shared/queue_wakeup.py: an idle worker takes them at once
+        broker.wake(queue, len(retried))
     not_found = sorted(wanted - matched) if wanted is not None else []
     return retried, not_found
 

@@ -6,8 +6,9 @@ pool thread and the loop) was ~15-23% of the web's Python time. This module does
 what `RedisBroker.enqueue` does (dramatiq 2.x: a copy of the message with a fresh
 `redis_message_id`, `eta` and the `.DQ` queue when delayed, the broker's
 `before_enqueue`/`after_enqueue` middleware hooks, then the `dispatch` Lua script's
-`enqueue` command with the same ARGV) through a `redis.asyncio` client on the running
-loop, so a real dramatiq worker consumes these messages as its own. `enqueue_many` sends a
+`enqueue` command with the same ARGV, plus the wake-up tokens of
+`shared.queue_wakeup.WakingRedisBroker.enqueue`) through a `redis.asyncio` client on the
+running loop, so a real dramatiq worker consumes these messages as its own. `enqueue_many` sends a
 batch in one pipelined round trip (the webhook group commit).
 
 Only RedisBroker is handled here; `shared.broker.enqueue` keeps the thread pool for others.
@@ -26,6 +27,8 @@ import redis.asyncio as aioredis
 from dramatiq.brokers.redis import MAINTENANCE_COMMAND_BLACKLIST, MAINTENANCE_SCALE, RedisBroker
 from dramatiq.common import current_millis, dq_name
 from redis.exceptions import NoScriptError
+
+from shared.queue_wakeup import count_by_queue, push_wakeups
 
 # One async client per (broker, event loop): a redis.asyncio connection belongs to the loop
 # that opened it (the web has one loop; the tests' session loop; a worker its AsyncIO loop).
@@ -86,6 +89,8 @@ class _AsyncDispatch:
             pipe = self.client.pipeline(transaction=False)
             for queue_name, redis_id, data in calls:
                 pipe.evalsha(self.sha, 1, namespace, *self._argv(queue_name, max_unpack, redis_id, data))
+            # and wake idle consumers of those queues (shared/queue_wakeup.py)
+            push_wakeups(pipe, namespace, count_by_queue(queue_name for queue_name, _, _ in calls))
             try:
                 await pipe.execute()
                 return

@@ -86,9 +86,10 @@ def build_broker(url: str, *, middleware: list[Middleware] | None = None) -> dra
     """A RedisBroker or RabbitmqBroker for `url`, with the project's middleware."""
     scheme = urlsplit(url).scheme
     if scheme in ("redis", "rediss", "unix"):
-        from dramatiq.brokers.redis import RedisBroker
+        from shared.queue_wakeup import WakingRedisBroker
 
-        broker: dramatiq.Broker = RedisBroker(url=url, socket_connect_timeout=2, socket_timeout=10)
+        # Its enqueues wake idle consumers, which wait instead of polling (shared/queue_wakeup.py).
+        broker: dramatiq.Broker = WakingRedisBroker(url=url, socket_connect_timeout=2, socket_timeout=10)
     elif scheme in ("amqp", "amqps"):
         from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
