@@ -84,7 +84,8 @@ def worker_argv(settings: Settings, queues: Sequence[str] | None = None) -> list
 
 def worker_env(settings: Settings, base: dict[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ if base is None else base)
-    # Idle Redis consumers poll every worker_timeout ms; 100 keeps pickup latency low.
+    # A Redis consumer holding messages (delayed, prefetched) polls every worker_timeout ms;
+    # an idle one waits for a wake-up instead (shared/queue_wakeup.py).
     env.setdefault("dramatiq_worker_timeout", "100")
     if settings.worker_metrics_port:
         env["dramatiq_prom_port"] = str(settings.worker_metrics_port)
