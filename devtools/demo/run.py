@@ -26,6 +26,7 @@ import time
 import warnings
 from pathlib import Path
 from typing import Any, Sequence
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 
@@ -161,7 +162,7 @@ class Demo:
             seeded = await demo_seed.ensure_demo(
                 database_url=database_url, web_url=self.web_url, sim_url=self.sim_url,
                 data_dir=self.data_dir, seed=not self.opts.no_seed, env=env, say=say)
-            self._print_banner(seeded, time.monotonic() - started)
+            self._print_banner(seeded, time.monotonic() - started, database_url)
             return await supervise
         finally:
             supervise.cancel()
@@ -232,7 +233,7 @@ class Demo:
                         del targets[name]
                 await asyncio.sleep(0.2)
 
-    def _print_banner(self, seeded: Any, elapsed: float) -> None:
+    def _print_banner(self, seeded: Any, elapsed: float, database_url: str) -> None:
         key = seeded.api_key
         url = f"{self.web_url}/#key={key}"
         conv = seeded.example_conversation_id or 1
@@ -245,6 +246,7 @@ class Demo:
         say(f"  Metrics:      http://127.0.0.1:{self.opts.metrics_port}/metrics"
             + (f"   (worker: http://127.0.0.1:{self.opts.worker_metrics_port}/metrics)"
                if self.opts.worker_metrics_port else ""))
+        say(f"  Database:     {_without_password(database_url)}")
         say("")
         say("  Try the API:")
         say(f"    curl -s {self.web_url}/v1/conversations -H 'Authorization: Bearer {key}'")
@@ -263,6 +265,15 @@ class Demo:
                 await fut
         await asyncio.to_thread(self.embedded.stop, keep_redis_data=True, on_error=lambda text: say(f"demo: {text}"))
         say("demo: stopped.")
+
+
+def _without_password(dsn: str) -> str:
+    """The DSN to show (psql takes it as is); a password in it becomes `***`."""
+    parts = urlsplit(dsn)
+    if parts.password:
+        host = parts.netloc.rsplit("@", 1)[1]
+        return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+    return dsn
 
 
 def _tail(path: Path, lines: int = 15) -> str:

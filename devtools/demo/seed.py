@@ -202,7 +202,7 @@ class Api:
 async def _until(what: str, check: Callable[[], Awaitable[Any]], timeout: float = SETTLE_TIMEOUT_S) -> Any:
     """Poll `check` until it returns something truthy (the worker does the work)."""
     try:
-        return await wait_until(check, timeout=timeout, interval=0.2, what=what)
+        return await wait_until(check, timeout=timeout, interval=0.05, what=what)
     except TimeoutError as exc:
         raise AppError(f"demo seed: timed out waiting for {what}; is the worker running? "
                        "(see .leadsms/logs/worker.log)", code="seed_timeout") from exc
@@ -264,26 +264,47 @@ async def _import(env: dict[str, str], firm_id: int, data_dir: Path) -> None:
         raise AppError(f"demo seed: leadsms import failed:\n{out.decode(errors='replace')[-2000:]}", code="seed_failed")
 
 
+def _first(error: BaseException) -> BaseException:
+    """The first failure inside (nested) task groups: the seed reports one error."""
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error
+
+
+async def _play(api: Api, lead: dict[str, Any], script: list[tuple[str, str]]) -> None:
+    """One conversation's script, in order."""
+    conv = await api.call("POST", "/v1/conversations", {"lead_id": lead["lead_id"]})
+    conv_id = conv["conversation_id"]
+    if await _thread_len(api, conv_id) > 0:
+        return  # seeded by an earlier, interrupted run
+    for direction, body in script:
+        if direction == "out":
+            await _send(api, conv_id, body)
+        else:
+            await _reply(api, conv_id, lead, body)
+
+
 async def seed_demo_data(api: Api, firm_id: int, env: dict[str, str], data_dir: Path, say: Callable[[str], None]) -> None:
     say("demo: seeding the demo firm's leads and conversations...")
     lead_ids: dict[str, int] = {}
-    for fields in HOOK_LEADS:
+    for fields in HOOK_LEADS:  # in order: the picker keeps each phone's newest signup
         answer = await api.call("POST", "/v1/leads", fields)
         lead_ids[fields["external_id"]] = answer["lead_id"]
-    leads = {ext: await _settled(api, lead_id) for ext, lead_id in lead_ids.items()}
-    await _import(env, firm_id, data_dir)
-
-    for external_id, script in SCRIPTS:
-        lead = leads[external_id]
-        conv = await api.call("POST", "/v1/conversations", {"lead_id": lead["lead_id"]})
-        conv_id = conv["conversation_id"]
-        if await _thread_len(api, conv_id) > 0:
-            continue  # seeded by an earlier, interrupted run
-        for direction, body in script:
-            if direction == "out":
-                await _send(api, conv_id, body)
-            else:
-                await _reply(api, conv_id, lead, body)
+    try:
+        async with asyncio.TaskGroup() as group:
+            # the import (a process of its own) runs while the worker settles the hook's leads
+            group.create_task(_import(env, firm_id, data_dir))
+            settled = await asyncio.gather(*(_settled(api, lead_id) for lead_id in lead_ids.values()))
+            leads = dict(zip(lead_ids, settled))
+            # every conversation but the last at once (each script in its own order), then
+            # the last, so that it ends on top of the list
+            *others, (last_id, last_script) = SCRIPTS
+            async with asyncio.TaskGroup() as conversations:
+                for external_id, script in others:
+                    conversations.create_task(_play(api, leads[external_id], script))
+            await _play(api, leads[last_id], last_script)
+    except BaseExceptionGroup as failed:
+        raise _first(failed) from None
 
     async def blocked() -> bool:
         lead = await api.call("GET", f"/v1/leads/{lead_ids['demo-blake']}")

