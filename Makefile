@@ -35,7 +35,7 @@ chromium:
 	fi
 
 # Four pytest-xdist workers (most tests wait on processes, not the CPU), a test file each
-# at a time (a file's fixtures stay together);
+# at a time (a file's fixtures stay together), the files marked `slow` handed out first;
 # each worker has its own database, Redis db and port slice. TEST_WORKERS=0: one process.
 TEST_WORKERS ?= 4
 
@@ -52,7 +52,7 @@ promtool:
 	fi
 
 test: $(STAMP) chromium promtool
-	$(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 demo: $(STAMP)
 	$(VENV)/bin/leadsms demo

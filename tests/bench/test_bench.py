@@ -16,6 +16,8 @@ import pytest
 from devtools.bench import accounting, load, profile, report
 from tests.support import ROOT, Embedded, resolve_postgres, resolve_redis
 
+pytestmark = pytest.mark.slow  # tens of seconds: `make test` starts it first
+
 # Seconds, not minutes: every scenario runs, at the smallest size that still measures.
 FLOOR_N, CALLBACKS, PICKER_QUERIES = 40, 40, 20
 TINY = [

@@ -6,12 +6,16 @@ from __future__ import annotations
 import csv
 import json
 
+import pytest
+
 from conversations.sendable import NOTICES
 from shared.phones import check_phone
 from tests.conftest import last_json_line
 from tests.consent.support import import_summary, picker, run_optouts, sim_message_requests
 from tests.support import run_leadsms_measured
 from tests.webhooks.support import open_thread, post_message, send_inbound, settle
+
+pytestmark = pytest.mark.slow  # tens of seconds: `make test` starts it first
 
 LISTED = 10_000
 FORMATS = ("+1{a}{e}{n}", "({a}) {e}-{n}", "{a}.{e}.{n}", "1{a}{e}{n}", "{a}-{e}-{n}", "+1 {a} {e} {n}")

@@ -27,7 +27,7 @@ from shared.config import Settings
 from shared.db import connect
 from tests.support import ROOT, free_port, leadsms_command, wait_for
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 BANNER_END = "Press Ctrl-C to stop."
 UP_TIMEOUT_S = 90.0

@@ -19,7 +19,7 @@ import pytest_asyncio
 from devtools.demo.seed import Api
 from tests.portal.support import add_lead as sql_lead, set_line
 
-pytestmark = [pytest.mark.browser, pytest.mark.e2e]
+pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.slow]
 
 MARIA = "+12125552368"  # mobile: delivered
 PRIYA = "+16465554821"  # mobile: delivered

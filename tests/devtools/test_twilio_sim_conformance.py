@@ -23,6 +23,8 @@ import pytest
 from devtools.twilio_sim import SimConfig, run_sim
 from shared.twilio import TwilioClient
 
+pytestmark = pytest.mark.slow  # tens of seconds: `make test` starts it first
+
 SPECS = Path(__file__).resolve().parent / "twilio-openapi"
 SID, TOKEN = "AC" + "7" * 32, "conformance-token"
 OPERATIONS = ("CreateMessage", "ListMessage", "FetchMessage", "DeleteMessage", "FetchPhoneNumber")

@@ -22,6 +22,8 @@ from tests.faults.stack import connect, private_stack
 from tests.faults.test_worker_kills import plan_phones
 from tests.support import wait_for
 
+pytestmark = pytest.mark.slow  # tens of seconds: `make test` starts it first
+
 REDIS_HEARTBEAT_S = 60  # dramatiq's Redis broker releases a dead worker's jobs after this
 
 

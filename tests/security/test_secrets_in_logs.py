@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 
 import aiohttp
+import pytest
 
 from shared.db import migrate
 from tests.faults.logscan import basic_credentials, scan
@@ -22,6 +23,8 @@ from tests.faults.stack import Stack, connect
 from tests.faults.webhooks import text_us
 from tests.outbound.support import Receiver, receiving
 from tests.support import create_database, drop_database
+
+pytestmark = pytest.mark.slow  # tens of seconds: `make test` starts it first
 
 WRONG_KEY = "lsk_" + "W" * 43
 WRONG_STREAM_TOKEN = "lst_" + "S" * 32

@@ -15,6 +15,8 @@ from send_pipeline.quiet_hours import Window, decide
 from tests.send_pipeline.conftest import add_lead, open_conversation, sim_view
 from tests.support import stop_process, wait_for
 
+pytestmark = pytest.mark.slow  # tens of seconds: `make test` starts it first
+
 
 
 def comfortable_zone(now: datetime) -> str:

@@ -10,6 +10,8 @@ from conversations.sendable import NOTICES, rate_limit_text
 from tests.send_pipeline.conftest import add_lead, post_send, sim_view
 from tests.support import wait_for
 
+pytestmark = pytest.mark.slow  # tens of seconds: `make test` starts it first
+
 PHONE = "+12125551234"
 
 

@@ -7,8 +7,12 @@ import os
 import signal
 from datetime import datetime, timedelta, timezone
 
+import pytest
+
 from tests.send_pipeline.conftest import add_lead, open_conversation, post_send, set_sim, sim_view
 from tests.support import stop_process, wait_for
+
+pytestmark = pytest.mark.slow  # tens of seconds: `make test` starts it first
 
 LEADS = 50
 PER_LEAD = 10
