@@ -136,13 +136,21 @@ async def update_import_batch(conn: asyncpg.Connection, firm_id: int) -> list[as
 # ---- updates and deletes by the CRM ------------------------------------------------------
 
 async def lock_lead(conn: asyncpg.Connection, firm_id: int, *, lead_id: int | None = None,
-                    external_id: str | None = None) -> asyncpg.Record | None:
-    """The firm's signup (by id or external_id), locked for the transaction."""
+                    external_id: str | None = None, to_delete: bool = False) -> asyncpg.Record | None:
+    """The firm's signup (by id or external_id), locked for the transaction.
+
+    To change it: FOR NO KEY UPDATE, the lock PostgreSQL takes itself for an UPDATE that
+    leaves the key alone. Writers of the lead still wait for each other, but a foreign-key
+    check on it (FOR KEY SHARE: an inbound text filing into its conversation re-checks
+    the conversation's lead) does not wait; with FOR UPDATE, that check waited for this
+    transaction while this one waited for the conversation: a deadlock (the CRM's PATCH
+    answered 500). To delete it: FOR UPDATE."""
+    strength = "UPDATE" if to_delete else "NO KEY UPDATE"
     return await conn.fetchrow(
-        """SELECT l.id, l.firm_id, l.name, l.email, l.event, l.phone_raw, l.phone_e164, l.phone_status,
+        f"""SELECT l.id, l.firm_id, l.name, l.email, l.event, l.phone_raw, l.phone_e164, l.phone_status,
                   l.signed_up_at, l.timezone, l.postal_code, f.default_region
            FROM leads l JOIN firms f ON f.id = l.firm_id
-           WHERE l.firm_id = $1 AND (l.id = $2 OR l.external_id = $3) FOR UPDATE OF l""",
+           WHERE l.firm_id = $1 AND (l.id = $2 OR l.external_id = $3) FOR {strength} OF l""",
         firm_id, lead_id, external_id,
     )
 

@@ -22,6 +22,7 @@ from conversations.shapes import lead_json
 from intake.validation import UPDATABLE_FIELDS, LeadInput
 from lookup import actors as lookup_actors
 from shared.broker import enqueue
+from shared.db import retrying
 from shared.deps import Deps
 from shared.phones import check_phone
 
@@ -147,7 +148,13 @@ async def update_lead(deps: Deps, firm_id: int, changes: dict[str, object], *,
     old phone). A changed signed_up_at relinks the current phone. The new phone's link
     is made when it is validated. Events (same transaction): `lead.updated`, the
     cancelled messages' `message.status`, `conversation.updated` for every conversation
-    linked to the lead before or after."""
+    linked to the lead before or after. A transaction PostgreSQL aborts to break a
+    deadlock (an inbound text filing into the conversation meanwhile) runs again."""
+    return await retrying(lambda: _update_lead_once(deps, firm_id, changes, lead_id=lead_id, external_id=external_id))
+
+
+async def _update_lead_once(deps: Deps, firm_id: int, changes: dict[str, object], *,
+                            lead_id: int | None, external_id: str | None) -> Updated | None:
     async with deps.pool.acquire() as conn, conn.transaction():
         row = await queries.lock_lead(conn, firm_id, lead_id=lead_id, external_id=external_id)
         if row is None:
@@ -183,9 +190,16 @@ async def delete_lead(deps: Deps, firm_id: int, lead_id: int) -> bool:
     """The CRM deleted this signup: the row goes, and its phone's conversation relinks to
     the phone's next newest signup (or keeps its history with no lead). False when the
     firm has no such signup. The phone stays remembered in lead_phones for an erasure.
-    Events: `lead.deleted` {lead_id} and `conversation.updated` for its conversation."""
+    Events: `lead.deleted` {lead_id} and `conversation.updated` for its conversation.
+    A transaction PostgreSQL aborts to break a deadlock runs again: the delete holds the
+    lead (FOR UPDATE) and then waits for its conversation, while an inbound text filing
+    into that conversation may wait to check the lead it links to."""
+    return await retrying(lambda: _delete_lead_once(deps, firm_id, lead_id))
+
+
+async def _delete_lead_once(deps: Deps, firm_id: int, lead_id: int) -> bool:
     async with deps.pool.acquire() as conn, conn.transaction():
-        row = await queries.lock_lead(conn, firm_id, lead_id=lead_id)
+        row = await queries.lock_lead(conn, firm_id, lead_id=lead_id, to_delete=True)
         if row is None:
             return False
         phone = row["phone_e164"]

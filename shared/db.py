@@ -10,7 +10,7 @@ import asyncio
 
 import json
 from importlib import resources
-from typing import Any
+from typing import Any, Awaitable, Callable, TypeVar
 
 import asyncpg
 import structlog
@@ -67,6 +67,28 @@ async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10, **kwar
         connection_class=PoolConnection,
         **kwargs,
     )
+
+
+T = TypeVar("T")
+
+# What PostgreSQL aborts a transaction with to let another go on: run it again.
+RETRYABLE = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.SerializationError)
+
+
+async def retrying(run: Callable[[], Awaitable[T]], *, attempts: int = 3) -> T:
+    """`run()` (which opens and commits its own transaction) again when PostgreSQL aborted
+    it to break a deadlock or a serialization conflict: its work was rolled back, and the
+    other side has gone on. Only for work that does nothing outside its transaction
+    before it commits."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return await run()
+        except RETRYABLE as exc:
+            if attempt == attempts:
+                raise
+            log.warning("transaction_retried", attempt=attempt, error=type(exc).__name__)
+            await asyncio.sleep(0.01 * attempt)
+    raise AssertionError("unreachable")
 
 
 async def connect(dsn: str) -> asyncpg.Connection:

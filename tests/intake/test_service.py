@@ -169,3 +169,73 @@ async def test_a_validation_racing_a_phone_change_neither_deadlocks_nor_writes_t
     assert verdict is None  # superseded: the job the update enqueued judges the new phone
     row = await deps.pool.fetchrow("SELECT phone_status, phone_e164 FROM leads WHERE id = $1", lead_id)
     assert tuple(row) == ("pending", None)
+
+
+async def _file_inbound_until_the_bump(conn, firm_id: int, phone: str):
+    """What filing an inbound text does before it moves its conversation up: the
+    conversation upserted (a new row version of this transaction), the message stored."""
+    from datetime import datetime, timezone
+
+    from webhooks import queries as webhook_queries
+
+    conversation_id, _ = await upsert_conversation(conn, firm_id, phone)
+    await webhook_queries.insert_inbound_message(
+        conn, firm_id=firm_id, conversation_id=conversation_id, body="running late",
+        twilio_status="received", twilio_sid="SM" + "7" * 32, segments=1, received_at=datetime.now(timezone.utc))
+    return conversation_id
+
+
+async def test_a_phone_change_while_a_reply_files_into_the_old_phones_conversation_waits_for_it_and_neither_deadlocks(
+        deps, broker, firm):
+    """The CRM changes the phone of a lead whose reply a worker is filing. The filing's
+    second write of the conversation re-checks its lead (a foreign key on a row version
+    of its own transaction): with the lead held FOR UPDATE that check waited for the
+    update, which waited for the conversation, and PostgreSQL aborted one (the PATCH
+    answered 500). The update now holds the lead FOR NO KEY UPDATE."""
+    import asyncio
+
+    from conversations.queries import bump_conversation
+
+    lead_id = await store(deps.pool, firm.id, "(212) 555-0193")
+    await service.validate_lead(deps, lead_id)
+    async with deps.pool.acquire() as conn:
+        await upsert_conversation(conn, firm.id, "+12125550193")
+    filing = await deps.pool.acquire()
+    try:
+        async with filing.transaction():
+            conversation_id = await _file_inbound_until_the_bump(filing, firm.id, "+12125550193")
+            changing = asyncio.create_task(service.update_lead(deps, firm.id, {"phone": "(212) 555-0194"},
+                                                               lead_id=lead_id))
+            await asyncio.sleep(0.3)  # the update now waits for the conversation
+            assert not changing.done()
+            await asyncio.wait_for(bump_conversation(filing, conversation_id), 0.9)  # before any deadlock check
+        updated = await asyncio.wait_for(changing, 10)
+    finally:
+        await deps.pool.release(filing)
+    assert updated is not None and updated.updated == ["phone"]
+
+
+async def test_a_lead_deleted_while_a_reply_files_into_its_conversation_is_deleted_on_a_second_try(deps, broker, firm):
+    """A delete must hold the lead FOR UPDATE, so the filing's check of the lead waits for
+    it while it waits for the conversation: PostgreSQL aborts the delete (the first to
+    wait, the first to look for a deadlock), and the delete runs again once the filing
+    has committed."""
+    import asyncio
+
+    from conversations.queries import bump_conversation
+
+    lead_id = await store(deps.pool, firm.id, "(212) 555-0195")
+    await service.validate_lead(deps, lead_id)
+    async with deps.pool.acquire() as conn:
+        await upsert_conversation(conn, firm.id, "+12125550195")
+    filing = await deps.pool.acquire()
+    try:
+        async with filing.transaction():
+            conversation_id = await _file_inbound_until_the_bump(filing, firm.id, "+12125550195")
+            deleting = asyncio.create_task(service.delete_lead(deps, firm.id, lead_id))
+            await asyncio.sleep(0.3)  # the delete now holds the lead and waits for the conversation
+            await asyncio.wait_for(bump_conversation(filing, conversation_id), 10)
+        assert await asyncio.wait_for(deleting, 10) is True
+    finally:
+        await deps.pool.release(filing)
+    assert await deps.pool.fetchval("SELECT count(*) FROM leads WHERE id = $1", lead_id) == 0

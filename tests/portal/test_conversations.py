@@ -5,6 +5,7 @@ from __future__ import annotations
 import aiohttp
 from conversations.sendable import NOTICES
 from tests.portal.support import add_conversation, add_lead, add_message, get_json, set_flag, set_line
+from tests.webhooks.support import settle
 
 LIST = "/v1/conversations"
 
@@ -106,8 +107,6 @@ async def test_an_inbound_reply_puts_its_conversation_first(http, pool, firm):
 
 
 async def test_an_inbound_text_through_the_webhook_puts_its_conversation_first(http, pool, firm, sim, deps):
-    from webhooks import service as webhooks_service
-
     convs = []
     for n in range(3):
         phone = f"+1646555{2250 + n}"
@@ -117,9 +116,9 @@ async def test_an_inbound_text_through_the_webhook_puts_its_conversation_first(h
         async with s.post(f"{sim}/sim/inbound", json={"from": "+16465552250", "to": firm.number,
                                                       "body": "Is parking free?"}) as resp:
             assert (await resp.json())["answer_status"] == 200
-    # apply the stored inbox row as the inbound worker would
-    for inbox_id in await pool.fetchval("SELECT array_agg(id) FROM twilio_inbox WHERE processed_at IS NULL"):
-        await webhooks_service.handle_inbound(deps, inbox_id)
+    # apply the stored inbox row as the inbound worker would (a session worker left running
+    # by another test file may have applied it already: whoever applies it first wins)
+    assert await settle(deps) == ["filed"]
     first = (await conversations(http, firm))["items"][0]
     assert first["conversation_id"] == convs[0] and first["name"] == "Texter 0"
     assert first["last_message"]["body"] == "Is parking free?" and first["last_message"]["status"] == "received"
