@@ -97,6 +97,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
+    """A failed test that used the session's worker processes shows the end of their logs
+    (what the worker was doing is often the why)."""
+    outcome = yield
+    report = outcome.get_result()
+    pool = getattr(item, "funcargs", {}).get("worker_pool") or getattr(item, "funcargs", {}).get("worker")
+    if report.failed and isinstance(pool, WorkerPool):
+        for path in sorted(pool.log_dir.glob("worker-*.log")):
+            lines = path.read_text(errors="replace").splitlines()[-30:]
+            report.sections.append((f"last lines of {path.name}", "\n".join(lines)))
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if Path(metafunc.module.__file__).as_posix().endswith(BOTH_BROKERS) and "broker_kind" in metafunc.fixturenames:
         # Redis is the param None: the same cache key as every unparametrized test's, so
