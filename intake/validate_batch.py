@@ -75,8 +75,7 @@ async def validate_leads(deps: Deps, lead_ids: Sequence[int]) -> BatchVerdicts:
             hits.append(r["age_s"])
     if hits:
         await metrics.record_lookup(deps.redis, "cache_hit", len(hits))
-        for age in hits:
-            await metrics.observe_line_type_latency(deps.redis, age)
+        await metrics.observe_line_type_latencies(deps.redis, hits)
     return out
 
 

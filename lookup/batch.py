@@ -160,6 +160,5 @@ async def _store_answers(deps: Deps, answers: dict[str, LineTypeResult], stale_s
         woken = await feed.messages_changed(conn, [], [(r["firm_id"], r["id"]) for r in convs])
     await events.wake(deps.redis, woken)
     await metrics.record_lookup(deps.redis, "made", len(phones))
-    for seconds in waited:
-        await metrics.observe_line_type_latency(deps.redis, seconds)
+    await metrics.observe_line_type_latencies(deps.redis, waited)
     log.debug("line_types_stored", phones=len(phones), ms=round((time.monotonic() - started) * 1000, 1))

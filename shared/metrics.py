@@ -23,7 +23,7 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 import structlog
 from aiohttp import web
@@ -144,6 +144,25 @@ def _observation_pipeline(redis: Any, name: str, seconds: float, labels: Mapping
     return pipe
 
 
+def _observations_pipeline(redis: Any, name: str, seconds: Sequence[float], labels: Mapping[str, Any]) -> Any:
+    """Like `_observation_pipeline` for many observations: each bucket, the sum and the
+    count incremented once by their totals (the same hash as that many one by one)."""
+    metric = _check(name, "histogram", labels)
+    values = [max(0.0, float(s)) for s in seconds]
+    ls = label_string(labels)
+    key = KEY_PREFIX + name
+    per_bucket: dict[str, int] = {}
+    for value in values:
+        bound = bucket_bound(metric.buckets, value)
+        per_bucket[bound] = per_bucket.get(bound, 0) + 1
+    pipe = redis.pipeline(transaction=True)
+    for bound, n in per_bucket.items():
+        pipe.hincrby(key, f"{bound}|{ls}", n)
+    pipe.hincrbyfloat(key, f"sum|{ls}", sum(values))
+    pipe.hincrby(key, f"count|{ls}", len(values))
+    return pipe
+
+
 # ---- recording (async: web handlers and actors) ---------------------------------------
 
 async def incr(redis: Any, name: str, amount: int = 1, **labels: Any) -> None:
@@ -157,15 +176,24 @@ async def incr(redis: Any, name: str, amount: int = 1, **labels: Any) -> None:
         log.debug("metric_write_failed", metric=name, error=f"{type(exc).__name__}: {exc}")
 
 
-async def observe(redis: Any, name: str, seconds: float, **labels: Any) -> None:
-    """Record one observation of `seconds` in histogram `name`; never raises for Redis trouble."""
-    pipe = _observation_pipeline(redis, name, seconds, labels)
+async def _write_quietly(pipe: Any, name: str) -> None:
     try:
         await asyncio.wait_for(pipe.execute(), WRITE_TIMEOUT_S)
     except asyncio.CancelledError:
         raise
     except Exception as exc:
         log.debug("metric_write_failed", metric=name, error=f"{type(exc).__name__}: {exc}")
+
+
+async def observe(redis: Any, name: str, seconds: float, **labels: Any) -> None:
+    """Record one observation of `seconds` in histogram `name`; never raises for Redis trouble."""
+    await _write_quietly(_observation_pipeline(redis, name, seconds, labels), name)
+
+
+async def observe_many(redis: Any, name: str, seconds: Sequence[float], **labels: Any) -> None:
+    """Record every observation of `seconds` in histogram `name` in one round trip; never
+    raises for Redis trouble."""
+    await _write_quietly(_observations_pipeline(redis, name, seconds, labels), name)
 
 
 class _CounterGroup:
@@ -253,6 +281,13 @@ async def observe_send_latency(redis: Any, seconds: float) -> None:
 async def observe_line_type_latency(redis: Any, seconds: float) -> None:
     """Lead row created -> its line type known (phone_lines written or found cached)."""
     await observe(redis, LINE_TYPE_LATENCY, seconds)
+
+
+async def observe_line_type_latencies(redis: Any, seconds: Sequence[float]) -> None:
+    """`observe_line_type_latency` for a batch's leads, in one round trip (a bulk import's
+    batch took one per lead)."""
+    if seconds:
+        await observe_many(redis, LINE_TYPE_LATENCY, seconds)
 
 
 # ---- counting what the HTTP contract already says ----------------------------------------

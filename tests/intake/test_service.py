@@ -171,6 +171,14 @@ async def test_a_validation_racing_a_phone_change_neither_deadlocks_nor_writes_t
     assert tuple(row) == ("pending", None)
 
 
+async def _valid_lead_with_a_conversation(deps, firm_id: int, typed: str, e164: str) -> int:
+    lead_id = await store(deps.pool, firm_id, typed)
+    await service.validate_lead(deps, lead_id)
+    async with deps.pool.acquire() as conn:
+        await upsert_conversation(conn, firm_id, e164)
+    return lead_id
+
+
 async def _file_inbound_until_the_bump(conn, firm_id: int, phone: str):
     """What filing an inbound text does before it moves its conversation up: the
     conversation upserted (a new row version of this transaction), the message stored."""
@@ -196,10 +204,7 @@ async def test_a_phone_change_while_a_reply_files_into_the_old_phones_conversati
 
     from conversations.queries import bump_conversation
 
-    lead_id = await store(deps.pool, firm.id, "(212) 555-0193")
-    await service.validate_lead(deps, lead_id)
-    async with deps.pool.acquire() as conn:
-        await upsert_conversation(conn, firm.id, "+12125550193")
+    lead_id = await _valid_lead_with_a_conversation(deps, firm.id, "(212) 555-0193", "+12125550193")
     filing = await deps.pool.acquire()
     try:
         async with filing.transaction():
@@ -224,10 +229,7 @@ async def test_a_lead_deleted_while_a_reply_files_into_its_conversation_is_delet
 
     from conversations.queries import bump_conversation
 
-    lead_id = await store(deps.pool, firm.id, "(212) 555-0195")
-    await service.validate_lead(deps, lead_id)
-    async with deps.pool.acquire() as conn:
-        await upsert_conversation(conn, firm.id, "+12125550195")
+    lead_id = await _valid_lead_with_a_conversation(deps, firm.id, "(212) 555-0195", "+12125550195")
     filing = await deps.pool.acquire()
     try:
         async with filing.transaction():

@@ -163,6 +163,21 @@ async def test_recording_a_metric_never_fails_the_caller_when_redis_is_down():
         await r.aclose()
 
 
+async def test_a_batch_of_observations_writes_what_as_many_one_by_one_would(deps):
+    seconds = [0.0, 0.2, 0.7, 0.7, 3.0, 45.0, 1200.0, 99999.0]
+    key = metrics.KEY_PREFIX + metrics.LINE_TYPE_LATENCY
+    for value in seconds:
+        await metrics.observe_line_type_latency(deps.redis, value)
+    one_by_one = await deps.redis.hgetall(key)
+    await deps.redis.delete(key)
+    await metrics.observe_line_type_latencies(deps.redis, seconds)
+    batched = await deps.redis.hgetall(key)
+    sums = {k for k in one_by_one if k.startswith(b"sum|")}
+    assert {k: v for k, v in batched.items() if k not in sums} == {k: v for k, v in one_by_one.items() if k not in sums}
+    assert all(abs(float(batched[k]) - float(one_by_one[k])) < 1e-6 for k in sums)
+    await metrics.observe_line_type_latencies(deps.redis, [])  # nothing to write: no round trip, no error
+
+
 def test_an_unknown_metric_or_label_is_a_programming_error():
     with pytest.raises(ValueError, match="not a known counter"):
         metrics._counter_ops("leadsms_sends_refused", 1, {"code": "x"})
