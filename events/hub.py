@@ -29,6 +29,7 @@ log = structlog.get_logger(__name__)
 
 CLIENT_QUEUE_MAX = 1000  # events waiting for one client before it is disconnected
 READ_BATCH = 500  # events per firm per read
+LISTEN_WAIT_S = 1.0  # the wake-up listener's longest wait for a message before it waits again
 
 
 @dataclass(frozen=True)
@@ -130,8 +131,12 @@ class Hub:
             try:
                 await pubsub.subscribe(WAKE_CHANNEL)
                 self.wake(set(self.clients))  # anything missed while not subscribed
-                async for message in pubsub.listen():
-                    if message.get("type") != "message":
+                while True:
+                    # Not `pubsub.listen()`: before redis-py 8.1 it ends an idle wait with a
+                    # TimeoutError after the client's socket_timeout, and the listener
+                    # restarted (and paused) every few seconds when nothing happened.
+                    message = await pubsub.get_message(timeout=LISTEN_WAIT_S)
+                    if message is None or message.get("type") != "message":
                         continue
                     raw = message["data"]
                     raw = raw.decode() if isinstance(raw, bytes) else str(raw)
@@ -152,8 +157,12 @@ class Hub:
     async def _read_loop(self) -> None:
         while True:
             try:
-                await asyncio.wait_for(self.woken.wait(), self.heartbeat_s)
-            except asyncio.TimeoutError:
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancel
+                # that lands as the wait ends (a wake-up at shutdown), and the loop went
+                # on for another heartbeat
+                async with asyncio.timeout(self.heartbeat_s):
+                    await self.woken.wait()
+            except TimeoutError:
                 self.dirty |= set(self.clients)  # the heartbeat poll: covers lost wake-ups
             self.woken.clear()
             firms = sorted(f for f in self.dirty if f in self.position)

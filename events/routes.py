@@ -72,8 +72,9 @@ async def stream(request: web.Request) -> web.StreamResponse:
         renew_at = time.monotonic() + heartbeat
         while True:
             try:
-                event = await asyncio.wait_for(client.queue.get(), LIVENESS_CHECK_S)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(LIVENESS_CHECK_S):  # not wait_for: it can swallow a cancel
+                    event = await client.queue.get()
+            except TimeoutError:
                 if request.transport is None or request.transport.is_closing():
                     break  # the client went away
                 if time.monotonic() >= renew_at:

@@ -134,8 +134,9 @@ async def _linger(deps: Deps, endpoint_id: int) -> bool:
     event = asyncio.Event()
     _lingering[endpoint_id] = event
     try:
-        await asyncio.wait_for(event.wait(), LINGER_S)
-    except asyncio.TimeoutError:
+        async with asyncio.timeout(LINGER_S):  # not wait_for: it can swallow a cancel
+            await event.wait()
+    except TimeoutError:
         pass
     finally:
         _lingering.pop(endpoint_id, None)

@@ -100,8 +100,9 @@ class Sweeper:
             except Exception as exc:  # database restarting: keep going, next pass retries
                 log.warning("sweep_pass_failed", error=f"{type(exc).__name__}: {exc}")
             try:
-                await asyncio.wait_for(stop.wait(), interval_s)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(interval_s):  # not wait_for: it can swallow a cancel
+                    await stop.wait()
+            except TimeoutError:
                 pass
 
 

@@ -174,3 +174,51 @@ async def test_a_client_that_never_reads_is_disconnected_without_memory_growing(
         # bounded by one queue (CLIENT_QUEUE_MAX events of ~2 KB) and a socket buffer, not by the backlog
         assert grown < 40, f"the web grew by {grown:.1f} MB for one client that never reads"
         writer.close()
+
+
+async def test_the_hubs_wakeup_listener_stays_subscribed_through_idle_time_longer_than_its_socket_timeout(
+        deps, settings, capsys):
+    """redis-py before 8.1 ends an idle `pubsub.listen()` with a TimeoutError after the
+    client's socket_timeout: the listener restarted every few seconds, deaf for a second
+    each time. With a 0.3 s socket timeout and 1.5 s of silence, a wake-up must still
+    arrive at once and the listener must never have failed; and the hub must stop at once."""
+    import redis.asyncio as aioredis
+
+    from events.hub import Hub
+
+    class Recording(Hub):
+        def __init__(self, *args) -> None:
+            super().__init__(*args)
+            self.wakes: asyncio.Queue = asyncio.Queue()
+
+        def wake(self, firm_ids: set[int]) -> None:
+            self.wakes.put_nowait(set(firm_ids))
+            super().wake(firm_ids)
+
+    quick = aioredis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=0.3)
+    hub = Recording(deps.pool, quick, 60)
+    hub.clients[424242] = set()  # a firm with a stream open here
+    hub.start()
+    try:
+        await wait_for(lambda: _subscribers(deps), timeout=5, what="the listener subscribed")
+        await asyncio.sleep(1.5)
+        while not hub.wakes.empty():  # the wake of subscribing (anything missed meanwhile)
+            hub.wakes.get_nowait()
+        await events.wake(deps.redis, [424242])
+        assert await asyncio.wait_for(hub.wakes.get(), 0.5) == {424242}
+        assert hub.wakes.empty()  # no resubscription since: the listener never restarted
+        # and it stops at once: a cancel landing as a wake-up ends the reader's wait was
+        # swallowed by asyncio.wait_for (Python 3.11), and the reader went on for a heartbeat
+        async with asyncio.timeout(2):
+            await hub.stop()
+    finally:
+        await hub.stop()
+        await quick.aclose()
+    assert "events_wakeup_listener_failed" not in capsys.readouterr().out
+
+
+async def _subscribers(deps) -> bool:
+    from events.log import WAKE_CHANNEL
+
+    counts = dict(await deps.redis.pubsub_numsub(WAKE_CHANNEL))
+    return counts.get(WAKE_CHANNEL.encode(), 0) > 0
