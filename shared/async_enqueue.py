@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import random
 import weakref
+from collections import Counter
 from typing import Any, Iterable, Sequence
 from uuid import uuid4
 
@@ -28,7 +29,7 @@ from dramatiq.brokers.redis import MAINTENANCE_COMMAND_BLACKLIST, MAINTENANCE_SC
 from dramatiq.common import current_millis, dq_name
 from redis.exceptions import NoScriptError
 
-from shared.queue_wakeup import count_by_queue, push_wakeups
+from shared.queue_wakeup import push_wakeups
 
 # One async client per (broker, event loop): a redis.asyncio connection belongs to the loop
 # that opened it (the web has one loop; the tests' session loop; a worker its AsyncIO loop).
@@ -90,7 +91,7 @@ class _AsyncDispatch:
             for queue_name, redis_id, data in calls:
                 pipe.evalsha(self.sha, 1, namespace, *self._argv(queue_name, max_unpack, redis_id, data))
             # and wake idle consumers of those queues (shared/queue_wakeup.py)
-            push_wakeups(pipe, namespace, count_by_queue(queue_name for queue_name, _, _ in calls))
+            push_wakeups(pipe, namespace, Counter(queue_name for queue_name, _, _ in calls))
             try:
                 await pipe.execute()
                 return

@@ -24,7 +24,7 @@ times less often, so that share is ten times dramatiq's default.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Mapping
 
 import redis
 import structlog
@@ -43,19 +43,12 @@ def wake_key(namespace: str, queue_name: str) -> str:
     return f"{namespace}:{queue_name}.wake"
 
 
-def push_wakeups(pipe: Any, namespace: str, counts: dict[str, int]) -> None:
+def push_wakeups(pipe: Any, namespace: str, counts: Mapping[str, int]) -> None:
     """Add to a Redis pipeline (sync or async) the tokens for `counts` {queue: messages}."""
     for queue_name, count in counts.items():
         key = wake_key(namespace, queue_name)
         pipe.lpush(key, *([1] * max(1, min(count, TOKENS_CAP))))
         pipe.ltrim(key, 0, TOKENS_CAP - 1)
-
-
-def count_by_queue(queue_names: Iterable[str]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for name in queue_names:
-        counts[name] = counts.get(name, 0) + 1
-    return counts
 
 
 class WakingConsumer(_RedisConsumer):
