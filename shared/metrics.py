@@ -130,23 +130,10 @@ def _counter_ops(name: str, amount: int, labels: Mapping[str, Any]) -> tuple[str
     return KEY_PREFIX + name, label_string(labels), int(amount)
 
 
-def _observation_pipeline(redis: Any, name: str, seconds: float, labels: Mapping[str, Any]) -> Any:
-    """A transaction pipeline (async or sync, as `redis` is) holding one observation:
-    its bucket, the sum and the count. The caller executes it."""
-    metric = _check(name, "histogram", labels)
-    seconds = max(0.0, float(seconds))
-    ls = label_string(labels)
-    key = KEY_PREFIX + name
-    pipe = redis.pipeline(transaction=True)
-    pipe.hincrby(key, f"{bucket_bound(metric.buckets, seconds)}|{ls}", 1)
-    pipe.hincrbyfloat(key, f"sum|{ls}", seconds)
-    pipe.hincrby(key, f"count|{ls}", 1)
-    return pipe
-
-
 def _observations_pipeline(redis: Any, name: str, seconds: Sequence[float], labels: Mapping[str, Any]) -> Any:
-    """Like `_observation_pipeline` for many observations: each bucket, the sum and the
-    count incremented once by their totals (the same hash as that many one by one)."""
+    """A transaction pipeline holding these observations: each bucket, the sum and the
+    count incremented once by their totals (the same hash as one by one). The caller
+    executes it."""
     metric = _check(name, "histogram", labels)
     values = [max(0.0, float(s)) for s in seconds]
     ls = label_string(labels)
@@ -187,7 +174,7 @@ async def _write_quietly(pipe: Any, name: str) -> None:
 
 async def observe(redis: Any, name: str, seconds: float, **labels: Any) -> None:
     """Record one observation of `seconds` in histogram `name`; never raises for Redis trouble."""
-    await _write_quietly(_observation_pipeline(redis, name, seconds, labels), name)
+    await _write_quietly(_observations_pipeline(redis, name, [seconds], labels), name)
 
 
 async def observe_many(redis: Any, name: str, seconds: Sequence[float], **labels: Any) -> None:

@@ -43,7 +43,7 @@ TEST_TOKEN_SECONDARY = "test-auth-token-secondary"
 # A fixed Fernet key (32 bytes of 0x01, URL-safe base64): subaccount tokens in tests.
 TEST_CREDENTIALS_KEY = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE="
 
-# Every table but the migrations ledger is emptied before each test (see clean_state).
+# Every table but the migrations ledger is emptied before each test (see empty_tables).
 KEPT_TABLES = ("schema_migrations",)
 
 _SERVICE_FIXTURES = {"services", "settings", "deps", "pool", "web", "http", "firm", "make_firm", "worker", "sim"}
