@@ -99,13 +99,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
-    """A failed test that used the session's worker processes shows the end of their logs
-    (what the worker was doing is often the why)."""
+    """A failed test that used the session's worker or sweeper processes shows the end of
+    their logs (what they were doing is often the why)."""
     outcome = yield
     report = outcome.get_result()
     pool = getattr(item, "funcargs", {}).get("worker_pool") or getattr(item, "funcargs", {}).get("worker")
     if report.failed and isinstance(pool, WorkerPool):
-        for path in sorted(pool.log_dir.glob("worker-*.log")):
+        for path in sorted([*pool.log_dir.glob("worker-*.log"), *pool.log_dir.glob("sweeper-*.log")]):
             lines = path.read_text(errors="replace").splitlines()[-30:]
             report.sections.append((f"last lines of {path.name}", "\n".join(lines)))
 

@@ -39,9 +39,12 @@ async def victim(make_firm, pool) -> dict[str, Any]:
         """INSERT INTO messages (firm_id, conversation_id, direction, body, status, send_at)
            VALUES ($1, $2, 'out', 'B''s note for later', 'scheduled', now() + interval '1 day') RETURNING id""",
         b.id, conv)
+    # Disabled, so that a deliveries worker another test file left running never fans B's
+    # events out to it: its delivery bookkeeping would change under the snapshot, by no attack.
     endpoint = await pool.fetchval(
-        """INSERT INTO webhook_endpoints (firm_id, url, event_types, secret_enc)
-           VALUES ($1, 'https://crm.b.example/hook', '{*}', 'plain:whsec_QkJCQkJCQkJCQkJCQkJCQkJCQkJC') RETURNING id""",
+        """INSERT INTO webhook_endpoints (firm_id, url, event_types, secret_enc, enabled, disabled_at, disabled_reason)
+           VALUES ($1, 'https://crm.b.example/hook', '{*}', 'plain:whsec_QkJCQkJCQkJCQkJCQkJCQkJCQkJC',
+                   false, now(), 'failing') RETURNING id""",
         b.id)
     return {"firm": b, "lead": lead, "conv": conv, "msg": msg, "scheduled": scheduled, "endpoint": endpoint}
 

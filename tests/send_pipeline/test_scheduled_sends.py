@@ -82,6 +82,18 @@ async def come_due_now(pool, message_id: int) -> None:
     await pool.execute("UPDATE messages SET send_at = now() WHERE id = $1", message_id)
 
 
+async def late_send_story(pool, message_id: int, start: datetime, end: datetime) -> str:
+    """For an assertion's message: when the worker claimed the message, and the sweeper
+    passes between two times (which one released it, how long each took), so a late send
+    says whether it waited for the sweeper, the queue or Twilio."""
+    claimed = await pool.fetchval("SELECT claimed_at FROM messages WHERE id = $1", message_id)
+    rows = await pool.fetch(
+        """SELECT started_at, finished_at - started_at AS took, summary FROM sweeper_passes
+           WHERE finished_at >= $1 AND started_at <= $2 ORDER BY started_at""", start, end)
+    passes = "\n".join(f"{r['started_at']:%H:%M:%S.%f} took {r['took']} {r['summary']}" for r in rows)
+    return f"claimed at {claimed}; sweeper passes:\n{passes}"
+
+
 @pytest.fixture
 def sweeper(worker_pool, worker):
     """A real `leadsms sweeper` (SWEEP_INTERVAL_S from the test settings) beside the worker."""
@@ -147,7 +159,8 @@ async def test_a_send_scheduled_15_s_ahead_reaches_twilio_at_its_time_with_a_val
 
     at_twilio = await wait_for(lambda: _messages(sim, phone), timeout=40, interval=0.2, what="the scheduled send")
     created = parsedate_to_datetime(at_twilio[0]["date_created"])
-    assert send_at - timedelta(seconds=1) <= created <= send_at + timedelta(seconds=sweeper + 3)
+    assert send_at - timedelta(seconds=1) <= created <= send_at + timedelta(seconds=sweeper + 3), \
+        await late_send_story(pool, message["id"], send_at - timedelta(seconds=3), created + timedelta(seconds=1))
     validity = at_twilio[0]["validity_period"]
     assert validity is not None and 0 < validity <= 36_000
     assert created + timedelta(seconds=validity) <= closes + timedelta(seconds=1)
