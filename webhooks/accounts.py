@@ -7,7 +7,8 @@ firm's decrypted subaccount token), and is then refused (403) unless that accoun
 the one of the firm the request is about: the firm of the message a status callback
 names, or the firm that owns the number an inbound text went to. A callback signed by
 one firm's account can therefore never touch another firm's message, even when it names
-a real message id.
+a real message id. For status callbacks the owner is looked up in their batch, one query
+for the whole batch (webhooks/batcher.py); the rule is `signer_owns`, for both.
 
 Tokens are looked up per request through a short in-process cache (decrypted tokens are
 kept in memory only, never logged).
@@ -17,9 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Mapping
+from typing import Mapping
 
 import asyncpg
+import structlog
 from aiohttp import web
 
 from firms import queries as firm_queries
@@ -27,6 +29,8 @@ from firms.credentials import CredentialsUnavailable, decrypt_token
 from shared.deps import Deps
 from shared.errors import HttpError
 from webhooks import inbox
+
+log = structlog.get_logger(__name__)
 
 TOKEN_CACHE = web.AppKey("webhook_token_cache", dict)
 TOKEN_CACHE_TTL_S = 30.0
@@ -66,39 +70,28 @@ async def tokens_for_account(app: web.Application, deps: Deps, account_sid: str 
     return tokens
 
 
-async def check_account_owns(deps: Deps, kind: str, params: Mapping[str, str], message_id: int | None) -> bool:
-    """403 unless the signing account is the account of the firm this webhook is about;
-    False when the webhook names nothing of ours (no such message, no such number)."""
-    main = deps.settings.twilio_account_sid
-    signer = (params.get("AccountSid") or "").strip() or main
+async def check_inbound_account(deps: Deps, params: Mapping[str, str]) -> bool:
+    """403 unless the signing account is the account of the firm that owns the number the
+    text went to; False when no firm of ours has that number. (Status callbacks are
+    checked in their batch: webhooks/batcher.py, one query for the whole batch.)"""
     try:
         async with deps.pool.acquire(timeout=inbox.ACQUIRE_TIMEOUT_S) as conn:  # 503 rather than a hang
-            owner = await _owning_account(conn, kind, params, message_id)
+            firm = await firm_queries.firm_for_number(conn, (params.get("To") or "").strip(),
+                                                      params.get("MessagingServiceSid"))
     except DB_DOWN as exc:
         raise _unavailable() from exc
-    if owner is _UNKNOWN:
-        return False  # nothing of ours is named: stored and then left unmatched/unrouted
-    if (owner or main) != signer:
+    return signer_owns(deps.settings.twilio_account_sid, params, firm is not None,
+                       None if firm is None else firm["twilio_account_sid"])
+
+
+def signer_owns(main_account_sid: str, params: Mapping[str, str], ours: bool, owner_account_sid: str | None) -> bool:
+    """The rule, given what the webhook names: False when it names nothing of ours (stored,
+    then left unmatched/unrouted); True when the signing account (its AccountSid, the main
+    account when absent) is the owner's (None: the main account); else 403."""
+    if not ours:
+        return False
+    signer = (params.get("AccountSid") or "").strip() or main_account_sid
+    if (owner_account_sid or main_account_sid) != signer:
+        log.warning("webhook_account_mismatch", twilio_account_sid=signer, message_sid=params.get("MessageSid"))
         raise HttpError(403, "account_mismatch", "This webhook's Twilio account is not the account of the firm it names.")
     return True
-
-
-_UNKNOWN: Any = object()
-
-
-async def _owning_account(conn: asyncpg.Connection, kind: str, params: Mapping[str, str],
-                          message_id: int | None) -> Any:
-    if kind == "status":
-        row = None
-        if message_id is not None:
-            row = await conn.fetchrow(
-                "SELECT f.twilio_account_sid FROM messages m JOIN firms f ON f.id = m.firm_id WHERE m.id = $1",
-                message_id)
-        sid = (params.get("MessageSid") or "").strip()
-        if row is None and sid:
-            row = await conn.fetchrow(
-                "SELECT f.twilio_account_sid FROM messages m JOIN firms f ON f.id = m.firm_id WHERE m.twilio_sid = $1",
-                sid)
-        return _UNKNOWN if row is None else row["twilio_account_sid"]
-    firm = await firm_queries.firm_for_number(conn, (params.get("To") or "").strip(), params.get("MessagingServiceSid"))
-    return _UNKNOWN if firm is None else firm["twilio_account_sid"]

@@ -1,9 +1,11 @@
 """Group commit of status callbacks: many requests, one INSERT, one COMMIT, one enqueue.
 
-Per request, storing a callback was a pool acquire, BEGIN, INSERT, COMMIT and a Redis
-round trip: most of the web's CPU per callback. Here the requests that arrive while a
-batch is being written wait (a few ms at most) and go together in the next one: one
-`INSERT ... SELECT FROM unnest(...) ON CONFLICT DO NOTHING` in one transaction, then one
+Per request, storing a callback was a pool acquire, the account check's query, BEGIN,
+INSERT, COMMIT and a Redis round trip: most of the web's CPU per callback. Here the
+requests that arrive while a batch is being written wait (a few ms at most) and go
+together in the next one: in one transaction, one query for who owns what each names
+(and whether a message named by none of ours was erased), then one `INSERT ... SELECT
+FROM unnest(...) ON CONFLICT DO NOTHING` of those its account may send; then one
 pipelined enqueue of their jobs. Durability is unchanged: a request is answered only
 once its batch has committed (and its job's enqueue was tried), so nothing is
 acknowledged to Twilio before it is in PostgreSQL.
@@ -28,7 +30,8 @@ import asyncpg
 import structlog
 
 from shared.deps import Deps
-from webhooks import dispatch, inbox, queries
+from shared.errors import HttpError
+from webhooks import accounts, dispatch, inbox, queries
 
 log = structlog.get_logger(__name__)
 
@@ -51,8 +54,10 @@ class _Waiting:
 
 
 class StatusBatcher:
-    """One per web app (and event loop). `store` is `inbox.store_webhook` for kind
-    `status` plus the enqueue: the Stored row, once committed and its job sent."""
+    """One per web app (and event loop). `store` checks the callback's account (the 403
+    of `accounts.signer_owns`), stores it like `inbox.store_webhook` for kind `status`
+    and enqueues its job: the Stored row once committed and its job sent, or None for a
+    callback of an erased message (answered, never stored)."""
 
     def __init__(self, max_batch: int = MAX_BATCH, max_writers: int = MAX_WRITERS) -> None:
         self.max_batch = max_batch
@@ -61,7 +66,7 @@ class StatusBatcher:
         self._writers: set[asyncio.Task] = set()
         self._deps: Deps | None = None
 
-    async def store(self, deps: Deps, params: Mapping[str, str], message_id: int | None) -> inbox.Stored:
+    async def store(self, deps: Deps, params: Mapping[str, str], message_id: int | None) -> inbox.Stored | None:
         loop = asyncio.get_running_loop()
         item = _Waiting(dict(params), message_id, params["MessageSid"], inbox.twilio_status_of("status", params),
                         loop.create_future())
@@ -120,22 +125,41 @@ def _fail(batch: list[_Waiting], exc: BaseException) -> None:
             item.future.set_exception(exc)
 
 
-async def _insert(deps: Deps, batch: list[_Waiting]) -> list[inbox.Stored]:
-    """One transaction for the batch; a Stored per request, in order."""
-    sids = [w.sid for w in batch]
-    statuses = [w.twilio_status for w in batch]
+async def _insert(deps: Deps, batch: list[_Waiting]) -> list[inbox.Stored | None | HttpError]:
+    """One transaction for the batch; per request, in order: its Stored row, None for a
+    callback of an erased message (answered, never stored), or the 403 of a callback its
+    signing account may not send (nothing stored)."""
+    main = deps.settings.twilio_account_sid
     async with deps.pool.acquire(timeout=inbox.ACQUIRE_TIMEOUT_S) as conn:
         async with conn.transaction():
+            owners = await queries.status_callback_owners(conn, [w.message_id for w in batch], [w.sid for w in batch])
+            verdicts: list[inbox.Stored | None | HttpError | bool] = []
+            for w, owner in zip(batch, owners):
+                try:
+                    ours = accounts.signer_owns(main, w.params, owner["ours"], owner["twilio_account_sid"])
+                except HttpError as refused:
+                    verdicts.append(refused)
+                    continue
+                # An erased message has no row left, so only a callback naming none of
+                # ours can be for one (one erased meanwhile is dropped by its job).
+                verdicts.append(None if not ours and owner["erased"] else True)
+            keep = [w for w, v in zip(batch, verdicts) if v is True]
             inserted = await queries.insert_status_batch(
-                conn, sids, statuses, [w.message_id for w in batch], [json.dumps(w.params) for w in batch])
+                conn, [w.sid for w in keep], [w.twilio_status for w in keep], [w.message_id for w in keep],
+                [json.dumps(w.params) for w in keep]) if keep else []
             new = {(r["message_sid"], r["twilio_status"]): r["id"] for r in inserted}
             existing = {}
-            if len(inserted) < len(batch):
-                missing = [(w.sid, w.twilio_status) for w in batch if (w.sid, w.twilio_status) not in new]
+            if len(inserted) < len(keep):
+                missing = [(w.sid, w.twilio_status) for w in keep if (w.sid, w.twilio_status) not in new]
                 rows = await queries.find_inbox_batch(conn, "status", [m[0] for m in missing], [m[1] for m in missing])
                 existing = {(r["message_sid"], r["twilio_status"]): r for r in rows}
-    out: list[inbox.Stored] = []
-    for w in batch:
+    out: list[inbox.Stored | None | HttpError] = []
+    for w, verdict in zip(batch, verdicts):
+        if verdict is not True:
+            if verdict is None:
+                log.info("webhook_for_erased_message_dropped", message_sid=w.sid)
+            out.append(verdict)
+            continue
         key = (w.sid, w.twilio_status)
         if key in new:
             # The first request of a pair is the one that created the row; a twin in the
@@ -148,17 +172,18 @@ async def _insert(deps: Deps, batch: list[_Waiting]) -> list[inbox.Stored]:
             row = existing[key]
             out.append(inbox.Stored(row["id"], created=False, pending=row["processed_at"] is None))
             log.info("webhook_replayed", kind="status", message_sid=w.sid, inbox_id=row["id"])
-    created = sum(1 for s in out if s.created)
+    created = sum(1 for s in out if isinstance(s, inbox.Stored) and s.created)
     log.info("webhook_batch_stored", kind="status", rows=len(batch), created=created)
     return out
 
 
-async def _one_by_one(deps: Deps, batch: list[_Waiting]) -> list[inbox.Stored | BaseException]:
-    """The per-request path for a batch that failed as a whole: each its own answer."""
-    out: list[inbox.Stored | BaseException] = []
+async def _one_by_one(deps: Deps, batch: list[_Waiting]) -> list[inbox.Stored | None | BaseException]:
+    """For a batch that failed as a whole: each request in a batch of its own, so each gets
+    its own answer (the poisonous one its error)."""
+    out: list[inbox.Stored | None | BaseException] = []
     for w in batch:
         try:
-            out.append(await inbox.store_webhook(deps, "status", w.params, w.message_id))
+            out.extend(await _insert(deps, [w]))
         except Exception as exc:
             out.append(exc)
     return out

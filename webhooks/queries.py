@@ -56,6 +56,30 @@ async def insert_status_batch(conn: asyncpg.Connection, sids: list[str], statuse
     )
 
 
+async def status_callback_owners(conn: asyncpg.Connection, message_ids: list[int | None],
+                                 sids: list[str]) -> list[Row]:
+    """For a batch of status callbacks, in order: whether each names a message of ours (by
+    our id from `?m=`, else by its MessageSid), that message's firm's Twilio account (NULL:
+    the main account), and, for one naming none of ours, whether its message was erased."""
+    return await conn.fetch(
+        """
+        SELECT t.ord, o.found IS NOT NULL AS ours, o.twilio_account_sid,
+               o.found IS NULL AND EXISTS (SELECT 1 FROM erased_messages e WHERE e.message_sid = t.sid) AS erased
+        FROM unnest($1::bigint[], $2::text[]) WITH ORDINALITY AS t(message_id, sid, ord)
+        LEFT JOIN LATERAL (
+            SELECT true AS found, f.twilio_account_sid
+            FROM (SELECT m.firm_id, 1 AS pri FROM messages m WHERE m.id = t.message_id
+                  UNION ALL
+                  SELECT m.firm_id, 2 FROM messages m WHERE m.twilio_sid = t.sid AND t.sid <> '') hit
+            JOIN firms f ON f.id = hit.firm_id
+            ORDER BY hit.pri LIMIT 1
+        ) o ON true
+        ORDER BY t.ord
+        """,
+        message_ids, sids,
+    )
+
+
 async def find_inbox_batch(conn: asyncpg.Connection, kind: str, sids: list[str], statuses: list[str]) -> list[Row]:
     """The stored rows of these (sid, status) pairs: id, message_sid, twilio_status, processed_at."""
     return await conn.fetch(

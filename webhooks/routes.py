@@ -25,10 +25,10 @@ EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
-async def _signed_form(request: web.Request, kind: str, message_id: int | None) -> tuple[dict[str, str], bool]:
-    """The form of a request Twilio signed, with the token of the account it names, for
-    a firm of that account (webhooks/accounts.py), and whether it names a message or
-    number of ours; or a 4xx. Never trusts the Host header."""
+async def _signed_form(request: web.Request) -> dict[str, str]:
+    """The form of a request Twilio signed, with the token of the account it names
+    (webhooks/accounts.py); or a 4xx. Never trusts the Host header. Whether that account
+    may speak for what the request names is checked after (`_receive`)."""
     deps = request.app[DEPS]
     settings = deps.settings
     signature = request.headers.get(SIGNATURE_HEADER)
@@ -56,27 +56,20 @@ async def _signed_form(request: web.Request, kind: str, message_id: int | None) 
     params = {key: value for key, value in form.items() if isinstance(value, str)}
     if not params.get("MessageSid", "").strip():
         raise HttpError(400, "missing_message_sid", "MessageSid is required.")
-    try:
-        ours = await accounts.check_account_owns(deps, kind, params, message_id)
-    except HttpError:
-        log.warning("webhook_account_mismatch", path=request.path, twilio_account_sid=params.get("AccountSid"))
-        raise
-    return params, ours
+    return params
 
 
 async def _receive(request: web.Request, kind: str, message_id: int | None) -> None:
-    params, ours = await _signed_form(request, kind, message_id)
+    params = await _signed_form(request)
+    deps = request.app[DEPS]
     try:
-        # An erased message has no row left, so only a callback naming none of ours can be
-        # for one (one erased meanwhile is dropped by its job: webhooks/status_batch.py).
-        if kind == "status" and not ours and await inbox.for_erased_message(request.app[DEPS], params["MessageSid"]):
-            log.info("webhook_for_erased_message_dropped", message_sid=params["MessageSid"])
-            return
         if kind == "status":
-            # Group commit: stored and enqueued with the callbacks that arrived with it.
-            await request.app[STATUS_BATCHER].store(request.app[DEPS], params, message_id)
+            # Group commit: its account checked, stored and enqueued with the callbacks
+            # that arrived with it (one query of each kind for the whole batch).
+            await request.app[STATUS_BATCHER].store(deps, params, message_id)
             return
-        stored = await inbox.store_webhook(request.app[DEPS], kind, params, message_id)
+        await accounts.check_inbound_account(deps, params)
+        stored = await inbox.store_webhook(deps, kind, params, message_id)
     except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
         # Not stored, so not answered 2xx: Twilio retries later.
         log.warning("webhook_not_stored", kind=kind, error=type(exc).__name__)

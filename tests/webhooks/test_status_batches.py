@@ -121,3 +121,53 @@ async def test_a_callback_arriving_as_the_last_writer_finishes_is_still_stored(d
 
     await asyncio.wait_for(one_after_another(), 5)
     assert await pool.fetchval("SELECT count(*) FROM twilio_inbox WHERE message_sid LIKE 'SMtick%'") == 2
+
+
+async def test_one_batch_gives_each_callback_its_own_answer_by_the_account_that_signed_it(
+        deps, broker, pool, firm, make_firm):
+    """The account check runs once for the whole batch, and decides what one check per
+    request would: ours and rightly signed is stored, a message of another account's firm
+    is refused (nothing stored), an erased message's callback is answered and not stored,
+    and one naming nothing of ours is stored unmatched."""
+    import structlog
+
+    from shared.errors import HttpError
+    from webhooks.batcher import StatusBatcher
+
+    main, sub = deps.settings.twilio_account_sid, "AC" + "5" * 32
+    other = await make_firm("Sub Firm", "+16465550777")
+    await pool.execute("UPDATE firms SET twilio_account_sid = $1, twilio_auth_token_enc = 'not read here' WHERE id = $2",
+                       sub, other.id)
+    mine = await add_outbound(pool, firm.id, PHONE, sid="SMmix-mine", status="sent")
+    theirs = await add_outbound(pool, other.id, "+16465551235", sid="SMmix-theirs", status="sent")
+    erasure = await pool.fetchval("INSERT INTO erasures (firm_id, requested_by) VALUES ($1, 'test') RETURNING id", firm.id)
+    await pool.execute("INSERT INTO erased_messages (message_sid, erasure_id, firm_id) VALUES ('SMmix-erased', $1, $2)",
+                       erasure, firm.id)
+
+    def params(sid: str, account: str) -> dict:
+        return status_params(account_sid=account, sid=sid, to=PHONE, from_=firm.number, status="delivered")
+
+    requests = [  # (params, ?m=, what the answer must be)
+        (params("SMmix-mine", main), mine, "stored"),
+        (params("SMmix-theirs", main), theirs, 403),                 # by our id: the other firm's account
+        (params("SMmix-theirs", sub), None, "stored"),               # by its sid alone, its own account
+        (params("SMmix-mine", sub), None, 403),                      # by its sid alone, the wrong account
+        (params("SMmix-erased", main), None, "dropped"),
+        (params("SMmix-unknown", main), None, "stored"),
+    ]
+    batcher = StatusBatcher(max_writers=1)
+    with structlog.testing.capture_logs() as logs:
+        answers = await asyncio.wait_for(asyncio.gather(
+            *(batcher.store(deps, p, m) for p, m, _ in requests), return_exceptions=True), 5)
+    assert [e["rows"] for e in logs if e["event"] == "webhook_batch_stored"] == [len(requests)], "one batch"
+
+    def shape(answer):
+        if isinstance(answer, HttpError):
+            return answer.status
+        return "dropped" if answer is None else "stored"
+
+    assert [shape(a) for a in answers] == [want for _, _, want in requests]
+    assert [a.code for a in answers if isinstance(a, HttpError)] == ["account_mismatch"] * 2
+    rows = await pool.fetch("SELECT message_sid, message_id FROM twilio_inbox ORDER BY id")
+    assert [(r["message_sid"], r["message_id"]) for r in rows] == [
+        ("SMmix-mine", mine), ("SMmix-theirs", None), ("SMmix-unknown", None)]
