@@ -38,8 +38,12 @@ log = structlog.get_logger(__name__)
 # Rows per INSERT. Under load a batch holds what arrived during the previous write.
 MAX_BATCH = 200
 # Batches in flight at once: while one waits for its COMMIT the next is being written, so a
-# slow commit (a busy PostgreSQL) does not stall every request behind it.
-MAX_WRITERS = 6
+# slow commit (a busy PostgreSQL) does not stall every request behind it. Two, not more:
+# each writer more splits a burst into smaller batches, and every batch costs its round
+# trips, its commit and its job (`leadsms bench callbacks`, four pairs back to back: 6
+# writers 844-976/s and 1.68-1.90 ms CPU per callback, 2 writers 1,098-1,226/s and
+# 1.30-1.47 ms, with a lower p99 answer too).
+MAX_WRITERS = 2
 # Errors that mean "PostgreSQL is not reachable": every request of the batch gets them.
 UNAVAILABLE = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError)
 
