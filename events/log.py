@@ -1,8 +1,9 @@
 """Writing the event log: one call, inside the caller's transaction.
 
-`record(conn, firm_id, type, data)` inserts the row with no number yet; the database
-numbers it at COMMIT from the firm's counter (migration 0010), so the cursor order is the
-order in which readers can see events, and a rolled-back change leaves no event. `data`
+`record(conn, firm_id, type, data)` writes the event to `events_pending`, unnumbered; at
+COMMIT the database moves the transaction's pending events into `events`, numbered from
+the firm's counter (migrations 0011 and 0018), so the cursor order is the order in which
+readers can see events, and a rolled-back change leaves no event. `data`
 is api.md's shape of the thing, built by the caller with the one function of its shape.
 
 After the commit, the caller may `wake(redis, firm_ids)`: a Redis publish that tells every
@@ -58,7 +59,7 @@ async def record(conn: asyncpg.Connection, firm_id: int, event_type: str, data: 
     """Append one event for the firm in the caller's transaction (numbered at commit)."""
     _check_type(event_type)
     await conn.execute(
-        "INSERT INTO events (firm_id, type, data) VALUES ($1, $2, $3::text::jsonb)",
+        "INSERT INTO events_pending (firm_id, type, data) VALUES ($1, $2, $3::text::jsonb)",
         firm_id, event_type, encode(data),
     )
 
@@ -75,7 +76,7 @@ async def record_many(conn: asyncpg.Connection, items: Iterable[tuple[int, str, 
         return
     await conn.execute(
         """
-        INSERT INTO events (firm_id, type, data)
+        INSERT INTO events_pending (firm_id, type, data)
         SELECT f, t, d::jsonb FROM unnest($1::bigint[], $2::text[], $3::text[]) WITH ORDINALITY AS u(f, t, d, n)
         ORDER BY n
         """,

@@ -123,3 +123,44 @@ async def test_an_unknown_event_type_is_refused_before_anything_is_written(deps,
     async with deps.pool.acquire() as conn:
         with pytest.raises(AppError):
             await events.record(conn, firm.id, "lead.exploded", {})
+
+
+async def _numbered(pool, firm_id: int) -> list[tuple[int, int]]:
+    rows = await pool.fetch("SELECT seq, (data->>'lead_id')::int AS n FROM events WHERE firm_id = $1 ORDER BY id", firm_id)
+    return [(r["seq"], r["n"]) for r in rows]
+
+
+async def test_events_written_after_an_early_numbering_and_around_a_rolled_back_savepoint_are_numbered_without_gaps(
+        deps, firm, make_firm):
+    """The commit numbers what the transaction wrote, in order, per firm: also the events
+    written after `SET CONSTRAINTS ALL IMMEDIATE` numbered the first ones, and none of
+    those a rolled-back savepoint wrote. Nothing is left waiting once it has committed."""
+    other = await make_firm()
+    async with deps.pool.acquire() as conn, conn.transaction():
+        await events.record_many(conn, [(other.id, "lead.deleted", {"lead_id": 1}), (firm.id, "lead.deleted", {"lead_id": 1}),
+                                        (firm.id, "lead.deleted", {"lead_id": 2})])
+        await conn.execute("SET CONSTRAINTS ALL IMMEDIATE")  # numbers the three now
+        await conn.execute("SET CONSTRAINTS ALL DEFERRED")
+        await events.record(conn, firm.id, "lead.deleted", {"lead_id": 3})
+        savepoint = conn.transaction()
+        await savepoint.start()
+        await events.record(conn, firm.id, "lead.deleted", {"lead_id": 99})
+        await savepoint.rollback()
+        await events.record(conn, other.id, "lead.deleted", {"lead_id": 2})
+        await events.record(conn, firm.id, "lead.deleted", {"lead_id": 4})
+    assert await _numbered(deps.pool, firm.id) == [(1, 1), (2, 2), (3, 3), (4, 4)]
+    assert await _numbered(deps.pool, other.id) == [(1, 1), (2, 2)]
+    assert await deps.pool.fetchval("SELECT count(*) FROM events_pending") == 0
+    page = await service.feed_page(deps.pool, firm.id, "2", 10)
+    assert [item["data"]["lead_id"] for item in page["items"]] == [3, 4]
+
+
+async def test_an_event_a_previous_release_writes_straight_to_the_log_is_still_numbered_in_turn(deps, firm):
+    """During a rolling deploy a process of the previous release inserts into `events`
+    itself, unnumbered: its commit still numbers it, after the new release's events."""
+    await events.record(deps.pool, firm.id, "lead.deleted", {"lead_id": 1})
+    async with deps.pool.acquire() as conn, conn.transaction():
+        await conn.execute("INSERT INTO events (firm_id, type, data) VALUES ($1, 'lead.deleted', '{\"lead_id\": 2}')",
+                           firm.id)
+    await events.record(deps.pool, firm.id, "lead.deleted", {"lead_id": 3})
+    assert await _numbered(deps.pool, firm.id) == [(1, 1), (2, 2), (3, 3)]
