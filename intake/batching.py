@@ -22,7 +22,11 @@ log = structlog.get_logger(__name__)
 
 MAX_BATCH = 100
 # Enqueues in flight at once: under load each takes what arrived during the previous one.
-MAX_SENDERS = 2
+# One: a second sender halves the batches, and every batch is a job, a transaction and a
+# Lookup job in the worker (`leadsms bench intake --import-rows 0`, four pairs back to
+# back: 2 senders 305-339 leads/s to line type known and 1.48-1.71 ms worker CPU per
+# lead; 1 sender 354-418/s and 1.17-1.44 ms). An enqueue is one Redis round trip.
+MAX_SENDERS = 1
 
 
 class ValidationBatcher:
