@@ -61,12 +61,6 @@ def sender_phone(raw: str | None, region: str) -> str | None:
     return raw if E164_RE.match(raw) else None
 
 
-async def for_erased_message(deps: Deps, message_sid: str) -> bool:
-    """A callback for a message whose person was erased: answered, never stored."""
-    async with deps.pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as conn:
-        return await queries.is_erased_message(conn, message_sid)
-
-
 # How long a webhook waits for a pool connection before answering 503 (Twilio retries):
 # well inside Twilio's 15 s, so a busy pool never makes its callbacks time out.
 ACQUIRE_TIMEOUT_S = 3.0

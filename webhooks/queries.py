@@ -376,11 +376,5 @@ async def close_review(conn: asyncpg.Connection, firm_id: int, phone_e164: str) 
     )
 
 
-async def is_erased_message(conn: asyncpg.Connection | asyncpg.Pool, message_sid: str) -> bool:
-    """True for a message whose person was erased (intake/erasure.py): its late callbacks
-    are answered and not stored."""
-    return bool(await conn.fetchval("SELECT true FROM erased_messages WHERE message_sid = $1", message_sid))
-
-
 async def delete_inbox(conn: asyncpg.Connection, inbox_id: int) -> None:
     await conn.execute("DELETE FROM twilio_inbox WHERE id = $1", inbox_id)
