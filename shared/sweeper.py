@@ -90,9 +90,14 @@ class Sweeper:
             return {"error": "over_budget"}
 
     async def run_forever(self, interval_s: float, stop: asyncio.Event | None = None) -> None:
+        """A pass every `interval_s`, counted from the start of the last one (a pass that
+        took longer than that is followed at once): what a pass does is due at most one
+        interval late, however long its tasks take (a scheduled send, say)."""
         stop = stop or asyncio.Event()
+        loop = asyncio.get_running_loop()
         log.info("sweeper_started", interval_s=interval_s, tasks=list(self.tasks))
         while not stop.is_set():
+            started = loop.time()
             try:
                 await self.run_pass()
             except asyncio.CancelledError:
@@ -100,7 +105,7 @@ class Sweeper:
             except Exception as exc:  # database restarting: keep going, next pass retries
                 log.warning("sweep_pass_failed", error=f"{type(exc).__name__}: {exc}")
             try:
-                async with asyncio.timeout(interval_s):  # not wait_for: it can swallow a cancel
+                async with asyncio.timeout_at(started + interval_s):  # not wait_for: it can swallow a cancel
                     await stop.wait()
             except TimeoutError:
                 pass

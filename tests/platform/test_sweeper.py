@@ -53,3 +53,25 @@ async def test_two_sweeper_processes_record_passes_that_never_overlap(worker_poo
     finally:
         for proc in (first, second):
             proc.terminate()
+
+
+async def test_passes_start_an_interval_apart_however_long_their_tasks_take(deps: Deps):
+    """The interval counts from a pass's start, not its end: a pass of 0.6 s at an interval
+    of 1 s is followed 1 s after it started, so what it does is never due two intervals late."""
+    starts: list[float] = []
+    loop = asyncio.get_running_loop()
+
+    async def slow(_deps):
+        starts.append(loop.time())
+        await asyncio.sleep(0.6)
+
+    stop = asyncio.Event()
+    runner = asyncio.create_task(Sweeper(deps, {"slow": slow}).run_forever(1.0, stop))
+    async def three_passes():
+        return len(starts) >= 3
+
+    await wait_for(three_passes, timeout=10, what="three passes")
+    stop.set()
+    await asyncio.wait_for(runner, 5)
+    gaps = [b - a for a, b in zip(starts, starts[1:])]
+    assert all(0.95 <= gap < 1.4 for gap in gaps), gaps
