@@ -67,6 +67,7 @@ async def test_passes_start_an_interval_apart_however_long_their_tasks_take(deps
 
     stop = asyncio.Event()
     runner = asyncio.create_task(Sweeper(deps, {"slow": slow}).run_forever(1.0, stop))
+
     async def three_passes():
         return len(starts) >= 3
 
@@ -74,4 +75,4 @@ async def test_passes_start_an_interval_apart_however_long_their_tasks_take(deps
     stop.set()
     await asyncio.wait_for(runner, 5)
     gaps = [b - a for a, b in zip(starts, starts[1:])]
-    assert all(0.95 <= gap < 1.4 for gap in gaps), gaps
+    assert all(0.95 <= gap < 1.5 for gap in gaps), gaps  # the old loop: 1.6 s and more
