@@ -163,24 +163,21 @@ async def incr(redis: Any, name: str, amount: int = 1, **labels: Any) -> None:
         log.debug("metric_write_failed", metric=name, error=f"{type(exc).__name__}: {exc}")
 
 
-async def _write_quietly(pipe: Any, name: str) -> None:
+async def observe(redis: Any, name: str, seconds: float, **labels: Any) -> None:
+    """Record one observation of `seconds` in histogram `name`; never raises for Redis trouble."""
+    await observe_many(redis, name, [seconds], **labels)
+
+
+async def observe_many(redis: Any, name: str, seconds: Sequence[float], **labels: Any) -> None:
+    """Record every observation of `seconds` in histogram `name` in one round trip; never
+    raises for Redis trouble."""
+    pipe = _observations_pipeline(redis, name, seconds, labels)
     try:
         await asyncio.wait_for(pipe.execute(), WRITE_TIMEOUT_S)
     except asyncio.CancelledError:
         raise
     except Exception as exc:
         log.debug("metric_write_failed", metric=name, error=f"{type(exc).__name__}: {exc}")
-
-
-async def observe(redis: Any, name: str, seconds: float, **labels: Any) -> None:
-    """Record one observation of `seconds` in histogram `name`; never raises for Redis trouble."""
-    await _write_quietly(_observations_pipeline(redis, name, [seconds], labels), name)
-
-
-async def observe_many(redis: Any, name: str, seconds: Sequence[float], **labels: Any) -> None:
-    """Record every observation of `seconds` in histogram `name` in one round trip; never
-    raises for Redis trouble."""
-    await _write_quietly(_observations_pipeline(redis, name, seconds, labels), name)
 
 
 class _CounterGroup:
